@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Installs every Debian package copyoffload needs to build, test and demo.
+# Idempotent: a second run only checks. Runs as root on Debian 12.
+set -euo pipefail
+
+packages=(
+	# runtime under test
+	samba smbclient samba-testsuite samba-vfs-modules
+	# building the module against a configured Samba source tree
+	dpkg-dev gcc g++ libc6-dev xz-utils python3 python3-distutils pkg-config perl
+	flex bison libparse-yapp-perl libjson-perl libgnutls28-dev zlib1g-dev libbsd-dev
+	libkeyutils-dev libtalloc-dev libtevent-dev libtdb-dev
+	# the project itself
+	meson ninja-build liburing-dev libcmocka-dev libfmt-dev libsystemd-dev
+	# tests
+	xfsprogs btrfs-progs util-linux e2fsprogs python3-impacket
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+done
+
+# apt-get source needs deb-src entries (deb822 sources: "Types: deb" -> "Types: deb deb-src").
+need_src=0
+src_list=/etc/apt/sources.list.d/debian.sources
+if [ -f "$src_list" ] && grep -q '^Types: deb$' "$src_list"; then
+	sed -i 's/^Types: deb$/Types: deb deb-src/' "$src_list"
+	need_src=1
+fi
+
+if [ ${#missing[@]} -eq 0 ] && [ $need_src -eq 0 ]; then
+	echo "install-deps: all ${#packages[@]} packages present"
+	exit 0
+fi
+
+# Installing samba must not start Debian's own smbd/nmbd on every interface.
+created_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	created_policy=1
+fi
+trap '[ $created_policy -eq 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "install-deps: installing ${missing[*]}"
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

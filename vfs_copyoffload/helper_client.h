@@ -1,0 +1,48 @@
+/*
+ * copyoffload: asynchronous client of the copyoffloadd helper.
+ *
+ * Copyright (C) 2026 The copyoffload authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+
+#ifndef COPYOFFLOAD_HELPER_CLIENT_H
+#define COPYOFFLOAD_HELPER_CLIENT_H
+
+#include "copyoffload_protocol.h"
+
+struct copyoffload_copy_args {
+	int src_fd; /* borrowed: the helper receives its own duplicates */
+	int dst_fd;
+	uint64_t src_offset;
+	uint64_t dst_offset;
+	uint64_t length;
+	uint32_t methods;
+	uint32_t flags;
+};
+
+/*
+ * Asks the helper listening on socket_path to copy a range. One connection
+ * per socket path and smbd process is opened on first use, kept, and opened
+ * again after the helper restarts; requests on it are answered in any order.
+ * Nothing here blocks: completion comes through ev.
+ */
+struct tevent_req *copyoffload_helper_copy_send(
+	TALLOC_CTX *mem_ctx,
+	struct tevent_context *ev,
+	const char *socket_path,
+	const struct copyoffload_copy_args *args);
+
+/*
+ * Returns 0 and fills *reply when the helper answered (the copy itself may
+ * still have failed: see reply->status). Otherwise returns the errno that
+ * says why the helper could not be reached or went away before answering;
+ * then nothing is known about the destination range.
+ */
+int copyoffload_helper_copy_recv(struct tevent_req *req,
+				 struct copyoffload_copy_reply *reply);
+
+#endif

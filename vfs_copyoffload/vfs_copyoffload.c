@@ -1,0 +1,542 @@
+/*
+ * copyoffload: SMB server-side copy done by the copyoffloadd helper.
+ *
+ * Copyright (C) 2026 The copyoffload authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ *
+ * smbd asks for a server-side copy one chunk at a time through
+ * offload_write. This module does every check that needs smbd state in the
+ * main thread (token, access, source size, strict locks), then hands the
+ * two descriptors to the helper and completes the request when the helper
+ * answers: smbd's event loop never waits on data movement. Cases that need
+ * smbd's own I/O path (alternate streams, overlapping ranges in one file)
+ * and copies the helper cannot take go to the next module.
+ */
+
+#include "includes.h"
+#include "smbd/smbd.h"
+#include "smbd/globals.h"
+#include "librpc/gen_ndr/ioctl.h"
+#include "lib/util/tevent_ntstatus.h"
+#include "lib/util/sys_rw.h"
+#include "offload_token.h"
+#include "copyoffload_config.h"
+#include "helper_client.h"
+
+/*
+ * Tokens this module resolves. smbd hands each module only the token; the
+ * next module minted it, so every token it returns is mirrored here.
+ */
+static struct vfs_offload_ctx *copyoffload_offload_ctx;
+
+static int copyoffload_connect(struct vfs_handle_struct *handle,
+			       const char *service,
+			       const char *user)
+{
+	struct copyoffload_config *config = NULL;
+	int ret;
+
+	ret = SMB_VFS_NEXT_CONNECT(handle, service, user);
+	if (ret < 0) {
+		return ret;
+	}
+
+	config = copyoffload_config_load(handle->conn, SNUM(handle->conn));
+	if (config == NULL) {
+		SMB_VFS_NEXT_DISCONNECT(handle);
+		errno = ENOMEM;
+		return -1;
+	}
+	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
+				struct copyoffload_config, return -1);
+	DBG_INFO("copyoffload: share %s uses helper %s\n", service,
+		 config->helper_socket);
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* offload_read: mint through the next module, mirror the token.      */
+/* ------------------------------------------------------------------ */
+
+struct copyoffload_read_state {
+	struct vfs_handle_struct *handle;
+	files_struct *fsp;
+	uint32_t flags;
+	uint64_t xferlen;
+	DATA_BLOB token;
+};
+
+static void copyoffload_offload_read_done(struct tevent_req *subreq);
+
+static struct tevent_req *copyoffload_offload_read_send(
+	TALLOC_CTX *mem_ctx,
+	struct tevent_context *ev,
+	struct vfs_handle_struct *handle,
+	files_struct *fsp,
+	uint32_t fsctl,
+	uint32_t ttl,
+	off_t offset,
+	size_t to_copy)
+{
+	struct tevent_req *req = NULL;
+	struct tevent_req *subreq = NULL;
+	struct copyoffload_read_state *state = NULL;
+	NTSTATUS status;
+
+	req = tevent_req_create(mem_ctx, &state,
+				struct copyoffload_read_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	*state = (struct copyoffload_read_state) {
+		.handle = handle,
+		.fsp = fsp,
+	};
+
+	status = vfs_offload_token_ctx_init(fsp->conn->sconn->client,
+					    &copyoffload_offload_ctx);
+	if (tevent_req_nterror(req, status)) {
+		return tevent_req_post(req, ev);
+	}
+
+	subreq = SMB_VFS_NEXT_OFFLOAD_READ_SEND(mem_ctx, ev, handle, fsp,
+						fsctl, ttl, offset, to_copy);
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, ev);
+	}
+	tevent_req_set_callback(subreq, copyoffload_offload_read_done, req);
+	return req;
+}
+
+static void copyoffload_offload_read_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct copyoffload_read_state *state = tevent_req_data(
+		req, struct copyoffload_read_state);
+	NTSTATUS status;
+
+	status = SMB_VFS_NEXT_OFFLOAD_READ_RECV(subreq,
+						state->handle,
+						state,
+						&state->flags,
+						&state->xferlen,
+						&state->token);
+	TALLOC_FREE(subreq);
+	if (tevent_req_nterror(req, status)) {
+		return;
+	}
+
+	status = vfs_offload_token_db_store_fsp(copyoffload_offload_ctx,
+						state->fsp,
+						&state->token);
+	if (tevent_req_nterror(req, status)) {
+		return;
+	}
+	tevent_req_done(req);
+}
+
+static NTSTATUS copyoffload_offload_read_recv(struct tevent_req *req,
+					      struct vfs_handle_struct *handle,
+					      TALLOC_CTX *mem_ctx,
+					      uint32_t *flags,
+					      uint64_t *xferlen,
+					      DATA_BLOB *token)
+{
+	struct copyoffload_read_state *state = tevent_req_data(
+		req, struct copyoffload_read_state);
+	NTSTATUS status;
+
+	if (tevent_req_is_nterror(req, &status)) {
+		tevent_req_received(req);
+		return status;
+	}
+
+	*flags = state->flags;
+	*xferlen = state->xferlen;
+	token->length = state->token.length;
+	token->data = talloc_move(mem_ctx, &state->token.data);
+
+	tevent_req_received(req);
+	return NT_STATUS_OK;
+}
+
+/* ------------------------------------------------------------------ */
+/* offload_write: checks here, data movement in the helper.           */
+/* ------------------------------------------------------------------ */
+
+struct copyoffload_write_state {
+	struct vfs_handle_struct *handle;
+	struct tevent_context *ev;
+	const struct copyoffload_config *config;
+	uint32_t fsctl;
+	DATA_BLOB *token;
+	off_t src_off;
+	struct files_struct *dst_fsp;
+	off_t dst_off;
+	off_t num;
+	bool restore_dst_user;
+	off_t copied;
+};
+
+static void copyoffload_write_cleanup(struct tevent_req *req,
+				      enum tevent_req_state req_state)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	bool ok;
+
+	if (!state->restore_dst_user) {
+		return;
+	}
+	/* smbd expects to be back in the destination's context. */
+	ok = change_to_user_and_service_by_fsp(state->dst_fsp);
+	SMB_ASSERT(ok);
+	state->restore_dst_user = false;
+}
+
+static void copyoffload_write_next_done(struct tevent_req *subreq);
+
+/* Returns false when req has failed and must be posted. */
+static bool copyoffload_write_pass_to_next(struct tevent_req *req)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	struct tevent_req *subreq = NULL;
+
+	subreq = SMB_VFS_NEXT_OFFLOAD_WRITE_SEND(state->handle,
+						 state,
+						 state->ev,
+						 state->fsctl,
+						 state->token,
+						 state->src_off,
+						 state->dst_fsp,
+						 state->dst_off,
+						 state->num);
+	if (tevent_req_nomem(subreq, req)) {
+		return false;
+	}
+	tevent_req_set_callback(subreq, copyoffload_write_next_done, req);
+	return true;
+}
+
+static void copyoffload_write_next_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	NTSTATUS status;
+
+	status = SMB_VFS_NEXT_OFFLOAD_WRITE_RECV(state->handle, subreq,
+						 &state->copied);
+	TALLOC_FREE(subreq);
+	if (tevent_req_nterror(req, status)) {
+		return;
+	}
+	tevent_req_done(req);
+}
+
+static bool copyoffload_strict_lock_ok(files_struct *fsp, off_t offset,
+				       off_t length, enum brl_type lock_type)
+{
+	struct lock_struct lck;
+
+	init_strict_lock_struct(fsp,
+				fsp->op->global->open_persistent_id,
+				offset,
+				length,
+				lock_type,
+				lp_posix_cifsu_locktype(fsp),
+				&lck);
+	return SMB_VFS_STRICT_LOCK_CHECK(fsp->conn, fsp, &lck);
+}
+
+/*
+ * The checks smbd's own copy path makes, in the same order, so clients see
+ * the same statuses: token, access, source size, strict locks. On success
+ * smbd is back in the destination's user context. NT_STATUS_MORE_PROCESSING_REQUIRED
+ * means the next module must do this copy.
+ */
+static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
+					files_struct **_src_fsp)
+{
+	files_struct *src_fsp = NULL;
+	files_struct *dst_fsp = state->dst_fsp;
+	NTSTATUS status;
+
+	/* off_t is signed: refuse anything whose end does not fit. */
+	if (state->src_off < 0 || state->dst_off < 0 ||
+	    state->src_off > INT64_MAX - state->num ||
+	    state->dst_off > INT64_MAX - state->num) {
+		return NT_STATUS_INVALID_PARAMETER;
+	}
+
+	status = vfs_offload_token_db_fetch_fsp(copyoffload_offload_ctx,
+						state->token, &src_fsp);
+	if (!NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+	status = vfs_offload_token_check_handles(state->fsctl, src_fsp,
+						 dst_fsp);
+	if (!NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+
+	/* Streams and in-file overlap need smbd's buffered copy. */
+	if (fsp_is_alternate_stream(src_fsp) ||
+	    fsp_is_alternate_stream(dst_fsp)) {
+		return NT_STATUS_MORE_PROCESSING_REQUIRED;
+	}
+	if (file_id_equal(&src_fsp->file_id, &dst_fsp->file_id) &&
+	    sys_io_ranges_overlap(state->num, state->src_off,
+				  state->num, state->dst_off)) {
+		return NT_STATUS_MORE_PROCESSING_REQUIRED;
+	}
+	if (fsp_get_io_fd(src_fsp) == -1 || fsp_get_io_fd(dst_fsp) == -1) {
+		return NT_STATUS_MORE_PROCESSING_REQUIRED;
+	}
+
+	if (!change_to_user_and_service_by_fsp(src_fsp)) {
+		return NT_STATUS_ACCESS_DENIED;
+	}
+	state->restore_dst_user = true;
+
+	status = vfs_stat_fsp(src_fsp);
+	if (!NT_STATUS_IS_OK(status)) {
+		return status;
+	}
+	if (src_fsp->fsp_name->st.st_ex_size < state->src_off + state->num) {
+		/* MS-SMB2 3.3.5.15.6 <240>: what Windows returns. */
+		return NT_STATUS_INVALID_VIEW_SIZE;
+	}
+	if (!copyoffload_strict_lock_ok(src_fsp, state->src_off, state->num,
+					READ_LOCK)) {
+		return NT_STATUS_FILE_LOCK_CONFLICT;
+	}
+
+	if (!change_to_user_and_service_by_fsp(dst_fsp)) {
+		return NT_STATUS_INTERNAL_ERROR;
+	}
+	state->restore_dst_user = false;
+
+	if (!copyoffload_strict_lock_ok(dst_fsp, state->dst_off, state->num,
+					WRITE_LOCK)) {
+		return NT_STATUS_FILE_LOCK_CONFLICT;
+	}
+
+	*_src_fsp = src_fsp;
+	return NT_STATUS_OK;
+}
+
+static void copyoffload_write_helper_done(struct tevent_req *subreq);
+
+static struct tevent_req *copyoffload_offload_write_send(
+	struct vfs_handle_struct *handle,
+	TALLOC_CTX *mem_ctx,
+	struct tevent_context *ev,
+	uint32_t fsctl,
+	DATA_BLOB *token,
+	off_t transfer_offset,
+	struct files_struct *dest_fsp,
+	off_t dest_off,
+	off_t num)
+{
+	struct tevent_req *req = NULL;
+	struct tevent_req *subreq = NULL;
+	struct copyoffload_write_state *state = NULL;
+	struct copyoffload_config *config = NULL;
+	struct copyoffload_copy_args args;
+	files_struct *src_fsp = NULL;
+	NTSTATUS status;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct copyoffload_config,
+				return NULL);
+
+	req = tevent_req_create(mem_ctx, &state,
+				struct copyoffload_write_state);
+	if (req == NULL) {
+		return NULL;
+	}
+	*state = (struct copyoffload_write_state) {
+		.handle = handle,
+		.ev = ev,
+		.config = config,
+		.fsctl = fsctl,
+		.token = token,
+		.src_off = transfer_offset,
+		.dst_fsp = dest_fsp,
+		.dst_off = dest_off,
+		.num = num,
+	};
+	tevent_req_set_cleanup_fn(req, copyoffload_write_cleanup);
+
+	/* Also here: a copy may come without a RESUME_KEY (bug 15664). */
+	status = vfs_offload_token_ctx_init(dest_fsp->conn->sconn->client,
+					    &copyoffload_offload_ctx);
+	if (tevent_req_nterror(req, status)) {
+		return tevent_req_post(req, ev);
+	}
+
+	/* ChunkCount 0 (macOS copyfile) and other fsctls: not ours. */
+	if ((fsctl != FSCTL_SRV_COPYCHUNK &&
+	     fsctl != FSCTL_SRV_COPYCHUNK_WRITE) || num == 0) {
+		if (!copyoffload_write_pass_to_next(req)) {
+			return tevent_req_post(req, ev);
+		}
+		return req;
+	}
+
+	status = copyoffload_write_check(state, &src_fsp);
+	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
+		DBG_DEBUG("copyoffload: %s: stream or overlapping range, "
+			  "copy goes to the next module\n",
+			  fsp_str_dbg(dest_fsp));
+		if (!copyoffload_write_pass_to_next(req)) {
+			return tevent_req_post(req, ev);
+		}
+		return req;
+	}
+	if (tevent_req_nterror(req, status)) {
+		return tevent_req_post(req, ev);
+	}
+
+	/* What a write does to the destination (fileio.c write_file). */
+	contend_level2_oplocks_begin(dest_fsp, LEVEL2_CONTEND_WRITE);
+	contend_level2_oplocks_end(dest_fsp, LEVEL2_CONTEND_WRITE);
+	mark_file_modified(dest_fsp);
+
+	args = (struct copyoffload_copy_args) {
+		.src_fd = fsp_get_io_fd(src_fsp),
+		.dst_fd = fsp_get_io_fd(dest_fsp),
+		.src_offset = transfer_offset,
+		.dst_offset = dest_off,
+		.length = num,
+		.methods = COPYOFFLOAD_METHODS_ALL,
+		.flags = 0,
+	};
+	/*
+	 * From here on src_fsp is not touched again: the helper holds its
+	 * own descriptors, so the source may be closed while the copy runs.
+	 */
+	subreq = copyoffload_helper_copy_send(state, ev,
+					      config->helper_socket, &args);
+	if (tevent_req_nomem(subreq, req)) {
+		return tevent_req_post(req, ev);
+	}
+	tevent_req_set_callback(subreq, copyoffload_write_helper_done, req);
+	return req;
+}
+
+static NTSTATUS copyoffload_status_from_errno(int err)
+{
+	NTSTATUS status;
+
+	switch (err) {
+	case ENODATA:
+		/* The source shrank below the range after it was checked. */
+		return NT_STATUS_INVALID_VIEW_SIZE;
+	case EPROTO:
+	case EBADMSG:
+		return NT_STATUS_INTERNAL_ERROR;
+	}
+	status = map_nt_error_from_unix_common(err);
+	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
+		return NT_STATUS_INTERNAL_ERROR;
+	}
+	return status;
+}
+
+static void copyoffload_write_helper_done(struct tevent_req *subreq)
+{
+	struct tevent_req *req = tevent_req_callback_data(
+		subreq, struct tevent_req);
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	struct copyoffload_copy_reply reply;
+	NTSTATUS status;
+	int err;
+
+	err = copyoffload_helper_copy_recv(subreq, &reply);
+	TALLOC_FREE(subreq);
+
+	if (err != 0) {
+		/*
+		 * Nothing was reported copied, and rewriting a chunk from an
+		 * unchanged source is harmless: the next module may redo it.
+		 */
+		if (state->config->helper_down == COPYOFFLOAD_HELPER_DOWN_FAIL) {
+			DBG_NOTICE("copyoffload: %s: helper unavailable (%s), "
+				   "failing the copy as configured\n",
+				   fsp_str_dbg(state->dst_fsp), strerror(err));
+			tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
+			return;
+		}
+		DBG_INFO("copyoffload: %s: helper unavailable (%s), copy goes "
+			 "to the next module\n",
+			 fsp_str_dbg(state->dst_fsp), strerror(err));
+		copyoffload_write_pass_to_next(req);
+		return;
+	}
+
+	if (reply.status != 0) {
+		status = copyoffload_status_from_errno(reply.status);
+		DBG_NOTICE("copyoffload: copy of %jd bytes to %s at %jd failed "
+			   "after %" PRIu64 " bytes: %s (%s)\n",
+			   (intmax_t)state->num, fsp_str_dbg(state->dst_fsp),
+			   (intmax_t)state->dst_off, reply.bytes_done,
+			   strerror(reply.status), nt_errstr(status));
+		tevent_req_nterror(req, status);
+		return;
+	}
+
+	/* The client refuses replies whose bytes_done differ from num. */
+	state->copied = state->num;
+	DBG_DEBUG("copyoffload: copied %jd bytes to %s at %jd "
+		  "(clone %" PRIu64 ", copy_file_range %" PRIu64
+		  ", read/write %" PRIu64 ")\n",
+		  (intmax_t)state->num, fsp_str_dbg(state->dst_fsp),
+		  (intmax_t)state->dst_off,
+		  reply.bytes_by_method[COPYOFFLOAD_METHOD_CLONE],
+		  reply.bytes_by_method[COPYOFFLOAD_METHOD_COPY_FILE_RANGE],
+		  reply.bytes_by_method[COPYOFFLOAD_METHOD_READ_WRITE]);
+	tevent_req_done(req);
+}
+
+static NTSTATUS copyoffload_offload_write_recv(struct vfs_handle_struct *handle,
+					       struct tevent_req *req,
+					       off_t *copied)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	NTSTATUS status;
+
+	if (tevent_req_is_nterror(req, &status)) {
+		*copied = 0;
+		tevent_req_received(req);
+		return status;
+	}
+	*copied = state->copied;
+	tevent_req_received(req);
+	return NT_STATUS_OK;
+}
+
+static struct vfs_fn_pointers copyoffload_fns = {
+	.connect_fn = copyoffload_connect,
+	.offload_read_send_fn = copyoffload_offload_read_send,
+	.offload_read_recv_fn = copyoffload_offload_read_recv,
+	.offload_write_send_fn = copyoffload_offload_write_send,
+	.offload_write_recv_fn = copyoffload_offload_write_recv,
+};
+
+NTSTATUS samba_init_module(TALLOC_CTX *ctx);
+
+NTSTATUS samba_init_module(TALLOC_CTX *ctx)
+{
+	return smb_register_vfs(SMB_VFS_INTERFACE_VERSION, "copyoffload",
+				&copyoffload_fns);
+}
