@@ -1,0 +1,168 @@
+"""The copyoffloadd helper daemon: start, stop, and read what it copied.
+
+At --log-level debug the daemon writes one line per finished copy to stderr:
+
+    copy done id=<n> peer_pid=<pid> src_off=<n> dst_off=<n> length=<n>
+        bytes=<n> method=<name> status=<0 or errno> usec=<n>
+
+(on one line; the errno may be a number or a name such as EXDEV). Tests note log_position() before a client operation and read
+records_since() afterwards to attribute copies to that operation.
+"""
+
+import dataclasses
+import os
+import re
+import stat
+import time
+
+import cleanup
+import processes
+
+COPY_DONE_RE = re.compile(
+    r"copy done id=(?P<id>\d+) peer_pid=(?P<peer_pid>\d+)"
+    r" src_off=(?P<src_off>\d+) dst_off=(?P<dst_off>\d+)"
+    r" length=(?P<length>\d+) bytes=(?P<bytes>\d+)"
+    r" method=(?P<method>\S+) status=(?P<status>[-\w]+) usec=(?P<usec>\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyDone:
+    id: int
+    peer_pid: int
+    src_off: int
+    dst_off: int
+    length: int
+    bytes: int
+    method: str
+    status: str   # "0" on success, else an errno (number or name)
+    usec: int
+
+    @property
+    def ok(self):
+        return self.status == "0"
+
+
+@dataclasses.dataclass(frozen=True)
+class CopySummary:
+    count: int          # "copy done" lines
+    ok_count: int       # ... with status=0
+    bytes_ok: int       # sum of bytes over status=0 lines
+    failed: tuple       # CopyDone records with status != 0
+    methods: tuple      # sorted distinct methods of successful copies
+
+    def describe(self):
+        text = (f"{self.count} copies, {self.bytes_ok} bytes ok"
+                f" via {','.join(self.methods) or '-'}")
+        if self.failed:
+            statuses = sorted({r.status for r in self.failed})
+            text += f", {len(self.failed)} failed (status {statuses})"
+        return text
+
+
+def parse_copy_done(text):
+    """All "copy done" records in text, in order."""
+    records = []
+    for m in COPY_DONE_RE.finditer(text):
+        values = m.groupdict()
+        records.append(CopyDone(**{k: (v if k in ("method", "status") else int(v))
+                                   for k, v in values.items()}))
+    return records
+
+
+def summarize(records):
+    ok = [r for r in records if r.ok]
+    return CopySummary(
+        count=len(records),
+        ok_count=len(ok),
+        bytes_ok=sum(r.bytes for r in ok),
+        failed=tuple(r for r in records if not r.ok),
+        methods=tuple(sorted({r.method for r in ok})),
+    )
+
+
+class HelperDaemon:
+    def __init__(self, binary, workdir, log_level="debug"):
+        self.binary = binary
+        self.dir = os.path.join(workdir, "helper")
+        self.socket_path = os.path.join(self.dir, "copyoffloadd.sock")
+        self.log_path = os.path.join(self.dir, "copyoffloadd.log")
+        self.log_level = log_level
+        self.proc = None
+        self._token = None
+
+    def start(self, timeout=15):
+        os.makedirs(self.dir, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        argv = [self.binary, "--socket", self.socket_path,
+                "--log-level", self.log_level]
+        try:
+            with cleanup.critical():
+                self.proc, self._token = processes.spawn_daemon(
+                    argv, self.log_path, "copyoffloadd")
+            self._wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_ready(self, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"copyoffloadd exited with status "
+                                   f"{self.proc.returncode}: {self.log_tail()}")
+            try:
+                if stat.S_ISSOCK(os.stat(self.socket_path).st_mode):
+                    return
+            except FileNotFoundError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"copyoffloadd did not create {self.socket_path} "
+                           f"within {timeout} s: {self.log_tail()}")
+
+    def stop(self):
+        if self._token is not None:
+            token, self._token = self._token, None
+            cleanup.release(token)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+    # -- log -------------------------------------------------------------
+
+    def log_position(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except FileNotFoundError:
+            return 0
+
+    def log_text(self, since=0):
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def records_since(self, position):
+        return parse_copy_done(self.log_text(position))
+
+    def wait_for_bytes(self, position, nbytes, timeout=5.0):
+        """Summary of copies logged after position, waiting up to timeout for
+        the successful ones to cover nbytes (the log may trail the reply)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            summary = summarize(self.records_since(position))
+            if summary.bytes_ok >= nbytes or time.monotonic() >= deadline:
+                return summary
+            time.sleep(0.05)
+
+    def log_tail(self, lines=5):
+        return " | ".join(self.log_text().strip().splitlines()[-lines:])
