@@ -33,6 +33,7 @@ struct helper_conn {
 	char *socket_path;
 	struct tevent_context *ev;
 	int fd;
+	pid_t fd_owner; /* a forked child must not read its parent's replies */
 	struct tevent_fd *fde;
 	bool hello_answered;
 	uint64_t next_request_id;
@@ -179,6 +180,7 @@ static int helper_conn_open(struct helper_conn *conn)
 		return ENOMEM;
 	}
 	conn->fd = fd;
+	conn->fd_owner = getpid();
 	return 0;
 }
 
@@ -188,6 +190,18 @@ static int helper_conn_ensure(struct helper_conn *conn)
 	time_t now = time(NULL);
 	int err;
 
+	if (conn->fd != -1 && conn->fd_owner != getpid()) {
+		/* Forked: the socket and its replies stay with the parent. */
+		TALLOC_FREE(conn->fde);
+		close(conn->fd);
+		conn->fd = -1;
+		conn->hello_answered = false;
+		while (conn->calls != NULL) {
+			struct helper_call *call = conn->calls;
+			DLIST_REMOVE(conn->calls, call);
+			call->conn = NULL;
+		}
+	}
 	if (conn->fd != -1) {
 		return 0;
 	}
