@@ -177,8 +177,12 @@ static inline uint64_t copyoffload_get64(const uint8_t *p)
 	return copyoffload_get32(p) | ((uint64_t)copyoffload_get32(p + 4) << 32);
 }
 
+/*
+ * Takes the raw wire value: converting an unknown type to the enum first
+ * would be undefined behaviour when the header is compiled as C++.
+ */
 static inline size_t
-copyoffload_message_size(enum copyoffload_msg_type type)
+copyoffload_message_size(unsigned type)
 {
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO: return COPYOFFLOAD_HELLO_SIZE;
@@ -226,7 +230,7 @@ copyoffload_decode_header(const uint8_t *buf, size_t len,
 	if (h->magic != COPYOFFLOAD_MAGIC) {
 		return COPYOFFLOAD_DECODE_BAD_MAGIC;
 	}
-	expected = copyoffload_message_size((enum copyoffload_msg_type)h->type);
+	expected = copyoffload_message_size(h->type);
 	if (expected == 0) {
 		return COPYOFFLOAD_DECODE_BAD_TYPE;
 	}

@@ -1,0 +1,279 @@
+#include "connection.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+
+namespace copyoffload {
+
+namespace {
+
+const char *message_type_name(std::uint16_t type)
+{
+	switch (type) {
+	case COPYOFFLOAD_MSG_HELLO: return "HELLO";
+	case COPYOFFLOAD_MSG_HELLO_REPLY: return "HELLO_REPLY";
+	case COPYOFFLOAD_MSG_COPY: return "COPY";
+	case COPYOFFLOAD_MSG_COPY_REPLY: return "COPY_REPLY";
+	}
+	return "unknown";
+}
+
+// Takes ownership of every descriptor in the control data, so that each is
+// closed even when the message turns out to be bad.
+void collect_descriptors(msghdr &header, std::vector<UniqueFd> &descriptors)
+{
+	// The control buffer bounds the count: no allocation (and so no
+	// exception) can strand a descriptor half way through.
+	descriptors.reserve(Connection::max_descriptors);
+	for (cmsghdr *cmsg = CMSG_FIRSTHDR(&header); cmsg != nullptr;
+	     cmsg = CMSG_NXTHDR(&header, cmsg)) {
+		if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+			continue;
+		}
+		std::size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const unsigned char *data = CMSG_DATA(cmsg);
+		for (std::size_t i = 0; i < count; i++) {
+			int fd = -1;
+			std::memcpy(&fd, data + i * sizeof(int), sizeof(int));
+			descriptors.emplace_back(fd);
+		}
+	}
+}
+
+} // namespace
+
+Connection::Connection(UniqueFd socket, PeerCredentials peer, const Logger &log)
+	: socket_(std::move(socket)), peer_(peer), log_(log)
+{
+}
+
+std::string Connection::describe() const
+{
+	return fmt::format("peer pid={} uid={}", peer_.pid, peer_.uid);
+}
+
+Connection::ReceiveStatus Connection::receive(ReceivedMessage &message)
+{
+	alignas(cmsghdr) std::array<unsigned char,
+				    CMSG_SPACE(sizeof(int) * max_descriptors)> control{};
+	iovec data{message.bytes.data(), message.bytes.size()};
+	msghdr header{};
+	header.msg_iov = &data;
+	header.msg_iovlen = 1;
+	header.msg_control = control.data();
+	header.msg_controllen = control.size();
+
+	ssize_t n;
+	do {
+		n = ::recvmsg(socket_.get(), &header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		int error = errno;
+		if (error == EAGAIN || error == EWOULDBLOCK) {
+			return ReceiveStatus::would_block;
+		}
+		log_.warning("{}: receiving failed: {}", describe(), describe_errno(error));
+		return ReceiveStatus::failed;
+	}
+	collect_descriptors(header, message.descriptors);
+	if (n == 0) {
+		// End of stream (a zero-length packet would be malformed anyway).
+		return ReceiveStatus::closed;
+	}
+	message.size = static_cast<std::size_t>(n);
+	message.truncated = (header.msg_flags & MSG_TRUNC) != 0;
+	message.control_truncated = (header.msg_flags & MSG_CTRUNC) != 0;
+	return ReceiveStatus::message;
+}
+
+Connection::ReadOutcome Connection::read_messages(std::vector<CopyJob> &jobs)
+{
+	for (int i = 0; i < max_messages_per_read; i++) {
+		ReceivedMessage message;
+		switch (receive(message)) {
+		case ReceiveStatus::would_block:
+			return ReadOutcome::keep_open;
+		case ReceiveStatus::closed:
+		case ReceiveStatus::failed:
+			return ReadOutcome::close;
+		case ReceiveStatus::message:
+			break;
+		}
+		if (handle_message(message, jobs) == ReadOutcome::close) {
+			return ReadOutcome::close;
+		}
+	}
+	return ReadOutcome::keep_open;
+}
+
+Connection::ReadOutcome Connection::handle_message(ReceivedMessage &message,
+						   std::vector<CopyJob> &jobs)
+{
+	copyoffload_header header{};
+	auto decoded = copyoffload_decode_header(message.bytes.data(), message.size, &header);
+	if (decoded != COPYOFFLOAD_DECODE_OK) {
+		std::string problem =
+			message.truncated
+				? fmt::format("oversized message (more than {} bytes)",
+					      COPYOFFLOAD_MAX_MESSAGE_SIZE)
+				: fmt::format("malformed message of {} bytes ({})", message.size,
+					      copyoffload_decode_result_string(decoded));
+		// A whole header with our magic carries a request id worth
+		// answering: that request fails, the session goes on (packets
+		// keep their boundaries, so nothing is out of step). Anything
+		// else is not this protocol, and neither is a bad handshake.
+		bool answerable = handshake_done_ &&
+				  message.size >= COPYOFFLOAD_HEADER_SIZE &&
+				  header.magic == COPYOFFLOAD_MAGIC;
+		if (!answerable) {
+			log_.warning("{}: {}, closing connection", describe(), problem);
+			return ReadOutcome::close;
+		}
+		log_.warning("{}: {} id={}, replying EBADMSG", describe(), problem,
+			     header.request_id);
+		return reply_error(header.request_id, EBADMSG);
+	}
+
+	if (!handshake_done_) {
+		if (header.type != COPYOFFLOAD_MSG_HELLO) {
+			log_.warning("{}: first message is {} instead of HELLO, closing connection",
+				     describe(), message_type_name(header.type));
+			return ReadOutcome::close;
+		}
+		return handle_hello(message, header.request_id);
+	}
+	if (header.type == COPYOFFLOAD_MSG_COPY) {
+		return handle_copy(message, header.request_id, jobs);
+	}
+	log_.warning("{}: unexpected {} message id={} after the handshake, replying EBADMSG",
+		     describe(), message_type_name(header.type), header.request_id);
+	return reply_error(header.request_id, EBADMSG);
+}
+
+Connection::ReadOutcome Connection::handle_hello(const ReceivedMessage &message,
+						 std::uint64_t request_id)
+{
+	copyoffload_hello hello{};
+	auto decoded = copyoffload_decode_hello(message.bytes.data(), message.size, &hello);
+	copyoffload_hello_reply reply{};
+	reply.request_id = request_id;
+	reply.version = COPYOFFLOAD_PROTOCOL_VERSION; // tells a refused peer what we speak
+
+	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+		log_.warning("{}: malformed HELLO ({}), closing connection", describe(),
+			     decoded != COPYOFFLOAD_DECODE_OK
+				     ? copyoffload_decode_result_string(decoded)
+				     : "carries descriptors");
+		reply.status = EBADMSG;
+	} else if (!copyoffload_hello_acceptable(&hello)) {
+		log_.warning("{}: speaks protocol versions {}..{}, this daemon only {}; "
+			     "closing connection",
+			     describe(), hello.min_version, hello.max_version,
+			     COPYOFFLOAD_PROTOCOL_VERSION);
+		reply.status = EPROTONOSUPPORT;
+	}
+
+	std::array<std::uint8_t, COPYOFFLOAD_HELLO_REPLY_SIZE> bytes{};
+	copyoffload_encode_hello_reply(bytes.data(), &reply);
+	if (!send_bytes(bytes.data(), bytes.size(), false) || reply.status != 0) {
+		return ReadOutcome::close;
+	}
+	handshake_done_ = true;
+	log_.debug("{}: handshake done, protocol version {}", describe(),
+		   COPYOFFLOAD_PROTOCOL_VERSION);
+	return ReadOutcome::keep_open;
+}
+
+Connection::ReadOutcome Connection::handle_copy(ReceivedMessage &message,
+						std::uint64_t request_id,
+						std::vector<CopyJob> &jobs)
+{
+	copyoffload_copy_request request{};
+	auto decoded = copyoffload_decode_copy_request(message.bytes.data(),
+						       message.size, &request);
+	if (decoded != COPYOFFLOAD_DECODE_OK) {
+		log_.warning("{}: malformed COPY id={} ({}), replying EBADMSG", describe(),
+			     request_id, copyoffload_decode_result_string(decoded));
+		return reply_error(request_id, EBADMSG);
+	}
+	if (message.control_truncated || message.descriptors.size() != 2) {
+		log_.warning("{}: COPY id={} carries {}{} descriptors instead of 2, replying EBADF",
+			     describe(), request_id,
+			     message.control_truncated ? "more than " : "",
+			     message.descriptors.size());
+		return reply_error(request_id, EBADF);
+	}
+	jobs.push_back(CopyJob{
+		.connection = shared_from_this(),
+		.request = request,
+		.source = std::move(message.descriptors[0]),
+		.destination = std::move(message.descriptors[1]),
+	});
+	return ReadOutcome::keep_open;
+}
+
+Connection::ReadOutcome Connection::reply_error(std::uint64_t request_id, int status)
+{
+	copyoffload_copy_reply reply{};
+	reply.request_id = request_id;
+	reply.status = status;
+	return send_copy_reply(reply, false) ? ReadOutcome::keep_open : ReadOutcome::close;
+}
+
+bool Connection::send_copy_reply(const copyoffload_copy_reply &reply, bool may_block)
+{
+	if (cancelled()) {
+		return false;
+	}
+	std::array<std::uint8_t, COPYOFFLOAD_COPY_REPLY_SIZE> bytes{};
+	copyoffload_encode_copy_reply(bytes.data(), &reply);
+	return send_bytes(bytes.data(), bytes.size(), may_block);
+}
+
+bool Connection::send_bytes(const std::uint8_t *data, std::size_t size, bool may_block)
+{
+	// The lock only covers non-blocking sends, so a worker waiting for a
+	// slow client never holds up the main thread; waiting happens in
+	// poll(), outside the lock.
+	auto deadline = std::chrono::steady_clock::now() + reply_send_timeout;
+	for (;;) {
+		ssize_t n;
+		{
+			std::lock_guard lock(send_mutex_);
+			do {
+				n = ::send(socket_.get(), data, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+			} while (n < 0 && errno == EINTR);
+		}
+		if (n >= 0) {
+			return static_cast<std::size_t>(n) == size; // packets go whole or not at all
+		}
+		int error = errno;
+		if ((error != EAGAIN && error != EWOULDBLOCK) || !may_block) {
+			log_.warning("{}: sending a reply failed: {}", describe(),
+				     describe_errno(error));
+			return false;
+		}
+		auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+			deadline - std::chrono::steady_clock::now());
+		if (left.count() <= 0 || cancelled()) {
+			log_.warning("{}: client has not read its replies for {} s",
+				     describe(), reply_send_timeout.count());
+			return false;
+		}
+		pollfd writable{socket_.get(), POLLOUT, 0};
+		::poll(&writable, 1, static_cast<int>(std::min<long long>(left.count(), 100)));
+	}
+}
+
+void Connection::abort()
+{
+	cancel();
+	::shutdown(socket_.get(), SHUT_RDWR);
+}
+
+} // namespace copyoffload

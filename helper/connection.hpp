@@ -1,0 +1,98 @@
+// One client (an smbd process): the handshake state, message decoding and
+// the serialized sending of replies. The main thread reads; workers send.
+#pragma once
+
+#include "copy_job.hpp"
+#include "copyoffload_protocol.h"
+#include "logging.hpp"
+#include "unique_fd.hpp"
+
+#include <sys/types.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+namespace copyoffload {
+
+struct PeerCredentials {
+	pid_t pid = 0;
+	uid_t uid = 0;
+	gid_t gid = 0;
+};
+
+// One received packet. The buffer is one byte larger than the largest
+// message so that an oversized packet is seen as such, not as a fit.
+struct ReceivedMessage {
+	std::array<std::uint8_t, COPYOFFLOAD_MAX_MESSAGE_SIZE + 1> bytes{};
+	std::size_t size = 0;
+	std::vector<UniqueFd> descriptors;
+	bool truncated = false;         // MSG_TRUNC: larger than the buffer
+	bool control_truncated = false; // MSG_CTRUNC: descriptors were lost
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+public:
+	enum class ReadOutcome { keep_open, close };
+
+	// Most descriptors accepted with one message: more than a COPY needs,
+	// so a wrong count is reported as such rather than as truncation.
+	static constexpr std::size_t max_descriptors = 4;
+	// Messages handled per wakeup, so one busy client cannot starve others.
+	static constexpr int max_messages_per_read = 32;
+	// How long a worker waits for a client to make room for a reply
+	// before giving the connection up.
+	static constexpr std::chrono::seconds reply_send_timeout{10};
+
+	Connection(UniqueFd socket, PeerCredentials peer, const Logger &log);
+
+	[[nodiscard]] int fd() const { return socket_.get(); }
+	[[nodiscard]] const PeerCredentials &peer() const { return peer_; }
+
+	// Main thread only: handles the messages waiting on the socket and
+	// appends the COPY requests to run to `jobs`.
+	ReadOutcome read_messages(std::vector<CopyJob> &jobs);
+
+	// Any thread. Sends are serialized; `may_block` is false on the main
+	// thread, which must never wait on a slow client, and lets a worker
+	// wait up to reply_send_timeout for room. False when the reply was not
+	// delivered (client gone, cancelled, or not reading).
+	bool send_copy_reply(const copyoffload_copy_reply &reply, bool may_block);
+
+	// The client is gone or misbehaved: its running copies stop at their
+	// next slice and their replies are not sent.
+	void cancel() { stop_source_.request_stop(); }
+	[[nodiscard]] bool cancelled() const { return stop_source_.stop_requested(); }
+	[[nodiscard]] std::stop_token stop_token() const { return stop_source_.get_token(); }
+
+	// A worker could not deliver a reply: stop the connection and wake the
+	// main thread (it sees a hangup) to tidy up.
+	void abort();
+
+	[[nodiscard]] std::string describe() const;
+
+private:
+	enum class ReceiveStatus { message, would_block, closed, failed };
+
+	ReceiveStatus receive(ReceivedMessage &message);
+	ReadOutcome handle_message(ReceivedMessage &message, std::vector<CopyJob> &jobs);
+	ReadOutcome handle_hello(const ReceivedMessage &message, std::uint64_t request_id);
+	ReadOutcome handle_copy(ReceivedMessage &message, std::uint64_t request_id,
+				std::vector<CopyJob> &jobs);
+	ReadOutcome reply_error(std::uint64_t request_id, int status);
+	bool send_bytes(const std::uint8_t *data, std::size_t size, bool may_block);
+
+	UniqueFd socket_;
+	PeerCredentials peer_;
+	const Logger &log_;
+	bool handshake_done_ = false; // main thread only
+	std::mutex send_mutex_;
+	std::stop_source stop_source_;
+};
+
+} // namespace copyoffload

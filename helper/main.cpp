@@ -1,0 +1,80 @@
+// copyoffloadd: performs server-side copies for the Samba copyoffload VFS
+// module on descriptors smbd passes over a unix socket.
+#include "listening_socket.hpp"
+#include "logging.hpp"
+#include "options.hpp"
+#include "privileges.hpp"
+#include "server.hpp"
+#include "termination_signals.hpp"
+
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <exception>
+#include <string_view>
+#include <vector>
+
+#ifndef COPYOFFLOAD_VERSION
+#define COPYOFFLOAD_VERSION "unknown"
+#endif
+
+namespace {
+
+constexpr std::string_view program_name = "copyoffloadd";
+
+unsigned online_cpus()
+{
+	long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+	return cpus > 0 ? static_cast<unsigned>(cpus) : 1;
+}
+
+// Every queued copy holds two descriptors; use all the headroom the hard
+// limit allows (raising the soft limit needs no privilege).
+void raise_descriptor_limit()
+{
+	rlimit limit{};
+	if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+		limit.rlim_cur = limit.rlim_max;
+		::setrlimit(RLIMIT_NOFILE, &limit);
+	}
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	using namespace copyoffload;
+
+	std::vector<std::string_view> arguments(argv + (argc > 0 ? 1 : 0), argv + argc);
+	CommandLine command_line = parse_command_line(arguments, online_cpus());
+	switch (command_line.action) {
+	case CommandLine::Action::show_help:
+		fmt::print("{}", usage_text(program_name));
+		return 0;
+	case CommandLine::Action::show_version:
+		fmt::print("{} {}\n", program_name, COPYOFFLOAD_VERSION);
+		return 0;
+	case CommandLine::Action::usage_error:
+		fmt::print(stderr, "{}: {}\nTry '{} --help' for more information.\n",
+			   program_name, command_line.error, program_name);
+		return exit_usage;
+	case CommandLine::Action::run:
+		break;
+	}
+
+	const Options &options = command_line.options;
+	Logger log(options.log_level);
+	try {
+		// Order matters: signals are blocked and capabilities dropped
+		// before the server starts its worker threads, which inherit both.
+		raise_descriptor_limit();
+		UniqueFd signals = open_termination_signalfd();
+		ListeningSocket listener = ListeningSocket::open(options.socket_path);
+		drop_all_privileges();
+		Server server(options, log, std::move(signals), std::move(listener));
+		return server.run();
+	} catch (const std::exception &e) {
+		log.error("{}", e.what());
+		return 1;
+	}
+}

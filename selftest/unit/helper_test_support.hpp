@@ -1,0 +1,146 @@
+// Shared bits of the copyoffloadd unit tests: cmocka from C++, a private
+// temporary directory per test, and small file helpers.
+#pragma once
+
+// Include this after every other header: cmocka defines macros such as
+// fail() and skip() that would clash with names in the standard library.
+
+#include "copyoffload_protocol.h"
+#include "unique_fd.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+// cmocka.h needs these first.
+#include <cstdarg>
+#include <cstddef>
+#include <cstdint>
+#include <csetjmp>
+extern "C" { // cmocka.h does not declare C linkage itself
+#include <cmocka.h>
+}
+
+namespace test_support {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+class TempDir {
+public:
+	TempDir()
+	{
+		const char *base = std::getenv("TMPDIR");
+		std::string pattern = std::string(base != nullptr ? base : "/tmp") +
+				      "/copyoffload-test.XXXXXX";
+		std::vector<char> buffer(pattern.begin(), pattern.end());
+		buffer.push_back('\0');
+		if (::mkdtemp(buffer.data()) == nullptr) {
+			std::abort();
+		}
+		path_ = buffer.data();
+	}
+	~TempDir()
+	{
+		std::error_code ignored;
+		std::filesystem::remove_all(path_, ignored);
+	}
+	TempDir(const TempDir &) = delete;
+	TempDir &operator=(const TempDir &) = delete;
+
+	[[nodiscard]] std::string file(const std::string &name) const
+	{
+		return path_ + "/" + name;
+	}
+	[[nodiscard]] const std::string &path() const { return path_; }
+
+private:
+	std::string path_;
+};
+
+// cmocka setup/teardown handing each test its own TempDir as *state.
+inline int make_temp_dir(void **state)
+{
+	*state = std::make_unique<TempDir>().release();
+	return 0;
+}
+
+inline int remove_temp_dir(void **state)
+{
+	std::unique_ptr<TempDir> owned(static_cast<TempDir *>(*state));
+	return 0;
+}
+
+inline TempDir &temp_dir(void **state)
+{
+	return *static_cast<TempDir *>(*state);
+}
+
+// Deterministic, position-dependent bytes, so a shifted copy is noticed.
+inline std::vector<unsigned char> pattern(std::size_t size, unsigned seed = 1)
+{
+	std::vector<unsigned char> bytes(size);
+	std::uint32_t x = seed * 2654435761u + 1;
+	for (std::size_t i = 0; i < size; i++) {
+		x = x * 1103515245u + 12345u;
+		bytes[i] = static_cast<unsigned char>(x >> 16);
+	}
+	return bytes;
+}
+
+inline void write_file(const std::string &path, const std::vector<unsigned char> &bytes)
+{
+	copyoffload::UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+	assert_true(fd.valid());
+	std::size_t done = 0;
+	while (done < bytes.size()) {
+		ssize_t n = ::write(fd.get(), bytes.data() + done, bytes.size() - done);
+		assert_true(n > 0);
+		done += static_cast<std::size_t>(n);
+	}
+}
+
+inline std::vector<unsigned char> read_file(const std::string &path)
+{
+	copyoffload::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	assert_true(fd.valid());
+	std::vector<unsigned char> bytes;
+	unsigned char buffer[65536];
+	for (;;) {
+		ssize_t n = ::read(fd.get(), buffer, sizeof(buffer));
+		assert_true(n >= 0);
+		if (n == 0) {
+			return bytes;
+		}
+		bytes.insert(bytes.end(), buffer, buffer + n);
+	}
+}
+
+inline copyoffload::UniqueFd open_file(const std::string &path, int flags)
+{
+	copyoffload::UniqueFd fd(::open(path.c_str(), flags | O_CLOEXEC, 0600));
+	assert_true(fd.valid());
+	return fd;
+}
+
+// A COPY request as the decoder would hand it to the engine.
+inline copyoffload_copy_request copy_request(std::uint64_t src, std::uint64_t dst,
+					     std::uint64_t length,
+					     std::uint32_t methods = COPYOFFLOAD_METHODS_ALL,
+					     std::uint32_t flags = 0)
+{
+	copyoffload_copy_request r{};
+	r.request_id = 77;
+	r.src_offset = src;
+	r.dst_offset = dst;
+	r.length = length;
+	r.methods = methods;
+	r.flags = flags;
+	return r;
+}
+
+} // namespace test_support

@@ -1,0 +1,619 @@
+// The per-client protocol handling (handshake, decoding, descriptor
+// counting, error replies), the worker pool's queue, and a whole copy job
+// with its reply and log line, all over real socket pairs in-process.
+#include "connection.hpp"
+#include "copy_job.hpp"
+#include "worker_pool.hpp"
+
+#include <dirent.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <semaphore>
+#include <stop_token>
+#include <thread>
+
+#include "helper_test_support.hpp"
+
+using namespace copyoffload;
+using namespace test_support;
+
+namespace {
+
+std::size_t open_descriptor_count()
+{
+	std::size_t count = 0;
+	DIR *dir = ::opendir("/proc/self/fd");
+	assert_non_null(dir);
+	while (::readdir(dir) != nullptr) {
+		count++;
+	}
+	::closedir(dir);
+	return count;
+}
+
+// One end for the daemon's Connection, one for the test playing smbd.
+struct Pair {
+	std::shared_ptr<Connection> connection;
+	UniqueFd client;
+};
+
+Pair connected_pair(const Logger &log)
+{
+	int ends[2];
+	assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
+	Pair pair;
+	pair.connection = std::make_shared<Connection>(
+		UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, log);
+	pair.client = UniqueFd(ends[1]);
+	return pair;
+}
+
+void send_message(int fd, const std::uint8_t *data, std::size_t size,
+		  const std::vector<int> &descriptors = {})
+{
+	iovec iov{const_cast<std::uint8_t *>(data), size};
+	msghdr header{};
+	header.msg_iov = &iov;
+	header.msg_iovlen = 1;
+	std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * descriptors.size()));
+	if (!descriptors.empty()) {
+		header.msg_control = control.data();
+		header.msg_controllen = control.size();
+		cmsghdr *cmsg = CMSG_FIRSTHDR(&header);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * descriptors.size());
+		std::memcpy(CMSG_DATA(cmsg), descriptors.data(), sizeof(int) * descriptors.size());
+	}
+	assert_int_equal(::sendmsg(fd, &header, 0), static_cast<ssize_t>(size));
+}
+
+void send_hello(int fd, std::uint16_t min_version = 1, std::uint16_t max_version = 1,
+		std::uint64_t id = 1)
+{
+	std::uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
+	copyoffload_hello hello{id, min_version, max_version};
+	send_message(fd, buf, copyoffload_encode_hello(buf, &hello));
+}
+
+copyoffload_copy_request copy_request(std::uint64_t id, std::uint64_t length = 10,
+				      std::uint32_t methods = COPYOFFLOAD_METHODS_ALL)
+{
+	copyoffload_copy_request r{};
+	r.request_id = id;
+	r.src_offset = 1;
+	r.dst_offset = 2;
+	r.length = length;
+	r.methods = methods;
+	return r;
+}
+
+void send_copy(int fd, const copyoffload_copy_request &request,
+	       const std::vector<int> &descriptors)
+{
+	std::uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	send_message(fd, buf, copyoffload_encode_copy_request(buf, &request), descriptors);
+}
+
+// Nothing more is waiting on the client's end.
+void assert_no_reply(int fd)
+{
+	std::uint8_t buf[128];
+	assert_int_equal(::recv(fd, buf, sizeof(buf), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+copyoffload_hello_reply receive_hello_reply(int fd)
+{
+	std::uint8_t buf[128];
+	ssize_t n = ::recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+	copyoffload_hello_reply reply{};
+	assert_int_equal(copyoffload_decode_hello_reply(buf, static_cast<std::size_t>(n), &reply),
+			 COPYOFFLOAD_DECODE_OK);
+	return reply;
+}
+
+copyoffload_copy_reply receive_copy_reply(int fd, int flags = MSG_DONTWAIT)
+{
+	std::uint8_t buf[128];
+	ssize_t n = ::recv(fd, buf, sizeof(buf), flags);
+	copyoffload_copy_reply reply{};
+	assert_true(n > 0);
+	assert_int_equal(copyoffload_decode_copy_reply(buf, static_cast<std::size_t>(n), &reply),
+			 COPYOFFLOAD_DECODE_OK);
+	return reply;
+}
+
+const Logger quiet(LogLevel::error, -1);
+
+// A connection that has completed the handshake.
+Pair ready_pair(const Logger &log = quiet)
+{
+	Pair pair = connected_pair(log);
+	send_hello(pair.client.get());
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(receive_hello_reply(pair.client.get()).status, 0);
+	return pair;
+}
+
+/* --- handshake -------------------------------------------------------- */
+
+void test_handshake(void **)
+{
+	for (auto [min, max] : {std::pair{1, 1}, std::pair{1, 7}}) {
+		Pair pair = connected_pair(quiet);
+		send_hello(pair.client.get(), min, max, 0xabcdef);
+		std::vector<CopyJob> jobs;
+		assert_int_equal(pair.connection->read_messages(jobs),
+				 Connection::ReadOutcome::keep_open);
+		copyoffload_hello_reply reply = receive_hello_reply(pair.client.get());
+		assert_int_equal(reply.status, 0);
+		assert_int_equal(reply.version, COPYOFFLOAD_PROTOCOL_VERSION);
+		assert_true(reply.request_id == 0xabcdef);
+		assert_true(jobs.empty());
+	}
+}
+
+void test_unsupported_version_refused(void **)
+{
+	Pair pair = connected_pair(quiet);
+	send_hello(pair.client.get(), 2, 3, 5);
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
+	copyoffload_hello_reply reply = receive_hello_reply(pair.client.get());
+	assert_int_equal(reply.status, EPROTONOSUPPORT);
+	assert_int_equal(reply.version, COPYOFFLOAD_PROTOCOL_VERSION);
+	assert_true(reply.request_id == 5);
+}
+
+void test_malformed_hello_refused(void **)
+{
+	Pair pair = connected_pair(quiet);
+	send_hello(pair.client.get(), 0, 1); // version 0 does not exist
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
+	assert_int_equal(receive_hello_reply(pair.client.get()).status, EBADMSG);
+
+	// A HELLO must not carry descriptors; they are closed.
+	TempDir dir;
+	write_file(dir.file("f"), {});
+	UniqueFd file = open_file(dir.file("f"), O_RDONLY);
+	Pair other = connected_pair(quiet);
+	std::uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
+	copyoffload_hello hello{1, 1, 1};
+	send_message(other.client.get(), buf, copyoffload_encode_hello(buf, &hello),
+		     {file.get()});
+	std::size_t before = open_descriptor_count();
+	assert_int_equal(other.connection->read_messages(jobs), Connection::ReadOutcome::close);
+	assert_int_equal(open_descriptor_count(), before);
+	assert_int_equal(receive_hello_reply(other.client.get()).status, EBADMSG);
+}
+
+void test_copy_before_hello_closes(void **)
+{
+	Pair pair = connected_pair(quiet);
+	send_copy(pair.client.get(), copy_request(1), {});
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
+	assert_no_reply(pair.client.get());
+	assert_true(jobs.empty());
+}
+
+/* --- malformed messages ----------------------------------------------- */
+
+// Sends bytes after the handshake and expects the connection to be closed
+// without any reply (nothing trustworthy to answer).
+void expect_close_without_reply(const std::uint8_t *data, std::size_t size)
+{
+	Pair pair = ready_pair();
+	send_message(pair.client.get(), data, size);
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
+	assert_no_reply(pair.client.get());
+}
+
+// Sends bytes after the handshake and expects an EBADMSG reply for `id`,
+// the connection staying open.
+void expect_ebadmsg(const std::uint8_t *data, std::size_t size, std::uint64_t id)
+{
+	Pair pair = ready_pair();
+	TempDir dir;
+	write_file(dir.file("f"), {});
+	UniqueFd file = open_file(dir.file("f"), O_RDWR);
+	send_message(pair.client.get(), data, size, {file.get(), file.get()});
+	std::size_t before = open_descriptor_count();
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(open_descriptor_count(), before); // received ones were closed
+	assert_true(jobs.empty());
+	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == id);
+	assert_int_equal(reply.status, EBADMSG);
+	assert_true(reply.bytes_done == 0);
+}
+
+void test_unanswerable_messages_close(void **)
+{
+	std::uint8_t buf[COPYOFFLOAD_COPY_SIZE] = {};
+	copyoffload_copy_request r = copy_request(3);
+	std::size_t size = copyoffload_encode_copy_request(buf, &r);
+
+	expect_close_without_reply(buf, COPYOFFLOAD_HEADER_SIZE - 1); // no whole header
+	expect_close_without_reply(buf, 1);
+	copyoffload_put32(buf, 0x12345678);                            // not our magic
+	expect_close_without_reply(buf, size);
+
+	// Before the handshake every malformed message ends the session.
+	copyoffload_encode_copy_request(buf, &r);
+	copyoffload_put16(buf + 6, 99);
+	Pair pair = connected_pair(quiet);
+	send_message(pair.client.get(), buf, size);
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
+	assert_no_reply(pair.client.get());
+}
+
+void test_bad_headers_get_ebadmsg(void **)
+{
+	std::uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 64] = {};
+	copyoffload_copy_request r = copy_request(3);
+	std::size_t size = copyoffload_encode_copy_request(buf, &r);
+
+	expect_ebadmsg(buf, COPYOFFLOAD_HEADER_SIZE, 3);  // header only
+	expect_ebadmsg(buf, size - 1, 3);                 // truncated body
+	expect_ebadmsg(buf, size + 1, 3);                 // longer than its type
+	expect_ebadmsg(buf, sizeof(buf), 3);              // longer than any message
+
+	copyoffload_put16(buf + 4, 2);                    // bad version
+	expect_ebadmsg(buf, size, 3);
+	copyoffload_encode_copy_request(buf, &r);
+	copyoffload_put16(buf + 6, 99);                   // unknown type
+	expect_ebadmsg(buf, size, 3);
+	copyoffload_encode_copy_request(buf, &r);
+	copyoffload_put32(buf + 8, 99);                   // length field
+	expect_ebadmsg(buf, size, 3);
+	copyoffload_encode_copy_request(buf, &r);
+	copyoffload_put32(buf + 12, 1);                   // reserved
+	expect_ebadmsg(buf, size, 3);
+}
+
+void test_bad_body_gets_ebadmsg(void **)
+{
+	Pair pair = ready_pair();
+	TempDir dir;
+	write_file(dir.file("f"), {});
+	UniqueFd file = open_file(dir.file("f"), O_RDWR);
+
+	// No methods at all; another with an offset beyond off_t.
+	send_copy(pair.client.get(), copy_request(41, 10, 0), {file.get(), file.get()});
+	copyoffload_copy_request huge = copy_request(42);
+	huge.src_offset = UINT64_MAX;
+	send_copy(pair.client.get(), huge, {file.get(), file.get()});
+
+	std::size_t before = open_descriptor_count();
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(open_descriptor_count(), before); // received ones were closed
+	assert_true(jobs.empty());
+	for (std::uint64_t id : {41, 42}) {
+		copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+		assert_true(reply.request_id == id);
+		assert_int_equal(reply.status, EBADMSG);
+		assert_true(reply.bytes_done == 0);
+	}
+}
+
+void test_unexpected_types_get_ebadmsg(void **)
+{
+	Pair pair = ready_pair();
+	std::uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	send_hello(pair.client.get(), 1, 1, 61); // a second HELLO
+	copyoffload_hello_reply hello_reply{62, 0, 1};
+	send_message(pair.client.get(), buf, copyoffload_encode_hello_reply(buf, &hello_reply));
+	copyoffload_copy_reply copy_reply{};
+	copy_reply.request_id = 63;
+	send_message(pair.client.get(), buf, copyoffload_encode_copy_reply(buf, &copy_reply));
+
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	for (std::uint64_t id : {61, 62, 63}) {
+		copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+		assert_true(reply.request_id == id);
+		assert_int_equal(reply.status, EBADMSG);
+	}
+}
+
+void test_wrong_descriptor_count_gets_ebadf(void **)
+{
+	Pair pair = ready_pair();
+	TempDir dir;
+	write_file(dir.file("f"), {});
+	UniqueFd file = open_file(dir.file("f"), O_RDWR);
+	int f = file.get();
+
+	send_copy(pair.client.get(), copy_request(70), {});
+	send_copy(pair.client.get(), copy_request(71), {f});
+	send_copy(pair.client.get(), copy_request(72), {f, f, f});
+	send_copy(pair.client.get(), copy_request(73), {f, f, f, f, f, f, f}); // control truncated
+
+	std::size_t before = open_descriptor_count();
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(open_descriptor_count(), before);
+	assert_true(jobs.empty());
+	for (std::uint64_t id : {70, 71, 72, 73}) {
+		copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+		assert_true(reply.request_id == id);
+		assert_int_equal(reply.status, EBADF);
+	}
+}
+
+void test_valid_copy_becomes_job(void **)
+{
+	Pair pair = ready_pair();
+	TempDir dir;
+	write_file(dir.file("a"), {});
+	write_file(dir.file("b"), {});
+	UniqueFd a = open_file(dir.file("a"), O_RDONLY);
+	UniqueFd b = open_file(dir.file("b"), O_WRONLY);
+	copyoffload_copy_request request = copy_request(80, 12345);
+	send_copy(pair.client.get(), request, {a.get(), b.get()});
+	send_copy(pair.client.get(), copy_request(81), {b.get(), a.get()});
+
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_no_reply(pair.client.get()); // workers answer, not the reader
+	assert_int_equal(jobs.size(), 2);
+	assert_memory_equal(&jobs[0].request, &request, sizeof(request));
+	assert_true(jobs[0].connection == pair.connection);
+	assert_true(jobs[1].request.request_id == 81);
+
+	// The job's descriptors are new ones for the same files, in order.
+	struct stat expected{}, actual{};
+	::fstat(a.get(), &expected);
+	::fstat(jobs[0].source.get(), &actual);
+	assert_true(expected.st_ino == actual.st_ino);
+	::fstat(b.get(), &expected);
+	::fstat(jobs[0].destination.get(), &actual);
+	assert_true(expected.st_ino == actual.st_ino);
+	assert_int_not_equal(jobs[0].source.get(), a.get());
+	// Received with MSG_CMSG_CLOEXEC.
+	assert_true((::fcntl(jobs[0].source.get(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
+void test_peer_close_and_cancel(void **)
+{
+	Pair pair = ready_pair();
+	pair.client.reset();
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
+
+	Pair other = ready_pair();
+	assert_false(other.connection->cancelled());
+	std::stop_token token = other.connection->stop_token();
+	other.connection->cancel();
+	assert_true(token.stop_requested());
+	copyoffload_copy_reply reply{};
+	assert_false(other.connection->send_copy_reply(reply, true));
+	assert_no_reply(other.client.get());
+
+	Pair aborted = ready_pair();
+	aborted.connection->abort();
+	std::uint8_t buf[8];
+	assert_int_equal(::recv(aborted.client.get(), buf, sizeof(buf), MSG_DONTWAIT), 0);
+}
+
+// The main thread never waits for a client that does not read; a worker
+// waits (outside the send lock) until the client makes room.
+void test_reply_to_slow_reader(void **)
+{
+	Pair pair = ready_pair();
+	copyoffload_copy_reply reply{};
+	int sent = 0;
+	while (pair.connection->send_copy_reply(reply, false)) {
+		reply.request_id = ++sent;
+		assert_true(sent < 1000000);
+	}
+	assert_true(sent > 0);
+
+	bool delivered = false;
+	std::thread worker([&] { delivered = pair.connection->send_copy_reply(reply, true); });
+	::usleep(50000);
+	// Meanwhile the lock is free: a main-thread send fails at once.
+	assert_false(pair.connection->send_copy_reply(reply, false));
+	for (int i = 0; i < sent; i++) {
+		receive_copy_reply(pair.client.get(), 0);
+	}
+	worker.join();
+	assert_true(delivered);
+	assert_true(receive_copy_reply(pair.client.get(), 0).request_id == static_cast<std::uint64_t>(sent));
+}
+
+/* --- a whole job ------------------------------------------------------ */
+
+std::string read_log(const std::string &path)
+{
+	auto bytes = read_file(path);
+	return std::string(bytes.begin(), bytes.end());
+}
+
+// The log line that starts with `prefix` (after the timestamp), or "".
+std::string log_line(const std::string &log, const std::string &prefix)
+{
+	std::size_t start = log.find(prefix);
+	if (start == std::string::npos) {
+		return {};
+	}
+	return log.substr(start, log.find('\n', start) - start);
+}
+
+bool ends_with_number_after(const std::string &line, const std::string &key)
+{
+	std::size_t at = line.rfind(key);
+	if (at == std::string::npos || at + key.size() == line.size()) {
+		return false;
+	}
+	return line.find_first_not_of("0123456789", at + key.size()) == std::string::npos;
+}
+
+void test_copy_job_replies_and_logs(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	UniqueFd log_file = open_file(dir.file("log"), O_WRONLY | O_CREAT | O_APPEND);
+	Logger log(LogLevel::debug, log_file.get());
+	Pair pair = ready_pair(log);
+
+	auto bytes = pattern(100000);
+	write_file(dir.file("src"), bytes);
+	write_file(dir.file("dst"), {});
+	CopyJob job{pair.connection, copy_request(90, 99000), open_file(dir.file("src"), O_RDONLY),
+		    open_file(dir.file("dst"), O_WRONLY)};
+	run_copy_job(job, log);
+	assert_false(job.source.valid()); // closed before the reply went out
+	assert_false(job.destination.valid());
+
+	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 90);
+	assert_int_equal(reply.status, 0);
+	assert_true(reply.bytes_done == 99000);
+	assert_true(reply.bytes_by_method[COPYOFFLOAD_METHOD_COPY_FILE_RANGE] == 99000);
+	auto copied = read_file(dir.file("dst"));
+	assert_int_equal(copied.size(), 2 + 99000);
+	assert_memory_equal(copied.data() + 2, bytes.data() + 1, 99000);
+
+	std::string text = read_log(dir.file("log"));
+	std::string done = log_line(text, "debug: copy done id=90 ");
+	std::string expected = fmt::format(
+		"debug: copy done id=90 peer_pid={} src_off=1 dst_off=2 length=99000 "
+		"bytes=99000 method=copy_file_range status=0 usec=",
+		::getpid());
+	assert_string_equal(done.substr(0, expected.size()).c_str(), expected.c_str());
+	assert_true(ends_with_number_after(done, " usec="));
+
+	// A refused job: EBADF reply, its own log line, a warning with the reason.
+	CopyJob bad{pair.connection, copy_request(91), open_file(dir.path(), O_RDONLY | O_DIRECTORY),
+		    open_file(dir.file("dst"), O_WRONLY)};
+	run_copy_job(bad, log);
+	reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 91);
+	assert_int_equal(reply.status, EBADF);
+	text = read_log(dir.file("log"));
+	done = log_line(text, "debug: copy done id=91 ");
+	assert_true(done.find(" bytes=0 method=none status=EBADF usec=") != std::string::npos);
+	assert_true(log_line(text, "warning: copy id=91 ").ends_with("not a regular file"));
+
+	// A job of a cancelled connection: logged, never answered.
+	pair.connection->cancel();
+	CopyJob gone{pair.connection, copy_request(92), open_file(dir.file("src"), O_RDONLY),
+		     open_file(dir.file("dst"), O_WRONLY)};
+	run_copy_job(gone, log);
+	assert_no_reply(pair.client.get());
+	text = read_log(dir.file("log"));
+	assert_true(log_line(text, "copy done id=92 ").find(" status=ECANCELED ") != std::string::npos);
+}
+
+/* --- worker pool ------------------------------------------------------ */
+
+void test_worker_pool_drops_queued_jobs_of_a_connection(void **)
+{
+	Pair a = ready_pair();
+	Pair b = ready_pair();
+	std::binary_semaphore first_started{0}, release_first{0};
+	std::counting_semaphore<16> finished{0};
+	std::vector<std::uint64_t> ran; // only touched by the single worker
+
+	{
+		WorkerPool pool(
+			1,
+			[&](CopyJob &job) {
+				ran.push_back(job.request.request_id);
+				if (job.request.request_id == 1) {
+					first_started.release();
+					release_first.acquire();
+				}
+			},
+			[&] { finished.release(); });
+
+		pool.submit(CopyJob{a.connection, copy_request(1), {}, {}});
+		first_started.acquire();
+		pool.submit(CopyJob{a.connection, copy_request(2), {}, {}});
+		pool.submit(CopyJob{b.connection, copy_request(3), {}, {}});
+		pool.submit(CopyJob{a.connection, copy_request(4), {}, {}});
+		assert_int_equal(pool.jobs_in_flight(), 4);
+
+		assert_int_equal(pool.drop_queued_jobs_for(*a.connection), 2);
+		assert_int_equal(pool.jobs_in_flight(), 2); // running 1, queued 3
+		assert_false(pool.idle());
+
+		release_first.release();
+		finished.acquire();
+		finished.acquire();
+		assert_true(pool.idle());
+	}
+	assert_int_equal(ran.size(), 2);
+	assert_true(ran[0] == 1);
+	assert_true(ran[1] == 3);
+	// The pool held the last references of dropped jobs only briefly.
+	assert_int_equal(a.connection.use_count(), 1);
+}
+
+void test_worker_pool_destructor_does_not_wait_for_queue(void **)
+{
+	Pair a = ready_pair();
+	std::binary_semaphore started{0};
+	std::counting_semaphore<16> release{0};
+	int ran = 0;
+	{
+		WorkerPool pool(
+			1,
+			[&](CopyJob &) {
+				if (ran++ == 0) {
+					started.release();
+				}
+				release.acquire();
+			},
+			[] {});
+		pool.submit(CopyJob{a.connection, copy_request(1), {}, {}});
+		started.acquire();
+		for (int i = 0; i < 5; i++) {
+			pool.submit(CopyJob{a.connection, copy_request(2), {}, {}});
+		}
+		release.release();
+		// Leaving the scope stops the pool: the running job finishes,
+		// the queued ones may or may not start but the pool must not
+		// hang on them.
+		for (int i = 0; i < 5; i++) {
+			release.release();
+		}
+	}
+	assert_true(ran >= 1);
+}
+
+#define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
+
+} // namespace
+
+int main()
+{
+	const CMUnitTest tests[] = {
+		cmocka_unit_test(test_handshake),
+		cmocka_unit_test(test_unsupported_version_refused),
+		cmocka_unit_test(test_malformed_hello_refused),
+		cmocka_unit_test(test_copy_before_hello_closes),
+		cmocka_unit_test(test_unanswerable_messages_close),
+		cmocka_unit_test(test_bad_headers_get_ebadmsg),
+		cmocka_unit_test(test_bad_body_gets_ebadmsg),
+		cmocka_unit_test(test_unexpected_types_get_ebadmsg),
+		cmocka_unit_test(test_wrong_descriptor_count_gets_ebadf),
+		cmocka_unit_test(test_valid_copy_becomes_job),
+		cmocka_unit_test(test_peer_close_and_cancel),
+		cmocka_unit_test(test_reply_to_slow_reader),
+		WITH_DIR(test_copy_job_replies_and_logs),
+		cmocka_unit_test(test_worker_pool_drops_queued_jobs_of_a_connection),
+		cmocka_unit_test(test_worker_pool_destructor_does_not_wait_for_queue),
+	};
+	return cmocka_run_group_tests_name("copyoffloadd_connection", tests, nullptr, nullptr);
+}

@@ -1,0 +1,1012 @@
+/*
+ * Round trips against a real copyoffloadd: starts the daemon on a socket in
+ * a temporary directory, talks the wire protocol to it like the VFS module
+ * does, and checks replies, copied data, log lines, hostile inputs and a
+ * clean SIGTERM shutdown. Needs root (the daemon only serves uid 0) and the
+ * daemon's path in $COPYOFFLOADD; exits 77 (skip) otherwise.
+ */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "copyoffload_protocol.h"
+
+#define TIMEOUT_MS 5000
+#define BIG_SIZE (3 * 1024 * 1024 + 7)
+
+struct daemon_state {
+	const char *binary;
+	char dir[256];
+	char socket_path[300];
+	char log_path[300];
+	pid_t pid;
+	uint64_t next_id;
+};
+
+static struct daemon_state daemon_state;
+
+/* --- small helpers ---------------------------------------------------- */
+
+static void path_in_dir(char *out, size_t size, const char *name)
+{
+	snprintf(out, size, "%s/%s", daemon_state.dir, name);
+}
+
+static uint64_t new_id(void)
+{
+	return ++daemon_state.next_id;
+}
+
+static void fill_pattern(unsigned char *buf, size_t size, unsigned seed)
+{
+	uint32_t x = seed * 2654435761u + 1;
+	for (size_t i = 0; i < size; i++) {
+		x = x * 1103515245u + 12345u;
+		buf[i] = (unsigned char)(x >> 16);
+	}
+}
+
+static void write_all(int fd, const void *data, size_t size)
+{
+	const unsigned char *p = data;
+	while (size > 0) {
+		ssize_t n = write(fd, p, size);
+		assert_true(n > 0);
+		p += n;
+		size -= (size_t)n;
+	}
+}
+
+/* Creates `name` with `size` pattern bytes; returns the bytes (malloc'ed). */
+static unsigned char *make_file(const char *name, size_t size, unsigned seed)
+{
+	char path[512];
+	unsigned char *bytes = malloc(size ? size : 1);
+	assert_non_null(bytes);
+	fill_pattern(bytes, size, seed);
+	path_in_dir(path, sizeof(path), name);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	write_all(fd, bytes, size);
+	close(fd);
+	return bytes;
+}
+
+static int open_in_dir(const char *name, int flags)
+{
+	char path[512];
+	path_in_dir(path, sizeof(path), name);
+	int fd = open(path, flags | O_CLOEXEC, 0600);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static unsigned char *read_whole(const char *path, size_t *size)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	struct stat st;
+	assert_int_equal(fstat(fd, &st), 0);
+	unsigned char *buf = malloc((size_t)st.st_size + 1);
+	assert_non_null(buf);
+	size_t done = 0;
+	while (done < (size_t)st.st_size) {
+		ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+		assert_true(n > 0);
+		done += (size_t)n;
+	}
+	buf[done] = 0;
+	close(fd);
+	*size = done;
+	return buf;
+}
+
+static void assert_file_equals(const char *name, const unsigned char *expected, size_t size)
+{
+	char path[512];
+	size_t actual_size;
+	path_in_dir(path, sizeof(path), name);
+	unsigned char *actual = read_whole(path, &actual_size);
+	assert_int_equal(actual_size, size);
+	assert_memory_equal(actual, expected, size);
+	free(actual);
+}
+
+static char *read_log(void)
+{
+	size_t size;
+	return (char *)read_whole(daemon_state.log_path, &size);
+}
+
+static void assert_log_contains(const char *needle)
+{
+	char *log = read_log();
+	if (strstr(log, needle) == NULL) {
+		fail_msg("daemon log lacks \"%s\":\n%s", needle, log);
+	}
+	free(log);
+}
+
+static void assert_log_lacks(const char *needle)
+{
+	char *log = read_log();
+	if (strstr(log, needle) != NULL) {
+		fail_msg("daemon log contains \"%s\":\n%s", needle, log);
+	}
+	free(log);
+}
+
+/* --- client side of the protocol -------------------------------------- */
+
+static struct sockaddr_un unix_address(const char *path)
+{
+	struct sockaddr_un address = {.sun_family = AF_UNIX};
+	size_t length = strlen(path);
+	assert_true(length < sizeof(address.sun_path));
+	memcpy(address.sun_path, path, length + 1);
+	return address;
+}
+
+static int try_connect(void)
+{
+	struct sockaddr_un address = unix_address(daemon_state.socket_path);
+	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_true(fd >= 0);
+	if (connect(fd, (struct sockaddr *)&address, sizeof(address)) != 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static void send_with_fds(int sock, const void *data, size_t size, const int *fds, size_t nfds)
+{
+	struct iovec iov = {.iov_base = (void *)data, .iov_len = size};
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * 8)];
+	} control;
+	struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+
+	memset(&control, 0, sizeof(control));
+	if (nfds > 0) {
+		msg.msg_control = control.buf;
+		msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * nfds);
+	}
+	assert_int_equal(sendmsg(sock, &msg, MSG_NOSIGNAL), (ssize_t)size);
+}
+
+/* Receives one packet within the timeout; returns its size, 0 at EOF. */
+static ssize_t receive(int sock, uint8_t *buf, size_t size)
+{
+	struct pollfd p = {.fd = sock, .events = POLLIN};
+	int ready = poll(&p, 1, TIMEOUT_MS);
+	if (ready != 1) {
+		fail_msg("no answer from the daemon within %d ms", TIMEOUT_MS);
+	}
+	ssize_t n = recv(sock, buf, size, 0);
+	if (n < 0 && errno == ECONNRESET) {
+		return 0;
+	}
+	assert_true(n >= 0);
+	return n;
+}
+
+static void send_hello_versions(int sock, uint16_t min, uint16_t max, uint64_t id)
+{
+	uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
+	struct copyoffload_hello hello = {.request_id = id, .min_version = min,
+					  .max_version = max};
+	send_with_fds(sock, buf, copyoffload_encode_hello(buf, &hello), NULL, 0);
+}
+
+static struct copyoffload_hello_reply receive_hello_reply(int sock)
+{
+	uint8_t buf[256];
+	struct copyoffload_hello_reply reply;
+	ssize_t n = receive(sock, buf, sizeof(buf));
+	assert_int_equal(copyoffload_decode_hello_reply(buf, (size_t)n, &reply),
+			 COPYOFFLOAD_DECODE_OK);
+	return reply;
+}
+
+/* A connection that has completed the handshake. */
+static int connect_ready(void)
+{
+	int sock = try_connect();
+	assert_true(sock >= 0);
+	uint64_t id = new_id();
+	send_hello_versions(sock, 1, 1, id);
+	struct copyoffload_hello_reply reply = receive_hello_reply(sock);
+	assert_int_equal(reply.status, 0);
+	assert_int_equal(reply.version, 1);
+	assert_true(reply.request_id == id);
+	return sock;
+}
+
+static struct copyoffload_copy_request copy_request(uint64_t src, uint64_t dst, uint64_t length,
+						    uint32_t methods)
+{
+	struct copyoffload_copy_request r = {
+		.request_id = new_id(), .src_offset = src, .dst_offset = dst,
+		.length = length, .methods = methods, .flags = 0,
+	};
+	return r;
+}
+
+static void send_copy(int sock, const struct copyoffload_copy_request *r, int src, int dst)
+{
+	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	int fds[2] = {src, dst};
+	send_with_fds(sock, buf, copyoffload_encode_copy_request(buf, r), fds, 2);
+}
+
+static struct copyoffload_copy_reply receive_copy_reply(int sock)
+{
+	uint8_t buf[256];
+	struct copyoffload_copy_reply reply;
+	ssize_t n = receive(sock, buf, sizeof(buf));
+	assert_true(n > 0);
+	assert_int_equal(copyoffload_decode_copy_reply(buf, (size_t)n, &reply),
+			 COPYOFFLOAD_DECODE_OK);
+	return reply;
+}
+
+/* Sends one COPY and waits for its reply; checks the id and the accounting. */
+static struct copyoffload_copy_reply copy(int sock, const struct copyoffload_copy_request *r,
+					  int src, int dst)
+{
+	send_copy(sock, r, src, dst);
+	struct copyoffload_copy_reply reply = receive_copy_reply(sock);
+	assert_true(reply.request_id == r->request_id);
+	assert_true(reply.status != 0 || reply.bytes_done == r->length);
+	return reply;
+}
+
+static void assert_closed_by_daemon(int sock)
+{
+	uint8_t buf[256];
+	assert_int_equal(receive(sock, buf, sizeof(buf)), 0);
+	close(sock);
+}
+
+/* A plain successful copy on a fresh connection: the daemon still serves. */
+static void assert_daemon_serves(void)
+{
+	int sock = connect_ready();
+	unsigned char *bytes = make_file("alive-src", 4096, 99);
+	int src = open_in_dir("alive-src", O_RDONLY);
+	int dst = open_in_dir("alive-dst", O_WRONLY | O_CREAT | O_TRUNC);
+	struct copyoffload_copy_request r = copy_request(0, 0, 4096, COPYOFFLOAD_METHODS_ALL);
+	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, 0);
+	assert_file_equals("alive-dst", bytes, 4096);
+	close(src);
+	close(dst);
+	close(sock);
+	free(bytes);
+}
+
+/* --- daemon process --------------------------------------------------- */
+
+static void sleep_ms(long ms)
+{
+	struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+	nanosleep(&t, NULL);
+}
+
+/* Runs copyoffloadd with `args` (NULL-terminated, after argv[0]) and its
+ * stderr going to the log file. */
+static pid_t spawn_daemon(const char *const *args)
+{
+	const char *argv[16] = {daemon_state.binary};
+	size_t n = 1;
+	for (; args[n - 1] != NULL && n < 15; n++) {
+		argv[n] = args[n - 1];
+	}
+	argv[n] = NULL;
+
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int log = open(daemon_state.log_path, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (log < 0 || dup2(log, STDERR_FILENO) < 0) {
+			_exit(126);
+		}
+		execv(daemon_state.binary, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static int wait_exit_status(pid_t pid)
+{
+	int status;
+	for (int waited = 0; waited < TIMEOUT_MS; waited += 5) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		assert_true(r >= 0);
+		if (r == pid) {
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		}
+		sleep_ms(5);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	fail_msg("daemon pid %d did not exit within %d ms", (int)pid, TIMEOUT_MS);
+	return -1;
+}
+
+static int start_daemon(void **state)
+{
+	(void)state;
+	const char *args[] = {"--socket", daemon_state.socket_path, "--workers", "2",
+			      "--log-level", "debug", NULL};
+	daemon_state.pid = spawn_daemon(args);
+	/* Ready once it says so: the socket accepts a little earlier. */
+	for (int waited = 0; waited < TIMEOUT_MS; waited += 5) {
+		size_t size;
+		char *log = access(daemon_state.log_path, R_OK) == 0
+				    ? (char *)read_whole(daemon_state.log_path, &size)
+				    : NULL;
+		int ready = log != NULL && strstr(log, "info: listening on ") != NULL;
+		free(log);
+		if (ready) {
+			return 0;
+		}
+		sleep_ms(5);
+	}
+	fprintf(stderr, "copyoffloadd did not start listening\n");
+	return -1;
+}
+
+static int stop_daemon(void **state)
+{
+	(void)state;
+	if (daemon_state.pid > 0) {
+		kill(daemon_state.pid, SIGTERM);
+		waitpid(daemon_state.pid, NULL, 0);
+		daemon_state.pid = 0;
+	}
+	return 0;
+}
+
+static void remove_test_dir(int failures)
+{
+	char command[400];
+	if (failures > 0) { /* the daemon's view of what went wrong */
+		snprintf(command, sizeof(command), "cat '%s' >&2", daemon_state.log_path);
+		if (system(command) != 0) {
+			fprintf(stderr, "no daemon log at %s\n", daemon_state.log_path);
+		}
+	}
+	snprintf(command, sizeof(command), "rm -rf '%s'", daemon_state.dir);
+	if (system(command) != 0) {
+		fprintf(stderr, "could not remove %s\n", daemon_state.dir);
+	}
+}
+
+/* --- tests ------------------------------------------------------------ */
+
+static void test_socket_file(void **state)
+{
+	struct stat st;
+	(void)state;
+	assert_int_equal(lstat(daemon_state.socket_path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_log_contains("info: listening on ");
+	assert_log_contains(" with 2 workers");
+}
+
+/* Every thread of the daemon runs without any capability. */
+static void test_privileges_dropped(void **state)
+{
+	(void)state;
+	char path[128];
+	const char *fields[] = {"CapInh:\t0000000000000000", "CapPrm:\t0000000000000000",
+				"CapEff:\t0000000000000000", "NoNewPrivs:\t1"};
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)daemon_state.pid);
+	DIR *tasks = opendir(path);
+	assert_non_null(tasks);
+	int threads = 0;
+	for (struct dirent *task; (task = readdir(tasks)) != NULL;) {
+		if (task->d_name[0] == '.') {
+			continue;
+		}
+		char status_path[512];
+		size_t size;
+		snprintf(status_path, sizeof(status_path), "%s/%s/status", path, task->d_name);
+		/* /proc files report size 0: read them with stdio. */
+		FILE *f = fopen(status_path, "r");
+		assert_non_null(f);
+		char status[8192];
+		size = fread(status, 1, sizeof(status) - 1, f);
+		status[size] = 0;
+		fclose(f);
+		for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+			if (strstr(status, fields[i]) == NULL) {
+				fail_msg("thread %s lacks \"%s\":\n%s", task->d_name, fields[i],
+					 status);
+			}
+		}
+		threads++;
+	}
+	closedir(tasks);
+	assert_true(threads >= 3); /* main thread + 2 workers (+ sanitizer helpers) */
+}
+
+static void test_copy_real_file(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	unsigned char *bytes = make_file("big-src", BIG_SIZE, 1);
+	int src = open_in_dir("big-src", O_RDONLY);
+	int dst = open_in_dir("big-dst", O_WRONLY | O_CREAT | O_TRUNC);
+
+	struct copyoffload_copy_request r = copy_request(0, 0, BIG_SIZE, COPYOFFLOAD_METHODS_ALL);
+	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, 0);
+	assert_int_equal(reply.bytes_done, BIG_SIZE);
+	assert_int_equal(reply.bytes_by_method[COPYOFFLOAD_METHOD_COPY_FILE_RANGE], BIG_SIZE);
+	assert_file_equals("big-dst", bytes, BIG_SIZE);
+
+	char expected[512];
+	snprintf(expected, sizeof(expected),
+		 "debug: copy done id=%llu peer_pid=%d src_off=0 dst_off=0 length=%d "
+		 "bytes=%d method=copy_file_range status=0 usec=",
+		 (unsigned long long)r.request_id, (int)getpid(), BIG_SIZE, BIG_SIZE);
+	assert_log_contains(expected);
+
+	close(src);
+	close(dst);
+	close(sock);
+	free(bytes);
+}
+
+static void test_read_write_with_offsets(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	unsigned char *bytes = make_file("rw-src", BIG_SIZE, 2);
+	int src = open_in_dir("rw-src", O_RDONLY);
+	int dst = open_in_dir("rw-dst", O_RDWR | O_CREAT | O_TRUNC);
+
+	const uint64_t length = BIG_SIZE - 1000;
+	struct copyoffload_copy_request r = copy_request(
+		1000, 0, length, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, 0);
+	assert_int_equal(reply.bytes_by_method[COPYOFFLOAD_METHOD_READ_WRITE], length);
+	assert_file_equals("rw-dst", bytes + 1000, length);
+
+	close(src);
+	close(dst);
+	close(sock);
+	free(bytes);
+}
+
+static void expect_status(int sock, int src, int dst, uint64_t src_off, uint64_t dst_off,
+			  uint64_t length, uint32_t methods, uint32_t flags, int status)
+{
+	struct copyoffload_copy_request r = copy_request(src_off, dst_off, length, methods);
+	r.flags = flags;
+	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, status);
+	assert_int_equal(reply.bytes_done, 0);
+}
+
+static void test_hostile_descriptors(void **state)
+{
+	(void)state;
+	const uint32_t all = COPYOFFLOAD_METHODS_ALL;
+	int sock = connect_ready();
+	free(make_file("h-src", 8192, 3));
+	int src = open_in_dir("h-src", O_RDONLY);
+	int dst = open_in_dir("h-dst", O_WRONLY | O_CREAT | O_TRUNC);
+	int directory = open(daemon_state.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int pipe_ends[2];
+	assert_int_equal(pipe2(pipe_ends, O_CLOEXEC), 0);
+	int read_only_dst = open_in_dir("h-dst", O_RDONLY);
+	int append_dst = open_in_dir("h-dst", O_WRONLY | O_APPEND);
+	int path_only = open_in_dir("h-src", O_PATH);
+	int same_rw = open_in_dir("h-src", O_RDWR);
+
+	expect_status(sock, directory, dst, 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, src, directory, 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, pipe_ends[0], dst, 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, src, pipe_ends[1], 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, src, read_only_dst, 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, src, append_dst, 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, path_only, dst, 0, 0, 100, all, 0, EBADF);
+	expect_status(sock, dst, dst, 0, 0, 100, all, 0, EBADF); /* source write-only */
+	expect_status(sock, src, same_rw, 0, 50, 100, all, 0, EINVAL);
+	/* Only methods not implemented yet, or an all-or-nothing clone. */
+	expect_status(sock, src, dst, 0, 0, 100,
+		      COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE) |
+			      COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_DEVICE),
+		      0, EOPNOTSUPP);
+	expect_status(sock, src, dst, 0, 0, 100, all, COPYOFFLOAD_COPY_CLONE_ONLY, EOPNOTSUPP);
+
+	/* Wrong descriptor counts. */
+	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	int three[3] = {src, dst, dst};
+	for (size_t count = 0; count <= 3; count += 3) {
+		struct copyoffload_copy_request r = copy_request(0, 0, 10, all);
+		send_with_fds(sock, buf, copyoffload_encode_copy_request(buf, &r), three, count);
+		struct copyoffload_copy_reply reply = receive_copy_reply(sock);
+		assert_true(reply.request_id == r.request_id);
+		assert_int_equal(reply.status, EBADF);
+	}
+	{
+		struct copyoffload_copy_request r = copy_request(0, 0, 10, all);
+		send_with_fds(sock, buf, copyoffload_encode_copy_request(buf, &r), three, 1);
+		assert_int_equal(receive_copy_reply(sock).status, EBADF);
+	}
+
+	/* The same connection still copies. */
+	struct copyoffload_copy_request ok = copy_request(0, 0, 8192, all);
+	assert_int_equal(copy(sock, &ok, src, dst).status, 0);
+	assert_log_contains("is open with O_APPEND");
+	assert_log_contains("status=EBADF");
+
+	close(same_rw);
+	close(path_only);
+	close(append_dst);
+	close(read_only_dst);
+	close(pipe_ends[0]);
+	close(pipe_ends[1]);
+	close(directory);
+	close(src);
+	close(dst);
+	close(sock);
+}
+
+static void test_source_eof_and_zero_length(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	free(make_file("eof-src", 1000, 4));
+	int src = open_in_dir("eof-src", O_RDONLY);
+	int dst = open_in_dir("eof-dst", O_WRONLY | O_CREAT | O_TRUNC);
+
+	struct copyoffload_copy_request r = copy_request(400, 0, 5000, COPYOFFLOAD_METHODS_ALL);
+	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, ENODATA);
+	assert_int_equal(reply.bytes_done, 600);
+
+	r = copy_request(0, 0, 0, COPYOFFLOAD_METHODS_ALL);
+	reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, 0);
+	assert_int_equal(reply.bytes_done, 0);
+
+	close(src);
+	close(dst);
+	close(sock);
+}
+
+static void test_malformed_body_gets_ebadmsg(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	int src = open_in_dir("h-src", O_RDONLY);
+	int dst = open_in_dir("h-dst", O_WRONLY);
+
+	/* Zero methods, unknown flags: the header is fine, so an answer comes. */
+	struct copyoffload_copy_request r = copy_request(0, 0, 10, 0);
+	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
+	assert_int_equal(reply.status, EBADMSG);
+	r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	r.flags = 0x100;
+	assert_int_equal(copy(sock, &r, src, dst).status, EBADMSG);
+	r = copy_request(INT64_MAX, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	assert_int_equal(copy(sock, &r, src, dst).status, EBADMSG);
+
+	/* A COPY_REPLY sent to the daemon is answered with EBADMSG too. */
+	uint8_t buf[COPYOFFLOAD_COPY_REPLY_SIZE];
+	struct copyoffload_copy_reply bogus = {.request_id = new_id()};
+	send_with_fds(sock, buf, copyoffload_encode_copy_reply(buf, &bogus), NULL, 0);
+	reply = receive_copy_reply(sock);
+	assert_true(reply.request_id == bogus.request_id);
+	assert_int_equal(reply.status, EBADMSG);
+
+	r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	assert_int_equal(copy(sock, &r, src, dst).status, 0);
+	close(src);
+	close(dst);
+	close(sock);
+}
+
+static void test_truncated_message_closes(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	struct copyoffload_copy_request r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	copyoffload_encode_copy_request(buf, &r);
+	send_with_fds(sock, buf, 20, NULL, 0);
+	assert_closed_by_daemon(sock);
+	assert_log_contains("truncated message");
+	assert_daemon_serves();
+}
+
+static void test_bad_magic_closes(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	struct copyoffload_copy_request r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	copyoffload_encode_copy_request(buf, &r);
+	memcpy(buf, "SMB2", 4);
+	send_with_fds(sock, buf, sizeof(buf), NULL, 0);
+	assert_closed_by_daemon(sock);
+	assert_log_contains("(bad magic), closing connection");
+	assert_daemon_serves();
+}
+
+/* Our magic and a whole header, but otherwise wrong: that request fails
+ * with EBADMSG and the connection keeps serving. */
+static void test_bad_header_gets_ebadmsg(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	int src = open_in_dir("h-src", O_RDONLY);
+	int dst = open_in_dir("h-dst", O_WRONLY);
+	uint8_t buf[4096] = {0};
+	int fds[2] = {src, dst};
+	struct {
+		size_t offset, width, size;
+		uint32_t value;
+	} corruptions[] = {
+		{4, 2, COPYOFFLOAD_COPY_SIZE, 2},      /* version 2 after a v1 handshake */
+		{6, 2, COPYOFFLOAD_COPY_SIZE, 77},     /* unknown type */
+		{8, 4, COPYOFFLOAD_COPY_SIZE, 57},     /* length field */
+		{12, 4, COPYOFFLOAD_COPY_SIZE, 1},     /* reserved */
+		{0, 0, COPYOFFLOAD_COPY_SIZE - 8, 0},  /* truncated body */
+		{0, 0, sizeof(buf), 0},                /* oversized */
+	};
+	for (size_t i = 0; i < sizeof(corruptions) / sizeof(corruptions[0]); i++) {
+		struct copyoffload_copy_request r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+		copyoffload_encode_copy_request(buf, &r);
+		if (corruptions[i].width == 2) {
+			copyoffload_put16(buf + corruptions[i].offset, (uint16_t)corruptions[i].value);
+		} else if (corruptions[i].width == 4) {
+			copyoffload_put32(buf + corruptions[i].offset, corruptions[i].value);
+		}
+		send_with_fds(sock, buf, corruptions[i].size, fds, 2);
+		struct copyoffload_copy_reply reply = receive_copy_reply(sock);
+		assert_true(reply.request_id == r.request_id);
+		assert_int_equal(reply.status, EBADMSG);
+	}
+	assert_log_contains("oversized message (more than 72 bytes) id=");
+	assert_log_contains("(unknown message type) id=");
+
+	struct copyoffload_copy_request ok = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	assert_int_equal(copy(sock, &ok, src, dst).status, 0);
+	close(src);
+	close(dst);
+	close(sock);
+}
+
+static void test_wrong_version(void **state)
+{
+	(void)state;
+	/* A client that only speaks version 2 is told no, then dropped. */
+	int sock = try_connect();
+	assert_true(sock >= 0);
+	send_hello_versions(sock, 2, 2, 5);
+	struct copyoffload_hello_reply reply = receive_hello_reply(sock);
+	assert_int_equal(reply.status, EPROTONOSUPPORT);
+	assert_int_equal(reply.version, 1);
+	assert_true(reply.request_id == 5);
+	assert_closed_by_daemon(sock);
+	assert_log_contains("speaks protocol versions 2..2");
+	assert_daemon_serves();
+}
+
+static void test_copy_before_hello_closes(void **state)
+{
+	(void)state;
+	int sock = try_connect();
+	assert_true(sock >= 0);
+	int src = open_in_dir("h-src", O_RDONLY);
+	int dst = open_in_dir("h-dst", O_WRONLY);
+	struct copyoffload_copy_request r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	send_copy(sock, &r, src, dst);
+	assert_closed_by_daemon(sock);
+	assert_log_contains("instead of HELLO");
+	close(src);
+	close(dst);
+	assert_daemon_serves();
+}
+
+#define PARALLEL 16
+
+static void test_many_requests_in_flight(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	unsigned char *bytes[PARALLEL];
+	uint64_t ids[PARALLEL];
+	int seen[PARALLEL] = {0};
+
+	for (int i = 0; i < PARALLEL; i++) {
+		char src_name[32], dst_name[32];
+		snprintf(src_name, sizeof(src_name), "par-src-%d", i);
+		snprintf(dst_name, sizeof(dst_name), "par-dst-%d", i);
+		size_t size = 100000 + (size_t)i * 4099;
+		bytes[i] = make_file(src_name, size, 10 + (unsigned)i);
+		int src = open_in_dir(src_name, O_RDONLY);
+		int dst = open_in_dir(dst_name, O_WRONLY | O_CREAT | O_TRUNC);
+		uint32_t methods = i % 2 ? COPYOFFLOAD_METHODS_ALL
+					 : COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE);
+		struct copyoffload_copy_request r = copy_request(0, 0, size, methods);
+		ids[i] = r.request_id;
+		send_copy(sock, &r, src, dst);
+		close(src); /* the daemon holds its own references */
+		close(dst);
+	}
+	for (int n = 0; n < PARALLEL; n++) {
+		struct copyoffload_copy_reply reply = receive_copy_reply(sock);
+		int i = 0;
+		while (i < PARALLEL && ids[i] != reply.request_id) {
+			i++;
+		}
+		assert_true(i < PARALLEL);
+		assert_int_equal(seen[i], 0);
+		seen[i] = 1;
+		assert_int_equal(reply.status, 0);
+		assert_int_equal(reply.bytes_done, 100000 + (size_t)i * 4099);
+	}
+	for (int i = 0; i < PARALLEL; i++) {
+		char dst_name[32];
+		snprintf(dst_name, sizeof(dst_name), "par-dst-%d", i);
+		assert_file_equals(dst_name, bytes[i], 100000 + (size_t)i * 4099);
+		free(bytes[i]);
+	}
+	close(sock);
+}
+
+static void test_non_root_peer_refused(void **state)
+{
+	(void)state;
+	/* Let an unprivileged process reach the socket, then check the
+	 * daemon itself turns it away. */
+	assert_int_equal(chmod(daemon_state.dir, 0711), 0);
+	assert_int_equal(chmod(daemon_state.socket_path, 0666), 0);
+	pid_t child = fork();
+	assert_true(child >= 0);
+	if (child == 0) {
+		if (setgid(65534) != 0 || setuid(65534) != 0) {
+			_exit(2);
+		}
+		int sock = try_connect();
+		if (sock < 0) {
+			_exit(3);
+		}
+		uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
+		struct copyoffload_hello hello = {.request_id = 1, .min_version = 1,
+						  .max_version = 1};
+		copyoffload_encode_hello(buf, &hello);
+		send(sock, buf, sizeof(buf), MSG_NOSIGNAL);
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		if (poll(&p, 1, TIMEOUT_MS) != 1) {
+			_exit(4);
+		}
+		ssize_t n = recv(sock, buf, sizeof(buf), 0);
+		_exit(n == 0 || (n < 0 && errno == ECONNRESET) ? 0 : 5);
+	}
+	int status;
+	assert_int_equal(waitpid(child, &status, 0), child);
+	assert_int_equal(chmod(daemon_state.socket_path, 0600), 0);
+	assert_int_equal(chmod(daemon_state.dir, 0700), 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+
+	char expected[128];
+	snprintf(expected, sizeof(expected),
+		 "warning: refusing connection from peer pid=%d uid=65534", (int)child);
+	assert_log_contains(expected);
+	assert_daemon_serves();
+}
+
+/* A large sparse source: quick to create, some work to copy. */
+static void make_sparse_file(const char *name, off_t size)
+{
+	int fd = open_in_dir(name, O_WRONLY | O_CREAT | O_TRUNC);
+	assert_int_equal(ftruncate(fd, size), 0);
+	assert_int_equal(pwrite(fd, "end", 3, size - 3), 3);
+	close(fd);
+}
+
+static void test_client_vanishes_mid_copy(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	make_sparse_file("vanish-src", 64 << 20);
+	int src = open_in_dir("vanish-src", O_RDONLY);
+	int dst = open_in_dir("vanish-dst", O_WRONLY | O_CREAT | O_TRUNC);
+	struct copyoffload_copy_request r = copy_request(
+		0, 0, 64 << 20, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+	for (int i = 0; i < 4; i++) { /* one runs or finishes, others queue */
+		r.request_id = new_id();
+		send_copy(sock, &r, src, dst);
+	}
+	close(sock);
+	close(src);
+	close(dst);
+	assert_daemon_serves();
+}
+
+/* Last: SIGTERM with a copy in flight. The daemon answers it, exits 0 and
+ * removes its socket. */
+static void test_sigterm_finishes_copies_in_flight(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	const off_t big = 128 << 20;
+	make_sparse_file("term-src", big);
+	free(make_file("term-small", 10, 5));
+	int src = open_in_dir("term-src", O_RDONLY);
+	int dst = open_in_dir("term-dst", O_WRONLY | O_CREAT | O_TRUNC);
+	int small_src = open_in_dir("term-small", O_RDONLY);
+	int small_dst = open_in_dir("term-small-dst", O_WRONLY | O_CREAT | O_TRUNC);
+
+	struct copyoffload_copy_request slow = copy_request(
+		0, 0, (uint64_t)big, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+	struct copyoffload_copy_request quick = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	send_copy(sock, &slow, src, dst);
+	send_copy(sock, &quick, small_src, small_dst);
+	/* The daemon reads in order: once `quick` is answered, `slow` has
+	 * been accepted too (and is most likely still running). */
+	struct copyoffload_copy_reply reply = receive_copy_reply(sock);
+	if (reply.request_id == quick.request_id) {
+		assert_int_equal(kill(daemon_state.pid, SIGTERM), 0);
+		reply = receive_copy_reply(sock);
+	} else {
+		assert_int_equal(kill(daemon_state.pid, SIGTERM), 0);
+		assert_true(receive_copy_reply(sock).request_id == quick.request_id);
+	}
+	assert_true(reply.request_id == slow.request_id);
+	assert_int_equal(reply.status, 0);
+	assert_int_equal(reply.bytes_done, (uint64_t)big);
+
+	assert_int_equal(wait_exit_status(daemon_state.pid), 0);
+	daemon_state.pid = 0;
+	assert_closed_by_daemon(sock);
+
+	struct stat st;
+	assert_int_equal(lstat(daemon_state.socket_path, &st), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_log_contains("info: received SIGTERM");
+	assert_log_contains("info: shut down");
+	/* Sanitizer builds report into the same log. */
+	assert_log_lacks("runtime error");
+	assert_log_lacks("Sanitizer");
+	close(src);
+	close(dst);
+	close(small_src);
+	close(small_dst);
+}
+
+/* Command-line and startup errors, each with its own short-lived daemon. */
+static void test_startup_errors(void **state)
+{
+	(void)state;
+	const char *no_socket[] = {"--workers", "2", NULL};
+	assert_int_equal(wait_exit_status(spawn_daemon(no_socket)), 2);
+	const char *bad_level[] = {"--socket", "/nonexistent/x", "--log-level", "loud", NULL};
+	assert_int_equal(wait_exit_status(spawn_daemon(bad_level)), 2);
+	const char *bad_option[] = {"--frobnicate", NULL};
+	assert_int_equal(wait_exit_status(spawn_daemon(bad_option)), 2);
+	assert_log_contains("copyoffloadd: unknown option '--frobnicate'");
+
+	/* A regular file at the socket path is never replaced. */
+	char path[512];
+	free(make_file("not-a-socket", 5, 6));
+	path_in_dir(path, sizeof(path), "not-a-socket");
+	const char *on_file[] = {"--socket", path, NULL};
+	assert_int_equal(wait_exit_status(spawn_daemon(on_file)), 1);
+	struct stat st;
+	assert_int_equal(lstat(path, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_log_contains("exists and is not a socket");
+
+	/* The running daemon's socket is not stolen. */
+	const char *on_live[] = {"--socket", daemon_state.socket_path, NULL};
+	assert_int_equal(wait_exit_status(spawn_daemon(on_live)), 1);
+	assert_log_contains("another daemon is listening");
+	assert_daemon_serves();
+
+	/* A stale socket file (nobody listening) is replaced. */
+	path_in_dir(path, sizeof(path), "stale.sock");
+	struct sockaddr_un address = unix_address(path);
+	int stale = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	assert_int_equal(bind(stale, (struct sockaddr *)&address, sizeof(address)), 0);
+	close(stale);
+	const char *on_stale[] = {"--socket", path, NULL};
+	pid_t pid = spawn_daemon(on_stale);
+	int connected = -1;
+	for (int waited = 0; waited < TIMEOUT_MS && connected < 0; waited += 5) {
+		connected = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+		if (connect(connected, (struct sockaddr *)&address, sizeof(address)) != 0) {
+			close(connected);
+			connected = -1;
+			sleep_ms(5);
+		}
+	}
+	assert_true(connected >= 0);
+	close(connected);
+	assert_int_equal(kill(pid, SIGINT), 0);
+	assert_int_equal(wait_exit_status(pid), 0);
+}
+
+int main(void)
+{
+	daemon_state.binary = getenv("COPYOFFLOADD");
+	if (daemon_state.binary == NULL || access(daemon_state.binary, X_OK) != 0) {
+		fprintf(stderr, "skipped: set COPYOFFLOADD to the daemon binary\n");
+		return 77;
+	}
+	if (geteuid() != 0) {
+		fprintf(stderr, "skipped: copyoffloadd only serves root peers\n");
+		return 77;
+	}
+	const char *tmp = getenv("TMPDIR");
+	snprintf(daemon_state.dir, sizeof(daemon_state.dir), "%s/copyoffloadd-test.XXXXXX",
+		 tmp != NULL ? tmp : "/tmp");
+	if (mkdtemp(daemon_state.dir) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	path_in_dir(daemon_state.socket_path, sizeof(daemon_state.socket_path), "copyoffload.sock");
+	path_in_dir(daemon_state.log_path, sizeof(daemon_state.log_path), "daemon.log");
+	signal(SIGPIPE, SIG_IGN);
+
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_socket_file),
+		cmocka_unit_test(test_privileges_dropped),
+		cmocka_unit_test(test_copy_real_file),
+		cmocka_unit_test(test_read_write_with_offsets),
+		cmocka_unit_test(test_hostile_descriptors),
+		cmocka_unit_test(test_source_eof_and_zero_length),
+		cmocka_unit_test(test_malformed_body_gets_ebadmsg),
+		cmocka_unit_test(test_truncated_message_closes),
+		cmocka_unit_test(test_bad_magic_closes),
+		cmocka_unit_test(test_bad_header_gets_ebadmsg),
+		cmocka_unit_test(test_wrong_version),
+		cmocka_unit_test(test_copy_before_hello_closes),
+		cmocka_unit_test(test_many_requests_in_flight),
+		cmocka_unit_test(test_non_root_peer_refused),
+		cmocka_unit_test(test_client_vanishes_mid_copy),
+		cmocka_unit_test(test_startup_errors),
+		cmocka_unit_test(test_sigterm_finishes_copies_in_flight),
+	};
+	int failures = cmocka_run_group_tests_name("copyoffloadd_daemon", tests, start_daemon,
+						   stop_daemon);
+	remove_test_dir(failures);
+	return failures;
+}
