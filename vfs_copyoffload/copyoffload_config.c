@@ -33,21 +33,48 @@ static const char *load_helper_socket(int snum)
 	return path;
 }
 
-static enum copyoffload_helper_down load_helper_down(int snum)
+/*
+ * Reads an option whose value must be one of choices (NULL-terminated);
+ * returns the index of the value, or of default_choice after logging.
+ */
+static int load_choice(int snum, const char *option,
+		       const char *const *choices, int default_choice)
 {
-	const char *value = lp_parm_const_string(snum, MODULE, "helper down",
-						 "next");
+	const char *value = lp_parm_const_string(snum, MODULE, option,
+						 choices[default_choice]);
+	char *valid = NULL;
+	int i;
 
-	if (strequal(value, "next")) {
-		return COPYOFFLOAD_HELPER_DOWN_NEXT;
+	for (i = 0; choices[i] != NULL; i++) {
+		if (strequal(value, choices[i])) {
+			return i;
+		}
 	}
-	if (strequal(value, "fail")) {
-		return COPYOFFLOAD_HELPER_DOWN_FAIL;
+	valid = str_list_join(talloc_tos(), (const char **)choices, ',');
+	DBG_ERR("copyoffload: share %s: \"copyoffload:%s = %s\" is not one "
+		"of %s; using %s\n",
+		lp_const_servicename(snum), option, value,
+		valid != NULL ? valid : "?", choices[default_choice]);
+	TALLOC_FREE(valid);
+	return default_choice;
+}
+
+static bool load_bool(int snum, const char *option, bool default_value)
+{
+	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
+	bool result;
+
+	if (value == NULL) {
+		return default_value;
 	}
-	DBG_ERR("copyoffload: share %s: \"copyoffload:helper down = %s\" is "
-		"not one of next, fail; using next\n",
-		lp_const_servicename(snum), value);
-	return COPYOFFLOAD_HELPER_DOWN_NEXT;
+	if (!set_boolean(value, &result)) {
+		DBG_ERR("copyoffload: share %s: \"copyoffload:%s = %s\" is not "
+			"a boolean; using %s\n",
+			lp_const_servicename(snum), option, value,
+			default_value ? "yes" : "no");
+		return default_value;
+	}
+	return result;
 }
 
 struct copyoffload_config *copyoffload_config_load(TALLOC_CTX *mem_ctx,
@@ -64,6 +91,15 @@ struct copyoffload_config *copyoffload_config_load(TALLOC_CTX *mem_ctx,
 		TALLOC_FREE(config);
 		return NULL;
 	}
-	config->helper_down = load_helper_down(snum);
+	config->helper_down = load_choice(
+		snum, "helper down",
+		(const char *const[]) { "next", "fail", NULL },
+		COPYOFFLOAD_HELPER_DOWN_NEXT);
+	config->block_refcounting = load_choice(
+		snum, "block refcounting",
+		(const char *const[]) { "auto", "yes", "no", NULL },
+		COPYOFFLOAD_BLOCK_REFCOUNTING_AUTO);
+	config->dup_extents_fallback = load_bool(snum, "dup extents fallback",
+						 false);
 	return config;
 }

@@ -18,9 +18,19 @@ enum copyoffload_helper_down {
 	COPYOFFLOAD_HELPER_DOWN_FAIL, /* fail it with NT_STATUS_NOT_SUPPORTED */
 };
 
+/* Whether the share advertises FILE_SUPPORTS_BLOCK_REFCOUNTING. */
+enum copyoffload_block_refcounting {
+	COPYOFFLOAD_BLOCK_REFCOUNTING_AUTO, /* if the filesystem really clones */
+	COPYOFFLOAD_BLOCK_REFCOUNTING_YES,
+	COPYOFFLOAD_BLOCK_REFCOUNTING_NO,
+};
+
 struct copyoffload_config {
 	const char *helper_socket;
 	enum copyoffload_helper_down helper_down;
+	enum copyoffload_block_refcounting block_refcounting;
+	/* May a duplicate-extents request that cannot clone copy instead? */
+	bool dup_extents_fallback;
 };
 
 /*

@@ -9,7 +9,8 @@
  * (at your option) any later version.
  *
  * smbd asks for a server-side copy one chunk at a time through
- * offload_write. This module does every check that needs smbd state in the
+ * offload_write, and for a clone (FSCTL_DUPLICATE_EXTENTS_TO_FILE) with one
+ * offload_write for the whole range. This module does every check that needs smbd state in the
  * main thread (token, access, source size, strict locks), then hands the
  * two descriptors to the helper and completes the request when the helper
  * answers: smbd's event loop never waits on data movement. Cases that need
@@ -24,6 +25,7 @@
 #include "lib/util/tevent_ntstatus.h"
 #include "lib/util/sys_rw.h"
 #include "offload_token.h"
+#include "clone_probe.h"
 #include "copyoffload_config.h"
 #include "helper_client.h"
 
@@ -58,6 +60,41 @@ static int copyoffload_connect(struct vfs_handle_struct *handle,
 	return 0;
 }
 
+static uint32_t copyoffload_fs_capabilities(
+	struct vfs_handle_struct *handle,
+	enum timestamp_set_resolution *p_ts_res)
+{
+	struct copyoffload_config *config = NULL;
+	uint32_t caps = SMB_VFS_NEXT_FS_CAPABILITIES(handle, p_ts_res);
+	int err;
+
+	SMB_VFS_HANDLE_GET_DATA(handle, config, struct copyoffload_config,
+				return caps);
+
+	switch (config->block_refcounting) {
+	case COPYOFFLOAD_BLOCK_REFCOUNTING_YES:
+		return caps | FILE_SUPPORTS_BLOCK_REFCOUNTING;
+	case COPYOFFLOAD_BLOCK_REFCOUNTING_NO:
+		return caps & ~FILE_SUPPORTS_BLOCK_REFCOUNTING;
+	case COPYOFFLOAD_BLOCK_REFCOUNTING_AUTO:
+		break;
+	}
+
+	/* As root: the probe's unnamed files need write access. */
+	become_root();
+	err = copyoffload_probe_clone(handle->conn->connectpath);
+	unbecome_root();
+	if (err != 0) {
+		DBG_INFO("copyoffload: %s does not clone (%s): block "
+			 "refcounting not advertised\n",
+			 handle->conn->connectpath, strerror(err));
+		return caps;
+	}
+	DBG_INFO("copyoffload: %s clones: advertising block refcounting\n",
+		 handle->conn->connectpath);
+	return caps | FILE_SUPPORTS_BLOCK_REFCOUNTING;
+}
+
 /* ------------------------------------------------------------------ */
 /* offload_read: mint through the next module, mirror the token.      */
 /* ------------------------------------------------------------------ */
@@ -65,6 +102,7 @@ static int copyoffload_connect(struct vfs_handle_struct *handle,
 struct copyoffload_read_state {
 	struct vfs_handle_struct *handle;
 	files_struct *fsp;
+	uint32_t fsctl;
 	uint32_t flags;
 	uint64_t xferlen;
 	DATA_BLOB token;
@@ -95,6 +133,7 @@ static struct tevent_req *copyoffload_offload_read_send(
 	*state = (struct copyoffload_read_state) {
 		.handle = handle,
 		.fsp = fsp,
+		.fsctl = fsctl,
 	};
 
 	status = vfs_offload_token_ctx_init(fsp->conn->sconn->client,
@@ -127,6 +166,13 @@ static void copyoffload_offload_read_done(struct tevent_req *subreq)
 						&state->xferlen,
 						&state->token);
 	TALLOC_FREE(subreq);
+	if (!NT_STATUS_IS_OK(status) &&
+	    state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE) {
+		/* 4.17's vfs_default mints no clone tokens: mint our own. */
+		status = vfs_offload_token_create_blob(state, state->fsp,
+						       state->fsctl,
+						       &state->token);
+	}
 	if (tevent_req_nterror(req, status)) {
 		return;
 	}
@@ -257,14 +303,29 @@ static bool copyoffload_strict_lock_ok(files_struct *fsp, off_t offset,
 }
 
 /*
+ * What a request this module cannot serve gets: a copychunk goes to the
+ * next module (smbd's buffered copy handles it); a clone has no such path
+ * in 4.17, and MS-FSCC answers NOT_SUPPORTED.
+ */
+static NTSTATUS copyoffload_not_ours(const struct copyoffload_write_state *state)
+{
+	if (state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE) {
+		return NT_STATUS_NOT_SUPPORTED;
+	}
+	return NT_STATUS_MORE_PROCESSING_REQUIRED;
+}
+
+/*
  * The checks smbd's own copy path makes, in the same order, so clients see
- * the same statuses: token, access, source size, strict locks. On success
- * smbd is back in the destination's user context. NT_STATUS_MORE_PROCESSING_REQUIRED
+ * the same statuses: token, access, source size, strict locks (copychunk
+ * only: a clone ignores byte-range locks, as on ReFS). On success smbd is
+ * back in the destination's user context. NT_STATUS_MORE_PROCESSING_REQUIRED
  * means the next module must do this copy.
  */
 static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 					files_struct **_src_fsp)
 {
+	bool is_clone = state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE;
 	files_struct *src_fsp = NULL;
 	files_struct *dst_fsp = state->dst_fsp;
 	NTSTATUS status;
@@ -287,18 +348,21 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 		return status;
 	}
 
-	/* Streams and in-file overlap need smbd's buffered copy. */
+	/*
+	 * Streams and in-file overlap need smbd's buffered copy (smbd has
+	 * already refused an overlapping clone).
+	 */
 	if (fsp_is_alternate_stream(src_fsp) ||
 	    fsp_is_alternate_stream(dst_fsp)) {
-		return NT_STATUS_MORE_PROCESSING_REQUIRED;
+		return copyoffload_not_ours(state);
 	}
 	if (file_id_equal(&src_fsp->file_id, &dst_fsp->file_id) &&
 	    sys_io_ranges_overlap(state->num, state->src_off,
 				  state->num, state->dst_off)) {
-		return NT_STATUS_MORE_PROCESSING_REQUIRED;
+		return copyoffload_not_ours(state);
 	}
 	if (fsp_get_io_fd(src_fsp) == -1 || fsp_get_io_fd(dst_fsp) == -1) {
-		return NT_STATUS_MORE_PROCESSING_REQUIRED;
+		return copyoffload_not_ours(state);
 	}
 
 	if (!change_to_user_and_service_by_fsp(src_fsp)) {
@@ -311,10 +375,15 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 		return status;
 	}
 	if (src_fsp->fsp_name->st.st_ex_size < state->src_off + state->num) {
-		/* MS-SMB2 3.3.5.15.6 <240>: what Windows returns. */
-		return NT_STATUS_INVALID_VIEW_SIZE;
+		/*
+		 * MS-SMB2 3.3.5.15.6 <240>: what Windows returns for a chunk;
+		 * MS-FSCC 2.3.8: NOT_SUPPORTED for a clone.
+		 */
+		return is_clone ? NT_STATUS_NOT_SUPPORTED
+				: NT_STATUS_INVALID_VIEW_SIZE;
 	}
-	if (!copyoffload_strict_lock_ok(src_fsp, state->src_off, state->num,
+	if (!is_clone &&
+	    !copyoffload_strict_lock_ok(src_fsp, state->src_off, state->num,
 					READ_LOCK)) {
 		return NT_STATUS_FILE_LOCK_CONFLICT;
 	}
@@ -324,7 +393,8 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	}
 	state->restore_dst_user = false;
 
-	if (!copyoffload_strict_lock_ok(dst_fsp, state->dst_off, state->num,
+	if (!is_clone &&
+	    !copyoffload_strict_lock_ok(dst_fsp, state->dst_off, state->num,
 					WRITE_LOCK)) {
 		return NT_STATUS_FILE_LOCK_CONFLICT;
 	}
@@ -334,6 +404,17 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 }
 
 static void copyoffload_write_helper_done(struct tevent_req *subreq);
+
+static bool copyoffload_handles_fsctl(uint32_t fsctl)
+{
+	switch (fsctl) {
+	case FSCTL_SRV_COPYCHUNK:
+	case FSCTL_SRV_COPYCHUNK_WRITE:
+	case FSCTL_DUP_EXTENTS_TO_FILE:
+		return true;
+	}
+	return false;
+}
 
 static struct tevent_req *copyoffload_offload_write_send(
 	struct vfs_handle_struct *handle,
@@ -382,9 +463,8 @@ static struct tevent_req *copyoffload_offload_write_send(
 		return tevent_req_post(req, ev);
 	}
 
-	/* ChunkCount 0 (macOS copyfile) and other fsctls: not ours. */
-	if ((fsctl != FSCTL_SRV_COPYCHUNK &&
-	     fsctl != FSCTL_SRV_COPYCHUNK_WRITE) || num == 0) {
+	/* ChunkCount 0 (macOS copyfile) and other fsctls: the next module's. */
+	if (!copyoffload_handles_fsctl(fsctl) || num == 0) {
 		if (!copyoffload_write_pass_to_next(req)) {
 			return tevent_req_post(req, ev);
 		}
@@ -419,6 +499,11 @@ static struct tevent_req *copyoffload_offload_write_send(
 		.methods = COPYOFFLOAD_METHODS_ALL,
 		.flags = 0,
 	};
+	if (fsctl == FSCTL_DUP_EXTENTS_TO_FILE && !config->dup_extents_fallback) {
+		/* A clone must not silently become a full copy. */
+		args.methods = COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE);
+		args.flags = COPYOFFLOAD_COPY_CLONE_ONLY;
+	}
 	/*
 	 * From here on src_fsp is not touched again: the helper holds its
 	 * own descriptors, so the source may be closed while the copy runs.
@@ -432,10 +517,20 @@ static struct tevent_req *copyoffload_offload_write_send(
 	return req;
 }
 
-static NTSTATUS copyoffload_status_from_errno(int err)
+static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err)
 {
 	NTSTATUS status;
 
+	if (fsctl == FSCTL_DUP_EXTENTS_TO_FILE) {
+		switch (err) {
+		case EOPNOTSUPP:
+		case EXDEV:
+		case ENOTTY:
+		case ENOSYS:
+			/* MS-FSCC 2.3.8: this filesystem cannot clone. */
+			return NT_STATUS_NOT_SUPPORTED;
+		}
+	}
 	switch (err) {
 	case ENODATA:
 		/* The source shrank below the range after it was checked. */
@@ -469,9 +564,15 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 		 * Nothing was reported copied, and rewriting a chunk from an
 		 * unchanged source is harmless: the next module may redo it.
 		 */
-		if (state->config->helper_down == COPYOFFLOAD_HELPER_DOWN_FAIL) {
+		if (state->config->helper_down == COPYOFFLOAD_HELPER_DOWN_FAIL ||
+		    state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE) {
+			/*
+			 * 4.17's vfs_default cannot clone (it would answer
+			 * INVALID_PARAMETER): NOT_SUPPORTED makes the client
+			 * copy the data itself.
+			 */
 			DBG_NOTICE("copyoffload: %s: helper unavailable (%s), "
-				   "failing the copy as configured\n",
+				   "failing the copy or clone\n",
 				   fsp_str_dbg(state->dst_fsp), strerror(err));
 			tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
 			return;
@@ -484,7 +585,7 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 	}
 
 	if (reply.status != 0) {
-		status = copyoffload_status_from_errno(reply.status);
+		status = copyoffload_status_from_errno(state->fsctl, reply.status);
 		DBG_NOTICE("copyoffload: copy of %jd bytes to %s at %jd failed "
 			   "after %" PRIu64 " bytes: %s (%s)\n",
 			   (intmax_t)state->num, fsp_str_dbg(state->dst_fsp),
@@ -527,6 +628,7 @@ static NTSTATUS copyoffload_offload_write_recv(struct vfs_handle_struct *handle,
 
 static struct vfs_fn_pointers copyoffload_fns = {
 	.connect_fn = copyoffload_connect,
+	.fs_capabilities_fn = copyoffload_fs_capabilities,
 	.offload_read_send_fn = copyoffload_offload_read_send,
 	.offload_read_recv_fn = copyoffload_offload_read_recv,
 	.offload_write_send_fn = copyoffload_offload_write_send,
