@@ -32,8 +32,9 @@ public:
 	// short transfers; stops at the first error or at source EOF.
 	virtual BackendProgress copy_slice(const CopyRange &slice) = 0;
 
-	// True when `error`, reported before any byte moved, only means this
-	// backend cannot handle these descriptors, so another may try.
+	// True when `error`, reported before any byte of the slice moved, only
+	// means this backend cannot handle these descriptors or this range, so
+	// another may try.
 	[[nodiscard]] virtual bool is_unsupported(int error) const = 0;
 };
 

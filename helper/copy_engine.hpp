@@ -1,10 +1,11 @@
-// Moves one request's bytes: a planner turns the request's method mask into
-// an ordered list of methods, the engine walks the range in slices with the
-// matching backends and falls back to the next method when one turns out to
-// be unsupported for these descriptors.
+// Moves one request's bytes: walks the planner's segments in order, each in
+// slices with the backend of its current method, and falls back along the
+// plan's method list, per segment, when a method turns out to be
+// unsupported for that segment.
 #pragma once
 
 #include "copy_backend.hpp"
+#include "copy_planner.hpp"
 #include "copy_result.hpp"
 
 #include <cstdint>
@@ -14,39 +15,40 @@
 
 namespace copyoffload {
 
-struct CopyPlan {
-	std::vector<copyoffload_method> methods; // most preferred first
-	int error = 0; // EOPNOTSUPP when nothing implemented may serve it
+// Cancellation is noticed between slices, so slices bound how long a copy
+// for a vanished client keeps running. A clone only changes metadata, so
+// its slices may be much larger; they are rounded down to a multiple of the
+// plan's block size so that every clone slice stays block-aligned. Zero
+// means the default.
+struct SliceSizes {
+	std::uint64_t copy = std::uint64_t{8} << 20;
+	std::uint64_t clone = std::uint64_t{1} << 30;
 };
-
-// Methods this daemon implements, filtered by `methods_mask`, in the
-// protocol's order of preference. CLONE and DEVICE are not implemented yet,
-// and neither is the all-or-nothing COPYOFFLOAD_COPY_CLONE_ONLY flag.
-CopyPlan plan_copy(std::uint32_t methods_mask, std::uint32_t flags);
 
 class CopyEngine {
 public:
-	// Cancellation is noticed between slices, so this bounds how long a
-	// copy for a vanished client keeps running.
-	static constexpr std::uint64_t default_slice_size = std::uint64_t{8} << 20;
-
 	// The daemon's real backends.
-	explicit CopyEngine(std::uint64_t slice_size = default_slice_size);
+	explicit CopyEngine(SliceSizes slices = {});
 	// Any set of backends, found by their method() (tests use fakes).
-	CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends,
-		   std::uint64_t slice_size);
+	CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends, SliceSizes slices);
 
-	// Copies `range` with the plan's methods (the plan must carry no
-	// error). Stops early with ECANCELED once `stop` is requested, keeping
-	// the count of bytes already done.
+	// Copies `range` as the plan says (the plan must carry no error, and
+	// its segments must cover the range). Stops early with ECANCELED once
+	// `stop` is requested, keeping the count of bytes already done.
 	CopyResult copy(const CopyRange &range, const CopyPlan &plan,
 			std::stop_token stop);
 
 private:
 	CopyBackend &backend_for(copyoffload_method method);
+	[[nodiscard]] std::uint64_t slice_limit(copyoffload_method method,
+						std::uint64_t block_size) const;
+	// Returns 0 or the request's final error; credits `result` as it goes.
+	int copy_segment(const CopyRange &range, const CopyPlan &plan,
+			 const CopySegment &segment, const std::stop_token &stop,
+			 CopyResult &result);
 
 	std::vector<std::unique_ptr<CopyBackend>> backends_;
-	std::uint64_t slice_size_;
+	SliceSizes slices_;
 };
 
 } // namespace copyoffload

@@ -46,13 +46,18 @@ void run_copy_job(CopyJob &job, const Logger &log) noexcept
 		job.destination.reset();
 
 		auto method = result.dominant_method();
-		// The integration tests parse this line: keep its format stable.
+		// The integration tests parse this line: keep its format stable,
+		// and add new fields only at its end.
+		const auto &by = result.bytes_by_method;
 		log.debug("copy done id={} peer_pid={} src_off={} dst_off={} length={} "
-			  "bytes={} method={} status={} usec={}",
+			  "bytes={} method={} status={} usec={} "
+			  "clone={} copy_file_range={} device={} read_write={}",
 			  request.request_id, connection.peer().pid, request.src_offset,
 			  request.dst_offset, request.length, result.bytes_done,
 			  method ? copyoffload_method_name(*method) : "none",
-			  errno_name(result.status), elapsed.count());
+			  errno_name(result.status), elapsed.count(),
+			  by[COPYOFFLOAD_METHOD_CLONE], by[COPYOFFLOAD_METHOD_COPY_FILE_RANGE],
+			  by[COPYOFFLOAD_METHOD_DEVICE], by[COPYOFFLOAD_METHOD_READ_WRITE]);
 
 		if (result.status == ECANCELED && connection.cancelled()) {
 			log.info("copy id={} for {} abandoned after {} bytes: client went away",

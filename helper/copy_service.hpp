@@ -19,9 +19,12 @@ struct CopyOutcome {
 };
 
 // Order of checks: descriptors (EBADF/EINVAL), then the method mask and
-// flags (EOPNOTSUPP), then a zero length succeeds without I/O.
+// flags (EINVAL for CLONE_ONLY without CLONE, EOPNOTSUPP when no requested
+// method is implemented), then a zero length succeeds without I/O. The
+// planner then splits the range by the destination's st_blksize and the
+// source's st_size. A CLONE_ONLY request the kernel refuses with EINVAL
+// while the source ends before the range does is answered ENODATA.
 CopyOutcome execute_copy(const copyoffload_copy_request &request, int source,
-			 int destination, std::stop_token stop,
-			 std::uint64_t slice_size = CopyEngine::default_slice_size);
+			 int destination, std::stop_token stop, SliceSizes slices = {});
 
 } // namespace copyoffload

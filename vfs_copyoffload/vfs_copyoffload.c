@@ -529,6 +529,9 @@ static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err)
 		case ENOSYS:
 			/* MS-FSCC 2.3.8: this filesystem cannot clone. */
 			return NT_STATUS_NOT_SUPPORTED;
+		case ENODATA:
+			/* MS-FSCC 2.3.8: the range is beyond the source. */
+			return NT_STATUS_NOT_SUPPORTED;
 		}
 	}
 	switch (err) {

@@ -4,9 +4,13 @@ At --log-level debug the daemon writes one line per finished copy to stderr:
 
     copy done id=<n> peer_pid=<pid> src_off=<n> dst_off=<n> length=<n>
         bytes=<n> method=<name> status=<0 or errno> usec=<n>
+        [clone=<n> copy_file_range=<n> device=<n> read_write=<n>]
 
-(on one line; the errno may be a number or a name such as EXDEV). Tests note log_position() before a client operation and read
-records_since() afterwards to attribute copies to that operation.
+(on one line; the errno may be a number or a name such as EXDEV). The
+per-method byte counts at the end are newer (a clone-first copy splits one
+range over several methods); older builds lack them, and they then count as 0.
+Tests note log_position() before a client operation and read records_since()
+afterwards to attribute copies to that operation.
 """
 
 import dataclasses
@@ -22,7 +26,12 @@ COPY_DONE_RE = re.compile(
     r"copy done id=(?P<id>\d+) peer_pid=(?P<peer_pid>\d+)"
     r" src_off=(?P<src_off>\d+) dst_off=(?P<dst_off>\d+)"
     r" length=(?P<length>\d+) bytes=(?P<bytes>\d+)"
-    r" method=(?P<method>\S+) status=(?P<status>[-\w]+) usec=(?P<usec>\d+)")
+    r" method=(?P<method>\S+) status=(?P<status>[-\w]+) usec=(?P<usec>\d+)"
+    r"(?P<rest>[^\n]*)")
+
+# Per-method byte counts, in the order the helper prints them.
+METHODS = ("clone", "copy_file_range", "device", "read_write")
+_METHOD_RE = re.compile(r"\b(" + "|".join(METHODS) + r")=(\d+)\b")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +45,10 @@ class CopyDone:
     method: str
     status: str   # "0" on success, else an errno (number or name)
     usec: int
+    clone: int = 0            # bytes per method (0 if the build does not log them)
+    copy_file_range: int = 0
+    device: int = 0
+    read_write: int = 0
 
     @property
     def ok(self):
@@ -49,10 +62,13 @@ class CopySummary:
     bytes_ok: int       # sum of bytes over status=0 lines
     failed: tuple       # CopyDone records with status != 0
     methods: tuple      # sorted distinct methods of successful copies
+    method_bytes: dict  # METHODS -> bytes over status=0 lines (0 if not logged)
 
     def describe(self):
         text = (f"{self.count} copies, {self.bytes_ok} bytes ok"
                 f" via {','.join(self.methods) or '-'}")
+        if any(self.method_bytes.values()):
+            text += " [" + " ".join(f"{m}={self.method_bytes[m]}" for m in METHODS) + "]"
         if self.failed:
             statuses = sorted({r.status for r in self.failed})
             text += f", {len(self.failed)} failed (status {statuses})"
@@ -64,8 +80,11 @@ def parse_copy_done(text):
     records = []
     for m in COPY_DONE_RE.finditer(text):
         values = m.groupdict()
-        records.append(CopyDone(**{k: (v if k in ("method", "status") else int(v))
-                                   for k, v in values.items()}))
+        rest = values.pop("rest")
+        fields = {k: (v if k in ("method", "status") else int(v))
+                  for k, v in values.items()}
+        fields.update((k, int(v)) for k, v in _METHOD_RE.findall(rest))
+        records.append(CopyDone(**fields))
     return records
 
 
@@ -77,6 +96,7 @@ def summarize(records):
         bytes_ok=sum(r.bytes for r in ok),
         failed=tuple(r for r in records if not r.ok),
         methods=tuple(sorted({r.method for r in ok})),
+        method_bytes={m: sum(getattr(r, m) for r in ok) for m in METHODS},
     )
 
 

@@ -22,6 +22,9 @@ MKFS = {
 
 FS_TYPES = tuple(MKFS)
 
+# Filesystems (as made above) on which FICLONERANGE works: reflink=1 XFS, btrfs.
+REFLINK_FS = ("xfs", "btrfs")
+
 DEFAULT_SIZE = 1 << 30  # 1 GiB, sparse
 
 

@@ -4,10 +4,11 @@
     /usr/bin/python3 selftest/integration/run.py [--build-dir DIR] [--stock]
         [-k SUBSTRING] [-v] [--fs ext4[,xfs,btrfs]] [--keep]
 
-Prints "PASS name" / "FAIL name: reason" per case, keeps the temporary
-directory (logs, configs, command transcript) when anything failed, and ends
-with "N passed, N failed". Exit status 0 only if nothing failed and something
-passed. Needs root (loop mounts, mount namespaces, useradd).
+Prints "PASS name" / "FAIL name: reason" / "SKIP name: reason" (an expected
+skip) per case, keeps the temporary directory (logs, configs, command
+transcript) when anything failed, and ends with "N passed, N failed" (after
+"N skipped (expected)" if any). Exit status 0 only if nothing failed and
+something passed. Needs root (loop mounts, mount namespaces, useradd).
 """
 
 import argparse
@@ -26,13 +27,16 @@ import processes
 import results
 import samba_server
 import scenario
+import test_clone
+import test_dup_torture
 import test_helper_down
 import test_scopy
 import test_torture
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TEST_MODULES = (test_scopy, test_torture, test_helper_down)
+TEST_MODULES = (test_scopy, test_torture, test_dup_torture, test_clone,
+                test_helper_down)
 
 PANIC_RE = r"PANIC|INTERNAL ERROR|smb_panic"
 
@@ -112,11 +116,13 @@ def run_case(env, case, stock):
             check.fail(f"smbd logged {new_panics} PANIC/INTERNAL ERROR line(s) "
                        f"(see {env.server.log_path})")
     except results.TestFailure as e:
-        return results.Result(case.name, False, str(e))
+        return results.Result(case.name, results.FAIL, str(e))
+    except results.ExpectedSkip as e:
+        return results.Result(case.name, results.SKIP, str(e))
     except Exception as e:  # a harness or environment error fails this case only
         processes._log(traceback.format_exc())
-        return results.Result(case.name, False, f"error: {type(e).__name__}: {e}")
-    return results.Result(case.name, True, notes=check.notes)
+        return results.Result(case.name, results.FAIL, f"error: {type(e).__name__}: {e}")
+    return results.Result(case.name, results.PASS, notes=check.notes)
 
 
 def run_scenario(scen, cases, options, workdir, reporter, stock):
@@ -134,7 +140,7 @@ def run_scenario(scen, cases, options, workdir, reporter, stock):
         processes._log(traceback.format_exc())
         reason = f"scenario {scen.name} failed: {type(e).__name__}: {e}"
         for case in pending:
-            reporter.record(results.Result(case.name, False, reason))
+            reporter.record(results.Result(case.name, results.FAIL, reason))
         pending.clear()
     return pending
 
@@ -178,7 +184,7 @@ def main(argv=None):
                 reason = (f"not built: {', '.join(missing)} (build with meson, "
                           f"pass --build-dir, or run --stock)")
             for case in cases:
-                reporter.record(results.Result(case.name, False, reason))
+                reporter.record(results.Result(case.name, results.FAIL, reason))
         else:
             build = os.path.abspath(args.build_dir)
             options = scenario.Options(
@@ -202,7 +208,7 @@ def main(argv=None):
     done = {r.name for r in reporter.results}
     for case in not_run:
         if case.name not in done:
-            reporter.record(results.Result(case.name, False, f"not run: {interrupted}"))
+            reporter.record(results.Result(case.name, results.FAIL, f"not run: {interrupted}"))
 
     leftovers = mounts_below(workdir)
     keep = args.keep or not reporter.success() or interrupted or leftovers
@@ -213,7 +219,7 @@ def main(argv=None):
     else:
         shutil.rmtree(workdir, ignore_errors=True)
     print(f"time: {time.monotonic() - started:.1f} s")
-    print(reporter.summary_line(), flush=True)
+    print("\n".join(reporter.summary_lines()), flush=True)
     if interrupted:
         return 128 + interrupted.signum
     return 0 if reporter.success() else 1

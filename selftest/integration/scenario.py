@@ -31,9 +31,36 @@ MAIN_SHARES = {
     "streams_rev": [MODULE, "streams_xattr"],
 }
 
+# Only on btrfs: copyoffload on top of vfs_btrfs, whose fs_capabilities adds
+# FILE_FILE_COMPRESSION (and BLOCK_REFCOUNTING), which smbtorture's
+# dup_extents_compressed_* need; copyoffload above it still serves the
+# offload hooks.
+BTRFS_SHARES = {
+    "btrfs_stack": [MODULE, "btrfs"],
+}
+
 HELPER_DOWN_SHARES = {
     "share": [MODULE],
 }
+
+
+def expected_capabilities(fs_type, vfs):
+    """What FileFsAttributeInformation should say for a share with this
+    (effective) vfs objects stack: {"block_refcounting", "compression"} subset.
+    The module advertises block refcounting where the filesystem really
+    clones (copyoffload:block refcounting = auto); vfs_btrfs adds both."""
+    caps = set()
+    if MODULE in vfs and fs_type in loop_filesystem.REFLINK_FS:
+        caps.add("block_refcounting")
+    if "btrfs" in vfs:
+        caps.update(("block_refcounting", "compression"))
+    return frozenset(caps)
+
+
+def share_label(share, vfs):
+    """'' for the plain module share, else ' [name: vfs objects = ...]' for
+    case names."""
+    return "" if share == "share" else f" [{share}: vfs objects = {' '.join(vfs)}]"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +78,8 @@ class Scenario:
 
     def share_vfs(self, stock):
         shares = MAIN_SHARES if self.kind == "main" else HELPER_DOWN_SHARES
+        if self.kind == "main" and self.fs_type == "btrfs":
+            shares = {**shares, **BTRFS_SHARES}
         out = {}
         for name, vfs in shares.items():
             out[name] = [m for m in vfs if not (stock and m == MODULE)]
@@ -151,3 +180,6 @@ class Environment:
 
     def share_vfs(self, share):
         return self.scenario.share_vfs(self.stock)[share]
+
+    def expected_capabilities(self, share):
+        return expected_capabilities(self.scenario.fs_type, self.share_vfs(share))

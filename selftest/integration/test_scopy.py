@@ -47,12 +47,17 @@ def sha256_file(path):
     return digest.hexdigest()
 
 
+def scopy_names(label):
+    """(uploaded file, copy) names in SHARE for a put_and_scopy label."""
+    safe = label.replace("+", "p")
+    return f"scopy-{safe}.bin", f"scopy-{safe}.copy"
+
+
 def put_and_scopy(env, check, label, size):
     """Upload a random file and scopy it; returns the helper log position
     taken before the client ran. Fails the case on any data mismatch."""
-    safe = label.replace("+", "p")
-    local = os.path.join(env.scratch, f"scopy-{safe}.src")
-    name, copy = f"scopy-{safe}.bin", f"scopy-{safe}.copy"
+    name, copy = scopy_names(label)
+    local = os.path.join(env.scratch, name + ".src")
     expected = write_random_file(local, size)
 
     position = env.helper.log_position() if env.helper else 0
@@ -71,10 +76,11 @@ def put_and_scopy(env, check, label, size):
 
 
 def check_helper_copied(env, check, position, size):
-    """Prove from the helper's log that it moved at least size bytes."""
+    """Prove from the helper's log that it moved at least size bytes; returns
+    the helper_daemon.CopySummary (None in stock mode)."""
     if env.stock:
         check.skipped_in_stock("helper log proof")
-        return
+        return None
     summary = env.helper.wait_for_bytes(position, size)
     check.require(not summary.failed,
                   f"helper reported failed copies: {summary.describe()}")
@@ -82,6 +88,7 @@ def check_helper_copied(env, check, position, size):
                   f"helper log shows {summary.bytes_ok} of {size} bytes copied "
                   f"({summary.describe()}); the copy did not go through the helper")
     check.note(f"helper: {summary.describe()}")
+    return summary
 
 
 def scopy_case(env, check, label, size):

@@ -38,28 +38,33 @@ HELPER_PROOF_TESTS = ("copy_chunk_simple", "copy_chunk_multi")
 HELPER_PROOF_BYTES = 4096 + 8192
 
 
-def case_name(fs_type, test, share, env_vfs=None):
-    if share == "share":
-        return f"{fs_type}:torture:{test}"
-    return f"{fs_type}:torture:{test} [{share}: vfs objects = {' '.join(env_vfs)}]"
+def case_name(fs_type, test, share, vfs=()):
+    return f"{fs_type}:torture:{test}{scenario.share_label(share, vfs)}"
 
 
-def _save_output(env, share, tag, output):
+def save_output(env, share, tag, output):
     path = os.path.join(env.dir, f"smbtorture-{share}-{tag}.log")
     with open(path, "a", encoding="utf-8") as f:
         f.write(output)
 
 
-def _share_batch(env, share):
-    """Run every selected torture test for share once; memoised per env."""
-    key = ("torture", share)
+def run_batch_once(env, tag, share, tests):
+    """Run tests (short names, without PREFIX) against share in one
+    smbtorture process, the first time (env, tag, share) is asked for;
+    returns {PREFIX + test: TortureResult}. Output: smbtorture-SHARE-TAG.log."""
+    key = ("torture", tag, share)
     if key not in env.cache:
-        wanted = [test for (test, s, name) in plan(env.scenario.fs_type, env.stock)
-                  if s == share and name in env.selected]
-        results, output = env.torture.run(share, [PREFIX + t for t in wanted])
-        _save_output(env, share, "batch", output)
+        results, output = env.torture.run(share, [PREFIX + t for t in tests])
+        save_output(env, share, tag, output)
         env.cache[key] = results
     return env.cache[key]
+
+
+def _share_batch(env, share):
+    """Run every selected torture test for share once; memoised per env."""
+    wanted = [test for (test, s, name) in plan(env.scenario.fs_type, env.stock)
+              if s == share and name in env.selected]
+    return run_batch_once(env, "batch", share, wanted)
 
 
 def torture_case(env, check, test, share):
@@ -76,7 +81,7 @@ def helper_proof_case(env, check):
     position = env.helper.log_position() if env.helper else 0
     tests = [PREFIX + t for t in HELPER_PROOF_TESTS]
     results, output = env.torture.run("share", tests)
-    _save_output(env, "share", "helper-proof", output)
+    save_output(env, "share", "helper-proof", output)
     for test in tests:
         r = results[test]
         check.require(r.passed, f"{test}: {r.status}: {r.reason}")

@@ -29,6 +29,19 @@ extern "C" { // cmocka.h does not declare C linkage itself
 
 namespace test_support {
 
+// Short names for methods, masks and flags: `using namespace
+// test_support::methods;`.
+namespace methods {
+inline constexpr auto CLONE = COPYOFFLOAD_METHOD_CLONE;
+inline constexpr auto CFR = COPYOFFLOAD_METHOD_COPY_FILE_RANGE;
+inline constexpr auto DEVICE = COPYOFFLOAD_METHOD_DEVICE;
+inline constexpr auto RW = COPYOFFLOAD_METHOD_READ_WRITE;
+inline constexpr std::uint32_t ALL = COPYOFFLOAD_METHODS_ALL;
+inline constexpr std::uint32_t CLONE_ONLY = COPYOFFLOAD_COPY_CLONE_ONLY;
+inline constexpr std::uint64_t MiB = std::uint64_t{1} << 20;
+constexpr std::uint32_t bit(copyoffload_method m) { return COPYOFFLOAD_METHOD_BIT(m); }
+} // namespace methods
+
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents.
 class TempDir {
 public:

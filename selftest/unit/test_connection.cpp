@@ -450,13 +450,18 @@ std::string log_line(const std::string &log, const std::string &prefix)
 	return log.substr(start, log.find('\n', start) - start);
 }
 
-bool ends_with_number_after(const std::string &line, const std::string &key)
+// True when `key` is followed by a number and then exactly `rest`.
+bool number_then(const std::string &line, const std::string &key, const std::string &rest)
 {
 	std::size_t at = line.rfind(key);
-	if (at == std::string::npos || at + key.size() == line.size()) {
+	if (at == std::string::npos) {
 		return false;
 	}
-	return line.find_first_not_of("0123456789", at + key.size()) == std::string::npos;
+	std::size_t end = line.find_first_not_of("0123456789", at + key.size());
+	if (end == at + key.size()) {
+		return false;
+	}
+	return line.substr(end == std::string::npos ? line.size() : end) == rest;
 }
 
 void test_copy_job_replies_and_logs(void **state)
@@ -491,7 +496,9 @@ void test_copy_job_replies_and_logs(void **state)
 		"bytes=99000 method=copy_file_range status=0 usec=",
 		::getpid());
 	assert_string_equal(done.substr(0, expected.size()).c_str(), expected.c_str());
-	assert_true(ends_with_number_after(done, " usec="));
+	// The bytes per method come last, after the fields parsers rely on.
+	assert_true(number_then(done, " usec=",
+				" clone=0 copy_file_range=99000 device=0 read_write=0"));
 
 	// A refused job: EBADF reply, its own log line, a warning with the reason.
 	CopyJob bad{pair.connection, copy_request(91), open_file(dir.path(), O_RDONLY | O_DIRECTORY),
@@ -503,6 +510,7 @@ void test_copy_job_replies_and_logs(void **state)
 	text = read_log(dir.file("log"));
 	done = log_line(text, "debug: copy done id=91 ");
 	assert_true(done.find(" bytes=0 method=none status=EBADF usec=") != std::string::npos);
+	assert_true(number_then(done, " usec=", " clone=0 copy_file_range=0 device=0 read_write=0"));
 	assert_true(log_line(text, "warning: copy id=91 ").ends_with("not a regular file"));
 
 	// A job of a cancelled connection: logged, never answered.

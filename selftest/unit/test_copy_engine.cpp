@@ -1,7 +1,9 @@
-// The copy planner, the slice loop with its fallback and cancellation rules
-// (against scripted fake backends), the real backends on real files, and
-// execute_copy's order of checks.
+// The slice loop over the planner's segments with its per-segment fallback,
+// clone-only and cancellation rules (against scripted fake backends), the
+// real backends on real files, and execute_copy's order of checks. The
+// clone backend on real reflink filesystems: test_clone_fs.cpp.
 
+#include "clone_backend.hpp"
 #include "copy_engine.hpp"
 #include "copy_service.hpp"
 
@@ -12,47 +14,16 @@
 #include <cerrno>
 #include <functional>
 #include <optional>
+#include <stdexcept>
+#include <string>
 
 #include "helper_test_support.hpp"
 
 using namespace copyoffload;
 using namespace test_support;
+using namespace test_support::methods;
 
 namespace {
-
-constexpr std::uint32_t bit(copyoffload_method m) { return COPYOFFLOAD_METHOD_BIT(m); }
-constexpr auto CFR = COPYOFFLOAD_METHOD_COPY_FILE_RANGE;
-constexpr auto RW = COPYOFFLOAD_METHOD_READ_WRITE;
-constexpr auto CLONE = COPYOFFLOAD_METHOD_CLONE;
-constexpr auto DEVICE = COPYOFFLOAD_METHOD_DEVICE;
-
-/* --- planner ---------------------------------------------------------- */
-
-void assert_plan(std::uint32_t mask, std::uint32_t flags,
-		 std::vector<copyoffload_method> expected, int error)
-{
-	CopyPlan plan = plan_copy(mask, flags);
-	assert_int_equal(plan.error, error);
-	assert_int_equal(plan.methods.size(), expected.size());
-	for (std::size_t i = 0; i < expected.size(); i++) {
-		assert_int_equal(plan.methods[i], expected[i]);
-	}
-}
-
-void test_planner(void **)
-{
-	assert_plan(COPYOFFLOAD_METHODS_ALL, 0, {CFR, RW}, 0);
-	assert_plan(bit(CFR), 0, {CFR}, 0);
-	assert_plan(bit(RW), 0, {RW}, 0);
-	assert_plan(bit(CLONE) | bit(RW), 0, {RW}, 0);
-	assert_plan(bit(DEVICE) | bit(CFR), 0, {CFR}, 0);
-	// Only methods that are not implemented yet.
-	assert_plan(bit(CLONE), 0, {}, EOPNOTSUPP);
-	assert_plan(bit(DEVICE), 0, {}, EOPNOTSUPP);
-	assert_plan(bit(CLONE) | bit(DEVICE), 0, {}, EOPNOTSUPP);
-	// All-or-nothing clones are not implemented yet either.
-	assert_plan(COPYOFFLOAD_METHODS_ALL, COPYOFFLOAD_COPY_CLONE_ONLY, {}, EOPNOTSUPP);
-}
 
 void test_result_accounting(void **)
 {
@@ -79,12 +50,17 @@ struct Step {
 	int error = 0;
 };
 
+struct Call {
+	copyoffload_method method;
+	CopyRange slice;
+};
+
 // Follows a script, one step per call (the last step repeats), and records
-// the slices it was given.
+// the slices it was given in a log shared by all fakes of a run.
 class FakeBackend final : public CopyBackend {
 public:
 	FakeBackend(copyoffload_method method, std::vector<Step> script,
-		    std::vector<CopyRange> &calls, std::function<void()> on_call = {})
+		    std::vector<Call> &calls, std::function<void()> on_call)
 		: method_(method), script_(std::move(script)), calls_(calls),
 		  on_call_(std::move(on_call))
 	{
@@ -94,7 +70,7 @@ public:
 	BackendProgress copy_slice(const CopyRange &slice) override
 	{
 		std::size_t index = std::min(step_++, script_.size() - 1);
-		calls_.push_back(slice);
+		calls_.push_back({method_, slice});
 		if (on_call_) {
 			on_call_();
 		}
@@ -105,65 +81,105 @@ public:
 private:
 	copyoffload_method method_;
 	std::vector<Step> script_;
-	std::vector<CopyRange> &calls_;
+	std::vector<Call> &calls_;
 	std::function<void()> on_call_;
 	std::size_t step_ = 0;
 };
 
-struct FakeRun {
-	std::vector<CopyRange> first_calls;
-	std::vector<CopyRange> second_calls;
-	CopyResult result;
+struct Scripts {
+	std::vector<Step> clone{{}};
+	std::vector<Step> cfr{{}};
+	std::vector<Step> rw{{}};
 };
 
-// Copies 10 bytes from offset 100 to 200 in slices of 4 with CFR then RW.
-FakeRun run_fakes(std::vector<Step> first, std::vector<Step> second,
-		  std::stop_source stop = {}, std::function<void()> on_first_call = {})
+struct FakeRun {
+	std::vector<Call> calls; // every backend's, in order
+	CopyResult result;
+
+	[[nodiscard]] std::vector<CopyRange> of(copyoffload_method method) const
+	{
+		std::vector<CopyRange> slices;
+		for (const Call &call : calls) {
+			if (call.method == method) {
+				slices.push_back(call.slice);
+			}
+		}
+		return slices;
+	}
+};
+
+constexpr SliceSizes fake_slices{.copy = 4, .clone = 16};
+
+// Plans `where` for `mask` and `flags` and runs the plan against fakes,
+// copy slices of 4 and clone slices of 16 bytes. on_call runs after every
+// backend call.
+FakeRun run_plan(std::uint32_t mask, std::uint32_t flags, const CopyGeometry &where,
+		 Scripts scripts, std::stop_source stop = {},
+		 const std::function<void()> &on_call = {}, SliceSizes slices = fake_slices)
 {
 	FakeRun run;
 	std::vector<std::unique_ptr<CopyBackend>> backends;
-	backends.push_back(std::make_unique<FakeBackend>(CFR, std::move(first),
-							 run.first_calls, on_first_call));
-	backends.push_back(std::make_unique<FakeBackend>(RW, std::move(second),
-							 run.second_calls));
-	CopyEngine engine(std::move(backends), 4);
-	CopyRange range{.source = 3, .destination = 4, .source_offset = 100,
-			.destination_offset = 200, .length = 10};
-	run.result = engine.copy(range, CopyPlan{{CFR, RW}, 0}, stop.get_token());
+	backends.push_back(std::make_unique<FakeBackend>(CLONE, std::move(scripts.clone),
+							 run.calls, on_call));
+	backends.push_back(std::make_unique<FakeBackend>(CFR, std::move(scripts.cfr),
+							 run.calls, on_call));
+	backends.push_back(std::make_unique<FakeBackend>(RW, std::move(scripts.rw),
+							 run.calls, on_call));
+	CopyEngine engine(std::move(backends), slices);
+	CopyRange range{.source = 3, .destination = 4, .source_offset = where.source_offset,
+			.destination_offset = where.destination_offset, .length = where.length};
+	CopyPlan plan = plan_copy(mask, flags, where);
+	assert_int_equal(plan.error, 0);
+	run.result = engine.copy(range, plan, stop.get_token());
 	return run;
 }
 
-void assert_result(const CopyResult &result, int status, std::uint64_t cfr, std::uint64_t rw)
+// Copies 10 bytes from offset 100 to 200 in slices of 4 with CFR then RW.
+FakeRun run_fakes(std::vector<Step> first, std::vector<Step> second,
+		  std::stop_source stop = {}, const std::function<void()> &on_call = {})
+{
+	return run_plan(bit(CFR) | bit(RW), 0,
+			{.source_offset = 100, .destination_offset = 200, .length = 10},
+			{.cfr = std::move(first), .rw = std::move(second)}, std::move(stop),
+			on_call);
+}
+
+void assert_result(const CopyResult &result, int status, std::uint64_t cfr, std::uint64_t rw,
+		   std::uint64_t clone = 0)
 {
 	assert_int_equal(result.status, status);
+	assert_true(result.bytes_by_method[CLONE] == clone);
 	assert_true(result.bytes_by_method[CFR] == cfr);
 	assert_true(result.bytes_by_method[RW] == rw);
-	assert_true(result.bytes_done == cfr + rw);
+	assert_true(result.bytes_by_method[DEVICE] == 0);
+	assert_true(result.bytes_done == clone + cfr + rw);
 }
 
 void test_slices_cover_range(void **)
 {
 	FakeRun run = run_fakes({{}}, {{}});
 	assert_result(run.result, 0, 10, 0);
-	assert_int_equal(run.first_calls.size(), 3);
+	auto cfr = run.of(CFR);
+	assert_int_equal(cfr.size(), 3);
 	const std::uint64_t lengths[] = {4, 4, 2};
 	for (std::size_t i = 0; i < 3; i++) {
-		assert_true(run.first_calls[i].length == lengths[i]);
-		assert_true(run.first_calls[i].source_offset == 100 + 4 * i);
-		assert_true(run.first_calls[i].destination_offset == 200 + 4 * i);
-		assert_int_equal(run.first_calls[i].source, 3);
-		assert_int_equal(run.first_calls[i].destination, 4);
+		assert_true(cfr[i].length == lengths[i]);
+		assert_true(cfr[i].source_offset == 100 + 4 * i);
+		assert_true(cfr[i].destination_offset == 200 + 4 * i);
+		assert_int_equal(cfr[i].source, 3);
+		assert_int_equal(cfr[i].destination, 4);
 	}
-	assert_true(run.second_calls.empty());
+	assert_true(run.of(RW).empty());
+	assert_true(run.of(CLONE).empty());
 }
 
 void test_fallback_before_any_byte(void **)
 {
 	FakeRun run = run_fakes({{0, EXDEV}}, {{}});
 	assert_result(run.result, 0, 0, 10);
-	assert_int_equal(run.first_calls.size(), 1);
-	assert_int_equal(run.second_calls.size(), 3);
-	assert_true(run.second_calls[0].source_offset == 100);
+	assert_int_equal(run.of(CFR).size(), 1);
+	assert_int_equal(run.of(RW).size(), 3);
+	assert_true(run.of(RW)[0].source_offset == 100);
 }
 
 void test_no_fallback_after_progress(void **)
@@ -171,19 +187,19 @@ void test_no_fallback_after_progress(void **)
 	// First slice done, then "unsupported": that is now a real error.
 	FakeRun run = run_fakes({{}, {0, EXDEV}}, {{}});
 	assert_result(run.result, EXDEV, 4, 0);
-	assert_true(run.second_calls.empty());
+	assert_true(run.of(RW).empty());
 
 	// Partial progress within the very first slice also forbids it.
 	run = run_fakes({{1, EXDEV}}, {{}});
 	assert_result(run.result, EXDEV, 1, 0);
-	assert_true(run.second_calls.empty());
+	assert_true(run.of(RW).empty());
 }
 
 void test_no_fallback_for_real_errors(void **)
 {
 	FakeRun run = run_fakes({{0, ENOSPC}}, {{}});
 	assert_result(run.result, ENOSPC, 0, 0);
-	assert_true(run.second_calls.empty());
+	assert_true(run.of(RW).empty());
 }
 
 void test_error_keeps_exact_prefix(void **)
@@ -221,7 +237,7 @@ void test_cancel_between_slices(void **)
 	});
 	// The slice in progress completes; the next one never starts.
 	assert_result(run.result, ECANCELED, 8, 0);
-	assert_int_equal(run.first_calls.size(), 2);
+	assert_int_equal(run.of(CFR).size(), 2);
 }
 
 void test_cancel_before_start(void **)
@@ -230,7 +246,248 @@ void test_cancel_before_start(void **)
 	stop.request_stop();
 	FakeRun run = run_fakes({{}}, {{}}, stop);
 	assert_result(run.result, ECANCELED, 0, 0);
-	assert_true(run.first_calls.empty());
+	assert_true(run.calls.empty());
+}
+
+/* --- clone-first plans against fakes ---------------------------------- */
+
+// 16-byte blocks, 50 bytes from 10 to 26 (same phase): a 6-byte head
+// [10, 16), a 32-byte middle [16, 48) in two clone slices, a 12-byte tail
+// [48, 60). With the source ending at 60 the tail is cloned too.
+constexpr std::uint64_t block = 16;
+CopyGeometry split_range(std::uint64_t source_size = 1000)
+{
+	return {.source_offset = 10, .destination_offset = 26, .length = 50,
+		.block_size = block, .source_size = source_size};
+}
+
+// The methods of the calls, in order, as one string: "CCKKR" and so on.
+std::string sequence(const FakeRun &run)
+{
+	std::string text;
+	for (const Call &call : run.calls) {
+		text += call.method == CLONE ? 'K' : call.method == CFR ? 'C' : 'R';
+	}
+	return text;
+}
+
+void assert_sequence(const FakeRun &run, const char *expected)
+{
+	if (sequence(run) != expected) {
+		fail_msg("calls \"%s\", expected \"%s\"", sequence(run).c_str(), expected);
+	}
+}
+
+void test_clone_middle_copy_edges(void **)
+{
+	FakeRun run = run_plan(ALL, 0, split_range(), {});
+	assert_result(run.result, 0, 6 + 12, 0, 32);
+	assert_sequence(run, "CCKKCCC");
+	auto clones = run.of(CLONE);
+	for (std::size_t i = 0; i < clones.size(); i++) {
+		assert_true(clones[i].source_offset == 16 + 16 * i);
+		assert_true(clones[i].destination_offset == 32 + 16 * i);
+		assert_true(clones[i].length == 16);
+	}
+	auto copies = run.of(CFR);
+	assert_true(copies[0].source_offset == 10 && copies[0].length == 4);
+	assert_true(copies[1].source_offset == 14 && copies[1].length == 2);
+	assert_true(copies[2].source_offset == 48 && copies[2].destination_offset == 64);
+	assert_true(copies[4].source_offset == 56 && copies[4].length == 4);
+}
+
+void test_tail_at_eof_is_cloned(void **)
+{
+	FakeRun run = run_plan(ALL, 0, split_range(60), {});
+	assert_result(run.result, 0, 6, 0, 44);
+	assert_sequence(run, "CCKKK");
+	assert_true(run.of(CLONE)[2].source_offset == 48);
+	assert_true(run.of(CLONE)[2].length == 12);
+}
+
+void test_refused_clone_falls_back_per_segment(void **)
+{
+	// The middle is refused, the EOF tail is cloned: each on its own.
+	FakeRun run = run_plan(ALL, 0, split_range(60),
+			       {.clone = {{0, EXDEV}, {}}});
+	assert_result(run.result, 0, 6 + 32, 0, 12);
+	assert_sequence(run, "CCKCCCCCCCCK");
+	assert_true(run.of(CFR)[2].source_offset == 16); // the middle, from its start
+
+	// The middle is cloned, the EOF tail is refused and copied.
+	run = run_plan(ALL, 0, split_range(60),
+		       {.clone = {{}, {}, {0, EXDEV}}});
+	assert_result(run.result, 0, 6 + 12, 0, 32);
+	assert_sequence(run, "CCKKKCCC");
+}
+
+void test_refused_clone_after_clone_progress(void **)
+{
+	// A clone slice is all or nothing: after one succeeded, a refused one
+	// still hands the rest of its segment over.
+	FakeRun run = run_plan(ALL, 0, split_range(),
+			       {.clone = {{}, {0, EXDEV}}});
+	assert_result(run.result, 0, 6 + 16 + 12, 0, 16);
+	assert_sequence(run, "CCKKCCCCCCC");
+	assert_true(run.of(CFR)[2].source_offset == 32);
+}
+
+void test_copy_fallback_does_not_stick(void **)
+{
+	// CFR is refused for the head; read/write copies it. The middle is
+	// cloned, and the tail tries CFR first again.
+	FakeRun run = run_plan(ALL, 0, split_range(),
+			       {.cfr = {{0, EXDEV}, {}}});
+	assert_result(run.result, 0, 12, 6, 32);
+	assert_sequence(run, "CRRKKCCC");
+}
+
+void test_clone_real_error_ends_request(void **)
+{
+	for (int error : {ENOSPC, EDQUOT, EIO, EBADF}) {
+		FakeRun run = run_plan(ALL, 0, split_range(60),
+				       {.clone = {{}, {0, error}}});
+		assert_result(run.result, error, 6, 0, 16);
+		assert_sequence(run, "CCKK");
+	}
+	// A refusal that the copy methods then fail for real.
+	FakeRun run = run_plan(ALL, 0, split_range(),
+			       {.clone = {{0, EXDEV}}, .cfr = {{}, {}, {}, {1, ENOSPC}}});
+	assert_result(run.result, ENOSPC, 6 + 5, 0, 0);
+	assert_sequence(run, "CCKCC");
+}
+
+void test_mask_without_clone(void **)
+{
+	FakeRun run = run_plan(bit(CFR) | bit(RW), 0, split_range(60), {});
+	assert_result(run.result, 0, 50, 0);
+	assert_true(run.of(CLONE).empty());
+}
+
+void test_mask_with_only_clone(void **)
+{
+	// Aligned start: the middle is cloned, the tail (not at EOF) has no
+	// copy method, so the clone's refusal ends the request.
+	CopyGeometry aligned{.source_offset = 0, .destination_offset = 16, .length = 40,
+			     .block_size = block, .source_size = 1000};
+	FakeRun run = run_plan(bit(CLONE), 0, aligned, {.clone = {{}, {}, {0, EXDEV}}});
+	assert_result(run.result, EXDEV, 0, 0, 32);
+	assert_sequence(run, "KKK");
+	assert_true(run.of(CLONE)[2].length == 8);
+
+	// Unaligned head: refused at once, nothing done.
+	run = run_plan(bit(CLONE), 0, split_range(), {.clone = {{0, EXDEV}, {}}});
+	assert_result(run.result, EXDEV, 0, 0, 0);
+	assert_sequence(run, "K");
+}
+
+void test_clone_only_never_falls_back(void **)
+{
+	CopyGeometry aligned{.source_offset = 0, .destination_offset = 16, .length = 50,
+			     .block_size = block, .source_size = 1000};
+	FakeRun run = run_plan(ALL, CLONE_ONLY, aligned, {});
+	assert_result(run.result, 0, 0, 0, 50);
+	assert_sequence(run, "KKKK");
+	auto clones = run.of(CLONE);
+	for (std::size_t i = 0; i < clones.size(); i++) {
+		assert_true(clones[i].source_offset == 16 * i);
+		assert_true(clones[i].destination_offset == 16 + 16 * i);
+	}
+	assert_true(clones[3].length == 2);
+
+	// Refused at the last slice: the earlier slices count, nothing else.
+	run = run_plan(ALL, CLONE_ONLY, aligned,
+		       {.clone = {{}, {}, {}, {0, EXDEV}}});
+	assert_result(run.result, EXDEV, 0, 0, 48);
+	assert_sequence(run, "KKKK");
+
+	// Refused at once, also for an unaligned range that a normal
+	// request would split.
+	run = run_plan(ALL, CLONE_ONLY, split_range(),
+		       {.clone = {{0, EXDEV}}});
+	assert_result(run.result, EXDEV, 0, 0, 0);
+	assert_sequence(run, "K");
+}
+
+void test_clone_slices_stay_aligned(void **)
+{
+	CopyGeometry aligned{.source_offset = 0, .destination_offset = 16, .length = 50,
+			     .block_size = block, .source_size = 1000};
+	// 20-byte clone slices become 16, 5-byte ones a whole block.
+	for (std::uint64_t clone_slice : {20u, 5u, 31u}) {
+		FakeRun run = run_plan(ALL, CLONE_ONLY,
+				       aligned, {}, {}, {},
+				       {.copy = 4, .clone = clone_slice});
+		assert_result(run.result, 0, 0, 0, 50);
+		for (const CopyRange &slice : run.of(CLONE)) {
+			assert_true(slice.source_offset % block == 0);
+			assert_true(slice.destination_offset % block == 0);
+		}
+		assert_int_equal(run.of(CLONE).size(), 4);
+	}
+	// Multiples of the block are kept.
+	FakeRun run = run_plan(ALL, 0, aligned, {}, {}, {},
+			       {.copy = 4, .clone = 48});
+	assert_int_equal(run.of(CLONE).size(), 1);
+	assert_true(run.of(CLONE)[0].length == 48);
+}
+
+void test_cancel_between_clone_slices(void **)
+{
+	std::stop_source stop;
+	int calls = 0;
+	FakeRun run = run_plan(ALL, 0, split_range(), {}, stop, [&] {
+		if (++calls == 3) { // the head's two copy slices, one clone slice
+			stop.request_stop();
+		}
+	});
+	assert_result(run.result, ECANCELED, 6, 0, 16);
+	assert_sequence(run, "CCK");
+}
+
+void test_segments_must_tile_the_range(void **)
+{
+	std::vector<Call> calls;
+	std::vector<std::unique_ptr<CopyBackend>> backends;
+	backends.push_back(std::make_unique<FakeBackend>(CFR, std::vector<Step>{{}}, calls,
+							 std::function<void()>{}));
+	CopyEngine engine(std::move(backends), fake_slices);
+	CopyRange range{.source = 3, .destination = 4, .length = 10};
+	CopyPlan gap{.methods = {CFR}, .segments = {{0, 4, CFR}, {5, 5, CFR}}};
+	CopyPlan short_of_end{.methods = {CFR}, .segments = {{0, 9, CFR}}};
+	CopyPlan unknown_method{.methods = {CFR}, .segments = {{0, 10, RW}}};
+	for (const CopyPlan *plan : {&gap, &short_of_end, &unknown_method}) {
+		bool threw = false;
+		try {
+			engine.copy(range, *plan, {});
+		} catch (const std::logic_error &) {
+			threw = true;
+		}
+		assert_true(threw);
+	}
+	assert_true(calls.empty());
+}
+
+/* --- the clone backend, whatever $TMPDIR is ------------------------- */
+
+void test_clone_backend_errors(void **)
+{
+	CloneBackend clone;
+	assert_int_equal(clone.method(), CLONE);
+	for (int error : {EINVAL, EXDEV, EOPNOTSUPP, ENOTTY, ENOSYS}) {
+		assert_true(clone.is_unsupported(error));
+	}
+	for (int error : {EBADF, ENOSPC, EDQUOT, EIO, EPERM, ETXTBSY, EFBIG, ENODATA, EINTR}) {
+		assert_false(clone.is_unsupported(error));
+	}
+	// A zero length would mean "to EOF" to the kernel: it is never sent
+	// (these descriptors would make any ioctl fail with EBADF).
+	BackendProgress progress = clone.copy_slice({.source = -1, .destination = -1});
+	assert_true(progress.bytes == 0);
+	assert_int_equal(progress.error, 0);
+	progress = clone.copy_slice({.source = -1, .destination = -1, .length = 4096});
+	assert_true(progress.bytes == 0);
+	assert_int_equal(progress.error, EBADF);
 }
 
 /* --- real backends ---------------------------------------------------- */
@@ -250,7 +507,8 @@ void copy_and_verify(const TempDir &dir, std::uint32_t methods, copyoffload_meth
 	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
 
 	CopyOutcome outcome = execute_copy(copy_request(src_off, dst_off, length, methods),
-					   source.get(), destination.get(), {}, 1 << 20);
+					   source.get(), destination.get(), {},
+					   SliceSizes{.copy = 1 << 20});
 	assert_int_equal(outcome.result.status, 0);
 	assert_true(outcome.result.bytes_done == length);
 	assert_true(outcome.result.bytes_by_method[expected] == length);
@@ -264,9 +522,12 @@ void copy_and_verify(const TempDir &dir, std::uint32_t methods, copyoffload_meth
 	assert_memory_equal(copied.data() + dst_off, source_bytes.data() + src_off, length);
 }
 
+// Without CLONE in the mask: whether $TMPDIR can clone must not matter.
+constexpr std::uint32_t no_clone = ALL & ~bit(CLONE);
+
 void test_copy_file_range_copies_exactly(void **state)
 {
-	copy_and_verify(temp_dir(state), COPYOFFLOAD_METHODS_ALL, CFR, 0, 0, big_size);
+	copy_and_verify(temp_dir(state), no_clone, CFR, 0, 0, big_size);
 	copy_and_verify(temp_dir(state), bit(CFR), CFR, 5, 1000, big_size - 5);
 }
 
@@ -378,20 +639,31 @@ void test_execute_rejections(void **state)
 	assert_int_equal(outcome.result.status, EBADF);
 	assert_false(outcome.rejection.empty());
 
-	// Bad descriptors are reported before unsupported methods.
-	outcome = execute_copy(copy_request(0, 0, 10, bit(CLONE)), directory.get(),
+	// Bad descriptors are reported before unsupported methods and flags.
+	outcome = execute_copy(copy_request(0, 0, 10, bit(DEVICE)), directory.get(),
 			       destination.get(), {});
 	assert_int_equal(outcome.result.status, EBADF);
+	outcome = execute_copy(copy_request(0, 0, 10, bit(CFR), COPYOFFLOAD_COPY_CLONE_ONLY),
+			       directory.get(), destination.get(), {});
+	assert_int_equal(outcome.result.status, EBADF);
 
-	outcome = execute_copy(copy_request(0, 0, 10, bit(CLONE) | bit(DEVICE)), source.get(),
-			       destination.get(), {});
-	assert_int_equal(outcome.result.status, EOPNOTSUPP);
-	assert_false(outcome.rejection.empty());
+	// Only a method that is not implemented, even for zero bytes.
+	for (std::uint64_t length : {10u, 0u}) {
+		outcome = execute_copy(copy_request(0, 0, length, bit(DEVICE)), source.get(),
+				       destination.get(), {});
+		assert_int_equal(outcome.result.status, EOPNOTSUPP);
+		assert_false(outcome.rejection.empty());
+	}
 
-	outcome = execute_copy(copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL,
-				       COPYOFFLOAD_COPY_CLONE_ONLY),
-			       source.get(), destination.get(), {});
-	assert_int_equal(outcome.result.status, EOPNOTSUPP);
+	// An all-or-nothing clone without the clone method, even for zero bytes.
+	for (std::uint64_t length : {10u, 0u}) {
+		outcome = execute_copy(copy_request(0, 0, length, no_clone,
+					       COPYOFFLOAD_COPY_CLONE_ONLY),
+				       source.get(), destination.get(), {});
+		assert_int_equal(outcome.result.status, EINVAL);
+		assert_true(outcome.result.bytes_done == 0);
+		assert_false(outcome.rejection.empty());
+	}
 
 	assert_int_equal(read_file(dir.file("dst")).size(), 0); // nothing was written
 }
@@ -404,13 +676,17 @@ void test_execute_zero_length(void **state)
 	UniqueFd source = open_file(dir.file("src"), O_RDONLY);
 	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
 
-	// Even past the source's end: nothing to copy is success.
-	CopyOutcome outcome = execute_copy(copy_request(1000, 5000, 0), source.get(),
-					   destination.get(), {});
-	assert_int_equal(outcome.result.status, 0);
-	assert_true(outcome.result.bytes_done == 0);
-	assert_false(outcome.result.dominant_method().has_value());
-	assert_int_equal(read_file(dir.file("dst")).size(), 0);
+	// Even past the source's end: nothing to copy is success, also for an
+	// all-or-nothing clone at unaligned offsets.
+	for (std::uint32_t flags : {0u, COPYOFFLOAD_COPY_CLONE_ONLY}) {
+		CopyOutcome outcome = execute_copy(copy_request(1000, 5001, 0,
+								COPYOFFLOAD_METHODS_ALL, flags),
+						   source.get(), destination.get(), {});
+		assert_int_equal(outcome.result.status, 0);
+		assert_true(outcome.result.bytes_done == 0);
+		assert_false(outcome.result.dominant_method().has_value());
+		assert_int_equal(read_file(dir.file("dst")).size(), 0);
+	}
 }
 
 void test_execute_same_file(void **state)
@@ -439,7 +715,6 @@ void test_execute_same_file(void **state)
 int main()
 {
 	const CMUnitTest tests[] = {
-		cmocka_unit_test(test_planner),
 		cmocka_unit_test(test_result_accounting),
 		cmocka_unit_test(test_slices_cover_range),
 		cmocka_unit_test(test_fallback_before_any_byte),
@@ -450,6 +725,19 @@ int main()
 		cmocka_unit_test(test_short_slice_without_error_is_eio),
 		cmocka_unit_test(test_cancel_between_slices),
 		cmocka_unit_test(test_cancel_before_start),
+		cmocka_unit_test(test_clone_middle_copy_edges),
+		cmocka_unit_test(test_tail_at_eof_is_cloned),
+		cmocka_unit_test(test_refused_clone_falls_back_per_segment),
+		cmocka_unit_test(test_refused_clone_after_clone_progress),
+		cmocka_unit_test(test_copy_fallback_does_not_stick),
+		cmocka_unit_test(test_clone_real_error_ends_request),
+		cmocka_unit_test(test_mask_without_clone),
+		cmocka_unit_test(test_mask_with_only_clone),
+		cmocka_unit_test(test_clone_only_never_falls_back),
+		cmocka_unit_test(test_clone_slices_stay_aligned),
+		cmocka_unit_test(test_cancel_between_clone_slices),
+		cmocka_unit_test(test_segments_must_tile_the_range),
+		cmocka_unit_test(test_clone_backend_errors),
 		WITH_DIR(test_copy_file_range_copies_exactly),
 		WITH_DIR(test_read_write_copies_exactly),
 		WITH_DIR(test_source_eof_is_enodata),

@@ -1,0 +1,167 @@
+"""Raw SMB2 requests that smbclient cannot send, through impacket (Debian's
+python3-impacket 0.10, importable by /usr/bin/python3).
+
+    with smb_raw.Session(env.server.port, env.user, "share") as s:
+        attrs = s.fs_attributes()
+        src = s.open("a.bin")
+        dst = s.open("b.bin", create=True)
+        s.set_end_of_file(dst, size)
+        s.dup_extents(src, dst, 0, 0, size)          # FSCTL_DUPLICATE_EXTENTS_TO_FILE
+        key = s.resume_key(src)                      # FSCTL_SRV_REQUEST_RESUME_KEY
+        s.copychunk_write(dst, key, [(src_off, dst_off, length), ...])
+
+impacket represents an open file by its SMB2_FILEID as 16 bytes (persistent
+id then volatile id, little endian): create() returns exactly that, and it is
+also what DUPLICATE_EXTENTS_DATA's SourceFileId field carries. A request that
+fails raises SmbError with the NTSTATUS code and name.
+"""
+
+import struct
+
+from impacket import nt_errors, smb3, smb3structs
+from impacket.smbconnection import SMBConnection, SessionError
+
+FSCTL_DUPLICATE_EXTENTS_TO_FILE = 0x00098344
+FSCTL_SRV_REQUEST_RESUME_KEY = 0x00140078
+FSCTL_SRV_COPYCHUNK_WRITE = 0x001480F2
+
+# FileFsAttributeInformation.FileSystemAttributes bits (MS-FSCC 2.5.1)
+FILE_FILE_COMPRESSION = 0x00000010
+FILE_SUPPORTS_SPARSE_FILES = 0x00000040
+FILE_SUPPORTS_BLOCK_REFCOUNTING = 0x08000000
+
+STATUS_SUCCESS = nt_errors.STATUS_SUCCESS
+STATUS_INVALID_DEVICE_REQUEST = nt_errors.STATUS_INVALID_DEVICE_REQUEST
+
+_COPYCHUNK_RESPONSE = struct.Struct("<III")  # ChunksWritten, ChunkBytesWritten, TotalBytesWritten
+
+
+def status_name(code):
+    return nt_errors.ERROR_MESSAGES.get(code, (f"NTSTATUS 0x{code:08x}",))[0]
+
+
+class SmbError(Exception):
+    def __init__(self, what, status):
+        super().__init__(f"{what}: {status_name(status)}")
+        self.status = status
+
+
+def _raises_smb_error(what):
+    def wrap(fn):
+        def call(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except (SessionError, smb3.SessionError) as e:
+                raise SmbError(what, e.get_error_code()) from None
+        return call
+    return wrap
+
+
+class Session:
+    """One SMB connection, logged in, with a tree connect to share."""
+
+    def __init__(self, port, user, share, timeout=60):
+        self.conn = SMBConnection("127.0.0.1", "127.0.0.1", sess_port=port,
+                                  timeout=timeout)
+        try:
+            self.conn.login(user.name, user.password)
+            self.tree = self.conn.connectTree(share)
+        except BaseException:
+            self.conn.close()
+            raise
+        self.smb = self.conn.getSMBServer()  # impacket.smb3.SMB3
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.conn.close()
+        return False
+
+    @_raises_smb_error("CREATE")
+    def open(self, name, create=False):
+        """Open name read/write (create=True: create or truncate it)."""
+        return self.conn.createFile(
+            self.tree, name,
+            desiredAccess=smb3structs.FILE_READ_DATA | smb3structs.FILE_WRITE_DATA
+            | smb3structs.FILE_READ_ATTRIBUTES | smb3structs.FILE_WRITE_ATTRIBUTES,
+            shareMode=smb3structs.FILE_SHARE_READ | smb3structs.FILE_SHARE_WRITE,
+            creationDisposition=(smb3structs.FILE_OVERWRITE_IF if create
+                                 else smb3structs.FILE_OPEN))
+
+    @_raises_smb_error("CLOSE")
+    def close(self, file_id):
+        self.conn.closeFile(self.tree, file_id)
+
+    @_raises_smb_error("SET_INFO FileEndOfFileInformation")
+    def set_end_of_file(self, file_id, size):
+        self.smb.setInfo(self.tree, file_id, struct.pack("<q", size),
+                         infoType=smb3structs.SMB2_0_INFO_FILE,
+                         fileInfoClass=smb3structs.SMB2_FILE_END_OF_FILE_INFO)
+
+    @_raises_smb_error("QUERY_INFO FileFsAttributeInformation")
+    def fs_attributes(self):
+        """FileSystemAttributes of the share (FileFsAttributeInformation),
+        i.e. smbd's conn->fs_capabilities as cached at tree connect."""
+        root = self.conn.createFile(
+            self.tree, "", desiredAccess=smb3structs.FILE_READ_ATTRIBUTES,
+            shareMode=smb3structs.FILE_SHARE_READ | smb3structs.FILE_SHARE_WRITE,
+            creationOption=smb3structs.FILE_DIRECTORY_FILE,
+            creationDisposition=smb3structs.FILE_OPEN)
+        try:
+            info = self.smb.queryInfo(
+                self.tree, root, infoType=smb3structs.SMB2_0_INFO_FILESYSTEM,
+                fileInfoClass=smb3structs.SMB2_FILESYSTEM_ATTRIBUTE_INFO)
+        finally:
+            self.conn.closeFile(self.tree, root)
+        return struct.unpack_from("<I", info, 0)[0]
+
+    def fsctl(self, file_id, code, blob, max_output):
+        """Send an FSCTL; its output buffer, or SmbError."""
+        try:
+            out = self.smb.ioctl(self.tree, file_id, ctlCode=code,
+                                 flags=smb3structs.SMB2_0_IOCTL_IS_FSCTL,
+                                 inputBlob=blob, maxInputResponse=0,
+                                 maxOutputResponse=max_output)
+        except (SessionError, smb3.SessionError) as e:
+            raise SmbError(f"FSCTL 0x{code:08x}", e.get_error_code()) from None
+        return out if isinstance(out, bytes) else b""
+
+    def dup_extents(self, src_id, dst_id, src_off, dst_off, length):
+        """FSCTL_DUPLICATE_EXTENTS_TO_FILE on dst: DUPLICATE_EXTENTS_DATA is
+        SourceFileId (16 bytes), SourceFileOffset, TargetFileOffset, ByteCount."""
+        blob = src_id + struct.pack("<qqq", src_off, dst_off, length)
+        self.fsctl(dst_id, FSCTL_DUPLICATE_EXTENTS_TO_FILE, blob, 0)
+
+    def resume_key(self, file_id):
+        """The 24-byte ResumeKey of SRV_REQUEST_RESUME_KEY's response."""
+        out = self.fsctl(file_id, FSCTL_SRV_REQUEST_RESUME_KEY, b"", 32)
+        if len(out) < 24:
+            raise SmbError(f"RESUME_KEY reply of {len(out)} bytes", nt_errors.STATUS_UNSUCCESSFUL)
+        return out[:24]
+
+    def copychunk_write(self, dst_id, key, chunks):
+        """FSCTL_SRV_COPYCHUNK_WRITE of chunks [(src_off, dst_off, length)];
+        returns (ChunksWritten, ChunkBytesWritten, TotalBytesWritten)."""
+        blob = key + struct.pack("<II", len(chunks), 0)
+        for src_off, dst_off, length in chunks:
+            blob += struct.pack("<QQII", src_off, dst_off, length, 0)
+        out = self.fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE, blob,
+                         _COPYCHUNK_RESPONSE.size)
+        return _COPYCHUNK_RESPONSE.unpack_from(out, 0)
+
+
+# ------------------------------------------------------- harness conveniences
+
+def connect(env, share):
+    """A Session as the test user to share on the scenario's smbd."""
+    return Session(env.server.port, env.user, share)
+
+
+def share_attributes(env, share):
+    """FileSystemAttributes of share, queried once per scenario."""
+    key = ("fs_attributes", share)
+    if key not in env.cache:
+        with connect(env, share) as session:
+            env.cache[key] = session.fs_attributes()
+    return env.cache[key]
