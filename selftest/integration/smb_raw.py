@@ -33,7 +33,7 @@ FILE_SUPPORTS_BLOCK_REFCOUNTING = 0x08000000
 STATUS_SUCCESS = nt_errors.STATUS_SUCCESS
 STATUS_INVALID_DEVICE_REQUEST = nt_errors.STATUS_INVALID_DEVICE_REQUEST
 
-_COPYCHUNK_RESPONSE = struct.Struct("<III")  # ChunksWritten, ChunkBytesWritten, TotalBytesWritten
+COPYCHUNK_RESPONSE = struct.Struct("<III")  # ChunksWritten, ChunkBytesWritten, TotalBytesWritten
 
 
 def status_name(code):
@@ -60,9 +60,11 @@ def _raises_smb_error(what):
 class Session:
     """One SMB connection, logged in, with a tree connect to share."""
 
-    def __init__(self, port, user, share, timeout=60):
+    def __init__(self, port, user, share, timeout=60, dialect=None):
+        """dialect: e.g. smb3structs.SMB2_DIALECT_21 to keep impacket from
+        encrypting (it encrypts every SMB 3 session it can)."""
         self.conn = SMBConnection("127.0.0.1", "127.0.0.1", sess_port=port,
-                                  timeout=timeout)
+                                  timeout=timeout, preferredDialect=dialect)
         try:
             self.conn.login(user.name, user.password)
             self.tree = self.conn.connectTree(share)
@@ -143,12 +145,18 @@ class Session:
     def copychunk_write(self, dst_id, key, chunks):
         """FSCTL_SRV_COPYCHUNK_WRITE of chunks [(src_off, dst_off, length)];
         returns (ChunksWritten, ChunkBytesWritten, TotalBytesWritten)."""
-        blob = key + struct.pack("<II", len(chunks), 0)
-        for src_off, dst_off, length in chunks:
-            blob += struct.pack("<QQII", src_off, dst_off, length, 0)
-        out = self.fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE, blob,
-                         _COPYCHUNK_RESPONSE.size)
-        return _COPYCHUNK_RESPONSE.unpack_from(out, 0)
+        out = self.fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE,
+                         copychunk_blob(key, chunks), COPYCHUNK_RESPONSE.size)
+        return COPYCHUNK_RESPONSE.unpack_from(out, 0)
+
+
+def copychunk_blob(key, chunks):
+    """SRV_COPYCHUNK_COPY: the 24-byte resume key, ChunkCount, Reserved, then
+    SRV_COPYCHUNK entries (SourceOffset, TargetOffset, Length, Reserved)."""
+    blob = key + struct.pack("<II", len(chunks), 0)
+    for src_off, dst_off, length in chunks:
+        blob += struct.pack("<QQII", src_off, dst_off, length, 0)
+    return blob
 
 
 # ------------------------------------------------------- harness conveniences

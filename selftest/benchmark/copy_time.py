@@ -1,0 +1,113 @@
+"""(a) Time of a whole server-side copy: copyoffload vs stock smbd, and vs a
+local copy_file_range of the same file in 1 MiB calls (smbd's chunk size).
+
+Two clients: `smbclient scopy` (wall time of the whole command, including
+its connect and logon), and the same request pattern sent on an already
+open connection (RESUME_KEY, then COPYCHUNK_WRITE of 16 x 1 MiB chunks per
+request, one request at a time), which times the server alone.
+"""
+
+import os
+import subprocess
+import time
+
+import source_files
+import stats
+from smb_pipeline import PipelinedSession
+
+MIB = 1 << 20
+CHUNK = MIB
+CHUNKS_PER_REQUEST = 16
+
+
+def smbclient_scopy(env, server, share, src, dst):
+    argv = ["smbclient", f"//127.0.0.1/{share}", "-p", str(server.port),
+            "-U", env.user.credentials, "-c", f"scopy {src} {dst}"]
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0 or "NT_STATUS" in done.stdout + done.stderr:
+        raise RuntimeError(f"smbclient scopy failed: {done.stdout}{done.stderr}")
+    return elapsed
+
+
+def session_scopy(env, server, share, src, dst, size):
+    with PipelinedSession(server.port, env.user, share) as s:
+        src_id = s.open(src)
+        dst_id = s.open(dst, create=True)
+        key = s.resume_key(src_id)
+        started = time.perf_counter()
+        offset = 0
+        while offset < size:
+            chunks = []
+            while offset < size and len(chunks) < CHUNKS_PER_REQUEST:
+                length = min(CHUNK, size - offset)
+                chunks.append((offset, offset, length))
+                offset += length
+            written = s.copychunk_write(dst_id, key, chunks)
+            if written[2] != sum(c[2] for c in chunks):
+                raise RuntimeError(f"COPYCHUNK_WRITE wrote {written}")
+        elapsed = time.perf_counter() - started
+        s.close(dst_id)
+        s.close(src_id)
+    return elapsed
+
+
+def local_copy_file_range(src_path, dst_path, size):
+    with open(src_path, "rb") as src, open(dst_path, "wb") as dst:
+        started = time.perf_counter()
+        offset = 0
+        while offset < size:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), min(CHUNK, size - offset),
+                                   offset, offset)
+            if n <= 0:
+                raise RuntimeError(f"copy_file_range returned {n}")
+            offset += n
+        return time.perf_counter() - started
+
+
+def measure(env, share, size, runs):
+    """{series: median seconds} for one share and size."""
+    src_path, src = source_files.ensure_source(env, share, size)
+    samples = {k: [] for k in ("local", "stock:smbclient", "copyoffload:smbclient",
+                               "stock:session", "copyoffload:session")}
+    for run in range(runs):
+        dst = f"copy-{run}.bin"
+        dst_path = env.path(share, dst)
+        samples["local"].append(local_copy_file_range(src_path, dst_path, size))
+        source_files.remove_and_sync(dst_path)
+        for kind, server in env.servers.items():
+            samples[f"{kind}:smbclient"].append(
+                smbclient_scopy(env, server, share, src, dst))
+            source_files.remove_and_sync(dst_path)
+            samples[f"{kind}:session"].append(
+                session_scopy(env, server, share, src, dst, size))
+            source_files.remove_and_sync(dst_path)
+    return {k: stats.median(v) for k, v in samples.items()}
+
+
+def rows(env, shares, sizes, runs, targets):
+    """Table rows: share, size, medians and ratios."""
+    out = []
+    for share in shares:
+        for size in sizes:
+            m = measure(env, share, size, runs)
+            target_stock, target_local = targets(share, size)
+            out.append({
+                "share": share,
+                "size": f"{size // MIB} MiB",
+                "stock": stats.fmt_seconds(m["stock:smbclient"]),
+                "copyoffload": stats.fmt_seconds(m["copyoffload:smbclient"]),
+                "co/stock (smbclient)": stats.fmt_ratio(
+                    stats.ratio(m["copyoffload:smbclient"], m["stock:smbclient"]),
+                    target_stock),
+                "stock (server)": stats.fmt_seconds(m["stock:session"]),
+                "copyoffload (server)": stats.fmt_seconds(m["copyoffload:session"]),
+                "co/stock (server)": stats.fmt_ratio(
+                    stats.ratio(m["copyoffload:session"], m["stock:session"]),
+                    target_stock),
+                "local cfr": stats.fmt_seconds(m["local"]),
+                "co/local (server)": stats.fmt_ratio(
+                    stats.ratio(m["copyoffload:session"], m["local"]), target_local),
+            })
+    return out

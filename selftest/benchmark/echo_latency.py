@@ -1,0 +1,71 @@
+"""(b, d) Responsiveness: an SMB2 ECHO pipelined behind each 16 MiB
+COPYCHUNK_WRITE on the same connection. Stock smbd copies in its main loop,
+so the echo waits for the copy; with copyoffload the copy goes async and the
+echo is answered at once. Echo latency is measured from sending the echo to
+its response."""
+
+import time
+
+import source_files
+import stats
+from smb_pipeline import PipelinedSession
+
+MIB = 1 << 20
+REQUEST_BYTES = 16 * MIB
+
+
+def measure(env, server, share, requests, before_run=None):
+    """Echo latencies (seconds) and how often the echo was answered first."""
+    src_path, src = source_files.ensure_source(env, share, requests * REQUEST_BYTES)
+    dst = "echo-copy.bin"
+    if before_run:
+        before_run()
+    latencies, echo_first = [], 0
+    with PipelinedSession(server.port, env.user, share) as s:
+        src_id = s.open(src)
+        dst_id = s.open(dst, create=True)
+        key = s.resume_key(src_id)
+        for r in range(requests):
+            base = r * REQUEST_BYTES
+            chunks = [(base + i * MIB, base + i * MIB, MIB) for i in range(16)]
+            copy_id = s.send_copychunk_write(dst_id, key, chunks)
+            sent = time.perf_counter()
+            echo_id = s.send_echo()
+            answers = s.collect([copy_id, echo_id])
+            if answers[copy_id][0] != 0 or answers[echo_id][0] != 0:
+                raise RuntimeError(f"request failed: {answers}")
+            latencies.append(answers[echo_id][1] - sent)
+            echo_first += answers[echo_id][2] < answers[copy_id][2]
+        s.close(dst_id)
+        s.close(src_id)
+    source_files.remove_and_sync(env.path(share, dst))
+    return latencies, echo_first
+
+
+def idle_echo(env, server, share, count=32):
+    """Echo latency with nothing else in flight: the floor of the client,
+    the loopback and smbd together."""
+    latencies = []
+    with PipelinedSession(server.port, env.user, share) as s:
+        for _ in range(count):
+            sent = time.perf_counter()
+            answers = s.collect([s.send_echo()])
+            latencies.append(next(iter(answers.values()))[1] - sent)
+    return stats.median(latencies)
+
+
+def row(env, share, requests, label=None, before_run=None, target=None):
+    out = {"share": label or share, "requests": requests,
+           "echo alone p50": stats.fmt_seconds(
+               idle_echo(env, env.servers["stock"], share))}
+    for kind, server in env.servers.items():
+        lat, first = measure(env, server, share, requests, before_run)
+        out[f"{kind} p50"] = stats.fmt_seconds(stats.percentile(lat, 50))
+        out[f"{kind} p99"] = stats.fmt_seconds(stats.percentile(lat, 99))
+        out[f"{kind} echo first"] = f"{first}/{requests}"
+        out[f"_{kind}_p99"] = stats.percentile(lat, 99)
+    if target is not None:
+        p99 = out["_copyoffload_p99"]
+        out["copyoffload p99 target"] = (f"<= {stats.fmt_seconds(target)}: "
+                                         + ("ok" if p99 <= target else "missed"))
+    return {k: v for k, v in out.items() if not k.startswith("_")}

@@ -1,0 +1,141 @@
+#!/usr/bin/python3
+"""copyoffload benchmark: stock smbd and smbd + copyoffload side by side.
+
+    /usr/bin/python3 selftest/benchmark/run.py [--build-dir build] [--runs 5]
+        [--only copy,echo,slow,clients,chunks,memory] [--markdown FILE]
+
+Starts, in one run, a stock smbd and an smbd with the module over the same
+shares (an ext4 directory, an XFS reflink image, a btrfs image, a throttled
+ext4 image) and one copyoffloadd; measures each scenario on both and prints
+medians and ratios (copyoffload / stock; copyoffload / local
+copy_file_range). Not a pass/fail test: it prints whether each target of
+issue 4 holds. Needs root.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+import time
+
+sys.dont_write_bytecode = True
+
+import bench_env  # noqa: E402
+import chunk_overhead  # noqa: E402
+import concurrent_clients  # noqa: E402
+import copy_time  # noqa: E402
+import echo_latency  # noqa: E402
+import helper_memory  # noqa: E402
+import stats  # noqa: E402
+import throttle  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MIB = 1 << 20
+GIB = 1 << 30
+SECTIONS = ("copy", "echo", "slow", "clients", "chunks", "memory")
+SLOW_BYTES_PER_SECOND = 50 * 1000 * 1000
+
+
+def copy_targets(share, size):
+    """(copyoffload/stock, copyoffload/local) upper bounds of issue 4."""
+    if size < GIB:
+        return None, None
+    if share == "ext4":
+        return 1.0, 1.15
+    return 1.0, None
+
+
+def markdown_table(rows):
+    if not rows:
+        return "(no rows)\n"
+    headers = list(dict.fromkeys(h for row in rows for h in row))
+    lines = ["| " + " | ".join(headers) + " |",
+             "|" + "|".join("---" for _ in headers) + "|"]
+    for row in rows:
+        lines.append("| " + " | ".join(str(row.get(h, "")) for h in headers) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_sections(env, args, emit):
+    if "copy" in args.only:
+        emit("a) Server-side copy time (median of %d runs)" % args.runs,
+             "smbclient: wall time of `smbclient -c 'scopy'` incl. connect/logon; "
+             "server: the same requests (RESUME_KEY, COPYCHUNK_WRITE 16 x 1 MiB "
+             "per request) on an open connection; local cfr: copy_file_range in "
+             "1 MiB calls on the server's filesystem.",
+             copy_time.rows(env, ("ext4", "xfs", "btrfs"), (64 * MIB, GIB),
+                            args.runs, copy_targets))
+    if "echo" in args.only:
+        emit("b) SMB2 ECHO pipelined behind each 16 MiB COPYCHUNK_WRITE (64 requests)",
+             "Latency from sending the echo to its response, on the copy's connection.",
+             [echo_latency.row(env, share, 64,
+                               target=1e-3 if share == "ext4" else None)
+              for share in ("ext4", "xfs", "btrfs")])
+    if "slow" in args.only:
+        if not throttle.available():
+            emit("d) Slow disk", "cgroup v1 blkio throttling is not available here.", [])
+        else:
+            def cold():
+                throttle.drop_caches()
+            with throttle.throttled_reads(env.devices["slow"], SLOW_BYTES_PER_SECOND,
+                                          env.daemon_pids()):
+                emit("d) Echo behind COPYCHUNK_WRITE on a slow disk "
+                     f"(reads throttled to {SLOW_BYTES_PER_SECOND // 1000000} MB/s, cold source)",
+                     "A 16 MiB request reads 16 MiB from the throttled device.",
+                     [echo_latency.row(env, "slow", 8, label="slow ext4",
+                                       before_run=cold, target=2e-3)])
+    if "clients" in args.only:
+        emit("c) Aggregate throughput, 4 clients copying at once (median of %d runs)" % args.runs,
+             "Each client: smbclient scopy of its own source.",
+             [concurrent_clients.row(env, share, 4, 256 * MIB, args.runs, 1.0)
+              for share in ("ext4", "xfs", "btrfs")])
+    if "chunks" in args.only:
+        emit("e) Per-chunk overhead (median of 20 requests)", "",
+             [chunk_overhead.row(env, share, 20) for share in ("ext4", "xfs")])
+    if "memory" in args.only:
+        emit("Helper memory with 64 copies in flight", "",
+             [helper_memory.row(env, "ext4", 16, 4, 64)])
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--build-dir", default=os.path.join(REPO, "build"))
+    p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help="comma-separated sections: " + ",".join(SECTIONS))
+    p.add_argument("--markdown", help="also write the tables to this file")
+    args = p.parse_args()
+    args.only = set(args.only.split(","))
+    unknown = args.only - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown sections: {', '.join(sorted(unknown))}")
+
+    command = "/usr/bin/python3 selftest/benchmark/run.py " + " ".join(sys.argv[1:])
+    out = [f"Measured {datetime.date.today()} on {platform.node()} "
+           f"({os.cpu_count()} CPUs, kernel {platform.release()}), "
+           f"{subprocess.run(['smbd', '--version'], capture_output=True, text=True).stdout.strip()}.\n",
+           f"Command: `{command.strip()}`\n"]
+
+    def emit(title, note, rows):
+        text = f"\n### {title}\n\n" + (f"{note}\n\n" if note else "") + markdown_table(rows)
+        print(text, flush=True)
+        out.append(text)
+
+    bench_env.install_cleanup()
+    started = time.monotonic()
+    try:
+        with bench_env.BenchEnvironment(os.path.abspath(args.build_dir)) as env:
+            run_sections(env, args, emit)
+    finally:
+        bench_env.run_cleanup()
+    print(f"benchmark took {time.monotonic() - started:.0f} s")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
