@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 namespace copyoffload {
 
@@ -19,6 +20,9 @@ const char *message_type_name(std::uint16_t type)
 	case COPYOFFLOAD_MSG_HELLO_REPLY: return "HELLO_REPLY";
 	case COPYOFFLOAD_MSG_COPY: return "COPY";
 	case COPYOFFLOAD_MSG_COPY_REPLY: return "COPY_REPLY";
+	case COPYOFFLOAD_MSG_SHARE: return "SHARE";
+	case COPYOFFLOAD_MSG_STATS: return "STATS";
+	case COPYOFFLOAD_MSG_STATS_REPLY: return "STATS_REPLY";
 	}
 	return "unknown";
 }
@@ -45,10 +49,25 @@ void collect_descriptors(msghdr &header, std::vector<UniqueFd> &descriptors)
 	}
 }
 
+std::string describe_policy(const ShareBinding &binding,
+			    const copyoffload_share &declaration)
+{
+	std::string methods;
+	for (copyoffload_method method : binding.order) {
+		methods += methods.empty() ? "" : ",";
+		methods += copyoffload_method_name(method);
+	}
+	return fmt::format("methods={} max_segment={} max_bytes_per_second={} "
+			   "max_concurrent={}",
+			   methods, declaration.max_segment,
+			   declaration.max_bytes_per_second, declaration.max_concurrent);
+}
+
 } // namespace
 
-Connection::Connection(UniqueFd socket, PeerCredentials peer, const Logger &log)
-	: socket_(std::move(socket)), peer_(peer), log_(log)
+Connection::Connection(UniqueFd socket, PeerCredentials peer, const Logger &log,
+		       ShareRegistry &shares)
+	: socket_(std::move(socket)), peer_(peer), log_(log), shares_(shares)
 {
 }
 
@@ -91,9 +110,9 @@ Connection::ReceiveStatus Connection::receive(ReceivedMessage &message)
 	return ReceiveStatus::message;
 }
 
-Connection::ReadOutcome Connection::read_messages(std::vector<CopyJob> &jobs)
+Connection::ReadOutcome Connection::read_messages(std::vector<CopyJob> &jobs, int limit)
 {
-	for (int i = 0; i < max_messages_per_read; i++) {
+	for (int i = 0; i < limit; i++) {
 		ReceivedMessage message;
 		switch (receive(message)) {
 		case ReceiveStatus::would_block:
@@ -120,7 +139,7 @@ Connection::ReadOutcome Connection::handle_message(ReceivedMessage &message,
 		std::string problem =
 			message.truncated
 				? fmt::format("oversized message (more than {} bytes)",
-					      COPYOFFLOAD_MAX_MESSAGE_SIZE)
+					      COPYOFFLOAD_MAX_REQUEST_SIZE)
 				: fmt::format("malformed message of {} bytes ({})", message.size,
 					      copyoffload_decode_result_string(decoded));
 		// A whole header with our magic carries a request id worth
@@ -147,8 +166,15 @@ Connection::ReadOutcome Connection::handle_message(ReceivedMessage &message,
 		}
 		return handle_hello(message, header.request_id);
 	}
-	if (header.type == COPYOFFLOAD_MSG_COPY) {
+	switch (header.type) {
+	case COPYOFFLOAD_MSG_COPY:
 		return handle_copy(message, header.request_id, jobs);
+	case COPYOFFLOAD_MSG_SHARE:
+		return handle_share(message, header.request_id);
+	case COPYOFFLOAD_MSG_STATS:
+		return handle_stats(message, header.request_id);
+	default:
+		break;
 	}
 	log_.warning("{}: unexpected {} message id={} after the handshake, replying EBADMSG",
 		     describe(), message_type_name(header.type), header.request_id);
@@ -208,13 +234,99 @@ Connection::ReadOutcome Connection::handle_copy(ReceivedMessage &message,
 			     message.descriptors.size());
 		return reply_error(request_id, EBADF);
 	}
+	ShareBinding binding;
+	if (request.share_id == 0) {
+		binding = shares_.unattributed();
+	} else if (auto found = bindings_.find(request.share_id); found != bindings_.end()) {
+		binding = found->second;
+	} else {
+		log_.warning("{}: COPY id={} names share id {}, which this connection has not "
+			     "declared (or whose SHARE was refused), replying EINVAL",
+			     describe(), request_id, request.share_id);
+		return reply_error(request_id, EINVAL);
+	}
+	if (refusing_copies_) {
+		log_.info("{}: COPY id={} refused with ESHUTDOWN: the daemon is shutting down",
+			  describe(), request_id);
+		return reply_error(request_id, ESHUTDOWN);
+	}
+	ShareState::InFlight in_flight(binding.share);
 	jobs.push_back(CopyJob{
 		.connection = shared_from_this(),
 		.request = request,
 		.source = std::move(message.descriptors[0]),
 		.destination = std::move(message.descriptors[1]),
+		.share = std::move(binding),
+		.in_flight = std::move(in_flight),
 	});
 	return ReadOutcome::keep_open;
+}
+
+Connection::ReadOutcome Connection::handle_share(const ReceivedMessage &message,
+						 std::uint64_t request_id)
+{
+	// A SHARE gets no reply: a bad one is logged, and the COPYs that name
+	// its id are then refused (EINVAL), not run under some other policy.
+	copyoffload_share declaration{};
+	auto decoded = copyoffload_decode_share(message.bytes.data(), message.size, &declaration);
+	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+		log_.warning("{}: malformed SHARE id={} for share id {} ({}); copies naming it "
+			     "will be refused",
+			     describe(), request_id, declaration.share_id,
+			     decoded != COPYOFFLOAD_DECODE_OK
+				     ? copyoffload_decode_result_string(decoded)
+				     : "carries descriptors");
+		bindings_.erase(declaration.share_id);
+		return ReadOutcome::keep_open;
+	}
+	bool limits_changed = false;
+	ShareBinding binding = shares_.declare(declaration, limits_changed);
+	const std::string policy = describe_policy(binding, declaration);
+	if (!binding.share) {
+		log_.error("{}: SHARE \"{}\" refused: the daemon already keeps statistics for "
+			   "{} shares; copies naming share id {} will be refused",
+			   describe(), declaration.name, ShareRegistry::max_shares,
+			   declaration.share_id);
+		bindings_.erase(declaration.share_id);
+		return ReadOutcome::keep_open;
+	}
+	if (limits_changed) {
+		log_.info("share \"{}\": limits set by {}: max_bytes_per_second={} "
+			  "max_concurrent={}",
+			  binding.share->name(), describe(), declaration.max_bytes_per_second,
+			  declaration.max_concurrent);
+	}
+	log_.debug("{}: share id {} is \"{}\": {}", describe(), declaration.share_id,
+		   binding.share->name(), policy);
+	bindings_[declaration.share_id] = std::move(binding);
+	return ReadOutcome::keep_open;
+}
+
+Connection::ReadOutcome Connection::handle_stats(const ReceivedMessage &message,
+						 std::uint64_t request_id)
+{
+	copyoffload_stats_request request{};
+	auto decoded = copyoffload_decode_stats_request(message.bytes.data(), message.size,
+							&request);
+	auto reply = std::make_unique<copyoffload_stats_reply>();
+	reply->request_id = request_id;
+	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+		log_.warning("{}: malformed STATS id={} ({}), replying EBADMSG", describe(),
+			     request_id,
+			     decoded != COPYOFFLOAD_DECODE_OK
+				     ? copyoffload_decode_result_string(decoded)
+				     : "carries descriptors");
+		reply->status = EBADMSG;
+	} else {
+		auto records = shares_.page(request.cursor, COPYOFFLOAD_STATS_MAX_RECORDS,
+					    reply->next_cursor);
+		reply->count = static_cast<std::uint32_t>(records.size());
+		std::copy(records.begin(), records.end(), reply->records);
+	}
+	std::vector<std::uint8_t> bytes(COPYOFFLOAD_STATS_REPLY_MAX_SIZE);
+	std::size_t size = copyoffload_encode_stats_reply(bytes.data(), bytes.size(), reply.get());
+	return send_bytes(bytes.data(), size, false) ? ReadOutcome::keep_open
+						     : ReadOutcome::close;
 }
 
 Connection::ReadOutcome Connection::reply_error(std::uint64_t request_id, int status)

@@ -1,10 +1,12 @@
-// One client (an smbd process): the handshake state, message decoding and
-// the serialized sending of replies. The main thread reads; workers send.
+// One client (an smbd process, or the copyoffload tool): the handshake
+// state, the share ids it declared, message decoding and the serialized
+// sending of replies. The main thread reads; workers send.
 #pragma once
 
 #include "copy_job.hpp"
 #include "copyoffload_protocol.h"
 #include "logging.hpp"
+#include "share_registry.hpp"
 #include "unique_fd.hpp"
 
 #include <sys/types.h>
@@ -16,6 +18,7 @@
 #include <mutex>
 #include <stop_token>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace copyoffload {
@@ -29,7 +32,7 @@ struct PeerCredentials {
 // One received packet. The buffer is one byte larger than the largest
 // message so that an oversized packet is seen as such, not as a fit.
 struct ReceivedMessage {
-	std::array<std::uint8_t, COPYOFFLOAD_MAX_MESSAGE_SIZE + 1> bytes{};
+	std::array<std::uint8_t, COPYOFFLOAD_MAX_REQUEST_SIZE + 1> bytes{};
 	std::size_t size = 0;
 	std::vector<UniqueFd> descriptors;
 	bool truncated = false;         // MSG_TRUNC: larger than the buffer
@@ -49,14 +52,20 @@ public:
 	// before giving the connection up.
 	static constexpr std::chrono::seconds reply_send_timeout{10};
 
-	Connection(UniqueFd socket, PeerCredentials peer, const Logger &log);
+	Connection(UniqueFd socket, PeerCredentials peer, const Logger &log,
+		   ShareRegistry &shares);
 
 	[[nodiscard]] int fd() const { return socket_.get(); }
 	[[nodiscard]] const PeerCredentials &peer() const { return peer_; }
 
-	// Main thread only: handles the messages waiting on the socket and
-	// appends the COPY requests to run to `jobs`.
-	ReadOutcome read_messages(std::vector<CopyJob> &jobs);
+	// Main thread only: handles up to `limit` messages waiting on the
+	// socket and appends the COPY requests to run to `jobs`.
+	ReadOutcome read_messages(std::vector<CopyJob> &jobs,
+				  int limit = max_messages_per_read);
+
+	// Main thread only: from now on every COPY is answered ESHUTDOWN at
+	// once (the daemon is shutting down); other messages are served.
+	void refuse_new_copies() { refusing_copies_ = true; }
 
 	// Any thread. Sends are serialized; `may_block` is false on the main
 	// thread, which must never wait on a slow client, and lets a worker
@@ -84,13 +93,19 @@ private:
 	ReadOutcome handle_hello(const ReceivedMessage &message, std::uint64_t request_id);
 	ReadOutcome handle_copy(ReceivedMessage &message, std::uint64_t request_id,
 				std::vector<CopyJob> &jobs);
+	ReadOutcome handle_share(const ReceivedMessage &message, std::uint64_t request_id);
+	ReadOutcome handle_stats(const ReceivedMessage &message, std::uint64_t request_id);
 	ReadOutcome reply_error(std::uint64_t request_id, int status);
 	bool send_bytes(const std::uint8_t *data, std::size_t size, bool may_block);
 
 	UniqueFd socket_;
 	PeerCredentials peer_;
 	const Logger &log_;
-	bool handshake_done_ = false; // main thread only
+	ShareRegistry &shares_;
+	// Main thread only:
+	bool handshake_done_ = false;
+	bool refusing_copies_ = false;
+	std::unordered_map<std::uint32_t, ShareBinding> bindings_; // by share id
 	std::mutex send_mutex_;
 	std::stop_source stop_source_;
 };

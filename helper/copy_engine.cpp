@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <stdexcept>
 
 namespace copyoffload {
@@ -58,16 +59,30 @@ void check_segments(const CopyPlan &plan, std::uint64_t length)
 	}
 }
 
+std::uint64_t elapsed_usec(std::chrono::steady_clock::time_point since)
+{
+	return static_cast<std::uint64_t>(
+		std::chrono::duration_cast<std::chrono::microseconds>(
+			std::chrono::steady_clock::now() - since)
+			.count());
+}
+
 } // namespace
 
-CopyEngine::CopyEngine(SliceSizes slices)
-	: CopyEngine(real_backends(), slices)
+SliceSizes slices_for_segment(std::uint64_t segment)
+{
+	return SliceSizes{.copy = segment, .clone = segment};
+}
+
+CopyEngine::CopyEngine(SliceSizes slices, EngineHooks hooks)
+	: CopyEngine(real_backends(), slices, std::move(hooks))
 {
 }
 
 CopyEngine::CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends,
-		       SliceSizes slices)
-	: backends_(std::move(backends)), slices_(with_defaults(slices))
+		       SliceSizes slices, EngineHooks hooks)
+	: backends_(std::move(backends)), slices_(with_defaults(slices)),
+	  hooks_(std::move(hooks))
 {
 }
 
@@ -132,11 +147,20 @@ int CopyEngine::copy_segment(const CopyRange &range, const CopyPlan &plan,
 			.length = std::min(slice_limit(backend.method(), plan.block_size),
 					   segment.length - done),
 		};
+		if (backend.method() != COPYOFFLOAD_METHOD_CLONE && hooks_.pace &&
+		    !hooks_.pace(slice.length, stop)) {
+			return ECANCELED;
+		}
+		const auto started = std::chrono::steady_clock::now();
 		BackendProgress progress = backend.copy_slice(slice);
+		result.usec_by_method.at(backend.method()) += elapsed_usec(started);
 		const std::uint64_t moved = std::min(progress.bytes, slice.length);
 		result.credit(backend.method(), moved);
 		done += moved;
 		done_by_current += moved;
+		if (moved > 0 && hooks_.progress) {
+			hooks_.progress(result.bytes_done);
+		}
 		if (progress.error == 0 && moved == slice.length) {
 			continue;
 		}
@@ -156,6 +180,7 @@ int CopyEngine::copy_segment(const CopyRange &range, const CopyPlan &plan,
 			done_by_current = 0;
 			continue;
 		}
+		result.failed_method = backend.method();
 		return error;
 	}
 	return 0;

@@ -9,6 +9,7 @@
 #include "copy_result.hpp"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <stop_token>
 #include <vector>
@@ -25,12 +26,27 @@ struct SliceSizes {
 	std::uint64_t clone = std::uint64_t{1} << 30;
 };
 
+// Slices of at most `segment` bytes for every method (a share's
+// "largest segment"); 0 keeps the defaults.
+SliceSizes slices_for_segment(std::uint64_t segment);
+
+// Optional callbacks around each slice.
+struct EngineHooks {
+	// Asked before each slice of a method that moves data (every method
+	// but clone, which only shares extents) for `bytes`; may wait, and
+	// returns false if `stop` was requested meanwhile. Bandwidth limits.
+	std::function<bool(std::uint64_t bytes, const std::stop_token &stop)> pace;
+	// Told the request's contiguous bytes done after each slice.
+	std::function<void(std::uint64_t bytes_done)> progress;
+};
+
 class CopyEngine {
 public:
 	// The daemon's real backends.
-	explicit CopyEngine(SliceSizes slices = {});
+	explicit CopyEngine(SliceSizes slices = {}, EngineHooks hooks = {});
 	// Any set of backends, found by their method() (tests use fakes).
-	CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends, SliceSizes slices);
+	CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends, SliceSizes slices,
+		   EngineHooks hooks = {});
 
 	// Copies `range` as the plan says (the plan must carry no error, and
 	// its segments must cover the range). Stops early with ECANCELED once
@@ -49,6 +65,7 @@ private:
 
 	std::vector<std::unique_ptr<CopyBackend>> backends_;
 	SliceSizes slices_;
+	EngineHooks hooks_;
 };
 
 } // namespace copyoffload

@@ -7,23 +7,63 @@
 #include <chrono>
 #include <exception>
 #include <new>
+#include <string>
+#include <string_view>
 
 namespace copyoffload {
 
 namespace {
+
+CopySettings settings_for(const CopyJob &job)
+{
+	CopySettings settings;
+	const ShareBinding &binding = job.share;
+	if (!binding.order.empty()) {
+		settings.order = binding.order;
+	}
+	settings.slices = slices_for_segment(binding.max_segment);
+	if (binding.share) {
+		settings.hooks.pace = [share = binding.share](std::uint64_t bytes,
+							      const std::stop_token &stop) {
+			return share->rate_limiter().acquire(bytes, stop);
+		};
+	}
+	return settings;
+}
 
 CopyOutcome execute_safely(const CopyJob &job, const Logger &log)
 {
 	try {
 		return execute_copy(job.request, job.source.get(),
 				    job.destination.get(),
-				    job.connection->stop_token());
+				    job.connection->stop_token(), settings_for(job));
 	} catch (const std::bad_alloc &) {
 		return {CopyResult::failed(ENOMEM), "out of memory"};
 	} catch (const std::exception &e) {
 		log.error("copy id={}: internal error: {}", job.request.request_id, e.what());
 		return {CopyResult::failed(EIO), "internal error"};
 	}
+}
+
+std::uint64_t usec_since(std::chrono::steady_clock::time_point since)
+{
+	return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+						  std::chrono::steady_clock::now() - since)
+						  .count());
+}
+
+// For the log line: the name in double quotes, any quote or backslash in it
+// escaped (share names have no control characters).
+std::string quoted(std::string_view name)
+{
+	std::string out = "\"";
+	for (char c : name) {
+		if (c == '"' || c == '\\') {
+			out += '\\';
+		}
+		out += c;
+	}
+	return out + '"';
 }
 
 } // namespace
@@ -51,13 +91,21 @@ void run_copy_job(CopyJob &job, const Logger &log) noexcept
 		const auto &by = result.bytes_by_method;
 		log.debug("copy done id={} peer_pid={} src_off={} dst_off={} length={} "
 			  "bytes={} method={} status={} usec={} "
-			  "clone={} copy_file_range={} device={} read_write={}",
+			  "clone={} copy_file_range={} device={} read_write={} share={}",
 			  request.request_id, connection.peer().pid, request.src_offset,
 			  request.dst_offset, request.length, result.bytes_done,
 			  method ? copyoffload_method_name(*method) : "none",
 			  errno_name(result.status), elapsed.count(),
 			  by[COPYOFFLOAD_METHOD_CLONE], by[COPYOFFLOAD_METHOD_COPY_FILE_RANGE],
-			  by[COPYOFFLOAD_METHOD_DEVICE], by[COPYOFFLOAD_METHOD_READ_WRITE]);
+			  by[COPYOFFLOAD_METHOD_DEVICE], by[COPYOFFLOAD_METHOD_READ_WRITE],
+			  quoted(job.share.share ? job.share.share->name() : ""));
+
+		// Counted before the reply goes out, so a client that asks for
+		// statistics after its reply finds its copy in them.
+		if (job.share.share) {
+			job.share.share->stats().record(result, usec_since(job.received));
+		}
+		job.in_flight.reset();
 
 		if (result.status == ECANCELED && connection.cancelled()) {
 			log.info("copy id={} for {} abandoned after {} bytes: client went away",

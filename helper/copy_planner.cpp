@@ -7,12 +7,6 @@ namespace copyoffload {
 
 namespace {
 
-constexpr copyoffload_method implemented_methods[] = {
-	COPYOFFLOAD_METHOD_CLONE,
-	COPYOFFLOAD_METHOD_COPY_FILE_RANGE,
-	COPYOFFLOAD_METHOD_READ_WRITE,
-};
-
 bool allows(const CopyPlan &plan, copyoffload_method method)
 {
 	return std::find(plan.methods.begin(), plan.methods.end(), method) !=
@@ -49,19 +43,28 @@ void add_segment(CopyPlan &plan, std::uint64_t offset, std::uint64_t length,
 
 } // namespace
 
-CopyPlan plan_methods(std::uint32_t methods_mask, std::uint32_t flags)
+bool method_implemented(copyoffload_method method)
+{
+	return method != COPYOFFLOAD_METHOD_DEVICE;
+}
+
+CopyPlan plan_methods(std::uint32_t methods_mask, std::uint32_t flags,
+		      std::span<const copyoffload_method> order)
 {
 	CopyPlan plan;
 	if ((flags & COPYOFFLOAD_COPY_CLONE_ONLY) != 0) {
-		if ((methods_mask & COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0) {
+		if ((methods_mask & COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0 ||
+		    std::find(order.begin(), order.end(), COPYOFFLOAD_METHOD_CLONE) == order.end()) {
 			plan.error = EINVAL;
 		} else {
 			plan.methods.push_back(COPYOFFLOAD_METHOD_CLONE);
 		}
 		return plan;
 	}
-	for (copyoffload_method method : implemented_methods) {
-		if ((methods_mask & COPYOFFLOAD_METHOD_BIT(method)) != 0) {
+	for (copyoffload_method method : order) {
+		if (method_implemented(method) &&
+		    (methods_mask & COPYOFFLOAD_METHOD_BIT(method)) != 0 &&
+		    !allows(plan, method)) {
 			plan.methods.push_back(method);
 		}
 	}
@@ -72,9 +75,9 @@ CopyPlan plan_methods(std::uint32_t methods_mask, std::uint32_t flags)
 }
 
 CopyPlan plan_copy(std::uint32_t methods_mask, std::uint32_t flags,
-		   const CopyGeometry &geometry)
+		   const CopyGeometry &geometry, std::span<const copyoffload_method> order)
 {
-	CopyPlan plan = plan_methods(methods_mask, flags);
+	CopyPlan plan = plan_methods(methods_mask, flags, order);
 	const std::uint64_t length = geometry.length;
 	const std::uint64_t bs =
 		geometry.block_size != 0 ? geometry.block_size : default_block_size;
@@ -84,9 +87,12 @@ CopyPlan plan_copy(std::uint32_t methods_mask, std::uint32_t flags,
 	}
 	const std::uint64_t src_phase = geometry.source_offset % bs;
 	if ((flags & COPYOFFLOAD_COPY_CLONE_ONLY) != 0 ||
-	    !allows(plan, COPYOFFLOAD_METHOD_CLONE) ||
-	    src_phase != geometry.destination_offset % bs) {
+	    plan.methods.front() != COPYOFFLOAD_METHOD_CLONE) {
 		// Under CLONE_ONLY the only method is CLONE, so that is the tag.
+		add_segment(plan, 0, length, plan.methods.front());
+		return plan;
+	}
+	if (src_phase != geometry.destination_offset % bs) {
 		add_segment(plan, 0, length, copy_first(plan));
 		return plan;
 	}

@@ -1,4 +1,5 @@
-// Outcome of one COPY request, in the shape the COPY_REPLY carries.
+// Outcome of one COPY request: what the COPY_REPLY carries, plus where the
+// time went and which method failed, for the daemon's statistics.
 #pragma once
 
 #include "copyoffload_protocol.h"
@@ -13,6 +14,11 @@ struct CopyResult {
 	int status = 0; // 0, or a positive errno
 	std::uint64_t bytes_done = 0; // contiguous from the start of the range
 	std::array<std::uint64_t, COPYOFFLOAD_METHOD_COUNT> bytes_by_method{};
+	// Microseconds spent in each method's backend calls.
+	std::array<std::uint64_t, COPYOFFLOAD_METHOD_COUNT> usec_by_method{};
+	// The method whose error ended the request; none when it succeeded or
+	// ended before any backend ran (a rejection, cancellation).
+	std::optional<copyoffload_method> failed_method;
 
 	static CopyResult failed(int error)
 	{
@@ -27,6 +33,12 @@ struct CopyResult {
 	{
 		bytes_by_method.at(method) += bytes;
 		bytes_done += bytes;
+	}
+
+	// Whether the request moved bytes with `method` or failed in it.
+	[[nodiscard]] bool used(copyoffload_method method) const
+	{
+		return bytes_by_method.at(method) > 0 || failed_method == method;
 	}
 
 	// The method that moved most bytes (ties go to the preferred, lower

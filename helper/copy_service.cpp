@@ -41,16 +41,17 @@ bool source_ends_early(const copyoffload_copy_request &request, int source)
 } // namespace
 
 CopyOutcome execute_copy(const copyoffload_copy_request &request, int source,
-			 int destination, std::stop_token stop, SliceSizes slices)
+			 int destination, std::stop_token stop, const CopySettings &settings)
 {
 	if (auto rejection = check_copy_descriptors(source, destination, request)) {
 		return {CopyResult::failed(rejection->status), rejection->reason};
 	}
 	const bool clone_only = (request.flags & COPYOFFLOAD_COPY_CLONE_ONLY) != 0;
-	if (int error = plan_methods(request.methods, request.flags).error; error != 0) {
+	if (int error = plan_methods(request.methods, request.flags, settings.order).error;
+	    error != 0) {
 		return {CopyResult::failed(error),
 			clone_only ? "clone-only copy without the clone method"
-				   : "no requested method is implemented"};
+				   : "no allowed method is implemented"};
 	}
 	if (request.length == 0) {
 		return {};
@@ -66,8 +67,11 @@ CopyOutcome execute_copy(const copyoffload_copy_request &request, int source,
 		.destination_offset = request.dst_offset,
 		.length = request.length,
 	};
-	CopyResult result = CopyEngine(slices).copy(
-		range, plan_copy(request.methods, request.flags, geometry), std::move(stop));
+	CopyResult result = CopyEngine(settings.slices, settings.hooks)
+				    .copy(range,
+					  plan_copy(request.methods, request.flags, geometry,
+						    settings.order),
+					  std::move(stop));
 	if (clone_only && result.status == EINVAL && source_ends_early(request, source)) {
 		result.status = ENODATA;
 	}

@@ -1,11 +1,13 @@
 #include "listening_socket.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <stdexcept>
 #include <system_error>
@@ -100,7 +102,25 @@ ListeningSocket ListeningSocket::open(const std::string &path)
 		::unlink(path.c_str());
 		throw_errno(error, fmt::format("cannot listen on '{}'", path));
 	}
-	return ListeningSocket(std::move(fd), path, status.st_dev, status.st_ino);
+	return ListeningSocket(std::move(fd), path, status.st_dev, status.st_ino, true);
+}
+
+ListeningSocket ListeningSocket::adopt(UniqueFd fd)
+{
+	int flags = ::fcntl(fd.get(), F_GETFL);
+	if (flags < 0 || ::fcntl(fd.get(), F_SETFL, flags | O_NONBLOCK) != 0 ||
+	    ::fcntl(fd.get(), F_SETFD, FD_CLOEXEC) != 0) {
+		throw_errno(errno, "making the passed socket non-blocking");
+	}
+	sockaddr_un address{};
+	socklen_t size = sizeof(address);
+	std::string path = "(unnamed)";
+	if (::getsockname(fd.get(), reinterpret_cast<sockaddr *>(&address), &size) == 0 &&
+	    size > offsetof(sockaddr_un, sun_path) && address.sun_path[0] != '\0') {
+		path.assign(address.sun_path,
+			    ::strnlen(address.sun_path, size - offsetof(sockaddr_un, sun_path)));
+	}
+	return ListeningSocket(std::move(fd), path, 0, 0, false);
 }
 
 void ListeningSocket::close()
@@ -109,6 +129,9 @@ void ListeningSocket::close()
 		return;
 	}
 	fd_.reset();
+	if (!owns_file_) {
+		return;
+	}
 	struct stat status{};
 	if (::lstat(path_.c_str(), &status) == 0 && status.st_dev == device_ &&
 	    status.st_ino == inode_) {

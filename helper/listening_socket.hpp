@@ -17,6 +17,11 @@ public:
 	// std::runtime_error / std::system_error saying why it failed.
 	static ListeningSocket open(const std::string &path);
 
+	// Takes over a listening socket bound by someone else (the service
+	// manager): makes it non-blocking and learns its path. close() then
+	// leaves the socket file alone, it belongs to its creator.
+	static ListeningSocket adopt(UniqueFd fd);
+
 	ListeningSocket(ListeningSocket &&) noexcept = default;
 	ListeningSocket &operator=(ListeningSocket &&) noexcept = default;
 	~ListeningSocket() { close(); }
@@ -25,13 +30,18 @@ public:
 	[[nodiscard]] const std::string &path() const { return path_; }
 	[[nodiscard]] bool is_open() const { return fd_.valid(); }
 
-	// Stops accepting and removes the socket file, if it is still the one
-	// this object created (a successor daemon may have replaced it).
+	[[nodiscard]] bool adopted() const { return !owns_file_; }
+
+	// Stops accepting and removes the socket file, if this object created
+	// it and it is still that one (a successor daemon may have replaced
+	// it).
 	void close();
 
 private:
-	ListeningSocket(UniqueFd fd, std::string path, dev_t device, ino_t inode)
-		: fd_(std::move(fd)), path_(std::move(path)), device_(device), inode_(inode)
+	ListeningSocket(UniqueFd fd, std::string path, dev_t device, ino_t inode,
+			bool owns_file)
+		: fd_(std::move(fd)), path_(std::move(path)), device_(device), inode_(inode),
+		  owns_file_(owns_file)
 	{
 	}
 
@@ -39,6 +49,7 @@ private:
 	std::string path_;
 	dev_t device_ = 0;
 	ino_t inode_ = 0;
+	bool owns_file_ = true;
 };
 
 } // namespace copyoffload

@@ -5,6 +5,7 @@
 #include "options.hpp"
 #include "privileges.hpp"
 #include "server.hpp"
+#include "service_manager.hpp"
 #include "termination_signals.hpp"
 
 #include <sys/resource.h>
@@ -45,8 +46,16 @@ int main(int argc, char **argv)
 {
 	using namespace copyoffload;
 
+	int passed_sockets = 0;
+	try {
+		passed_sockets = passed_socket_count();
+	} catch (const std::exception &e) {
+		fmt::print(stderr, "{}: {}\n", program_name, e.what());
+		return 1;
+	}
 	std::vector<std::string_view> arguments(argv + (argc > 0 ? 1 : 0), argv + argc);
-	CommandLine command_line = parse_command_line(arguments, online_cpus());
+	CommandLine command_line =
+		parse_command_line(arguments, online_cpus(), passed_sockets > 0);
 	switch (command_line.action) {
 	case CommandLine::Action::show_help:
 		fmt::print("{}", usage_text(program_name));
@@ -69,9 +78,19 @@ int main(int argc, char **argv)
 		// before the server starts its worker threads, which inherit both.
 		raise_descriptor_limit();
 		UniqueFd signals = open_termination_signalfd();
-		ListeningSocket listener = ListeningSocket::open(options.socket_path);
+		ListeningSocket listener =
+			passed_sockets > 0
+				? ListeningSocket::adopt(take_passed_listener(passed_sockets))
+				: ListeningSocket::open(options.socket_path);
+		if (listener.adopted() && !options.socket_path.empty() &&
+		    options.socket_path != listener.path()) {
+			log.warning("--socket {} ignored: serving the socket the service manager "
+				    "passed, {}",
+				    options.socket_path, listener.path());
+		}
 		drop_all_privileges();
 		Server server(options, log, std::move(signals), std::move(listener));
+		restore_root_file_ids(); // the workers keep the unprivileged ones
 		return server.run();
 	} catch (const std::exception &e) {
 		log.error("{}", e.what());

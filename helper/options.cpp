@@ -30,7 +30,7 @@ CommandLine usage_error(std::string message)
 } // namespace
 
 CommandLine parse_command_line(std::span<const std::string_view> arguments,
-			       unsigned default_workers)
+			       unsigned default_workers, bool socket_passed)
 {
 	CommandLine result;
 	result.options.workers = default_workers == 0 ? 1 : default_workers;
@@ -93,8 +93,9 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 		}
 	}
 
-	if (result.options.socket_path.empty()) {
-		return usage_error("--socket PATH is required");
+	if (result.options.socket_path.empty() && !socket_passed) {
+		return usage_error("--socket PATH is required (unless the service manager "
+				   "passes a socket)");
 	}
 	return result;
 }
@@ -106,9 +107,11 @@ std::string usage_text(std::string_view program)
 		"\n"
 		"Server-side copy helper for the Samba copyoffload VFS module.\n"
 		"Runs in the foreground and serves copy requests on a unix\n"
-		"SOCK_SEQPACKET socket; only root peers are accepted.\n"
+		"SOCK_SEQPACKET socket; only root peers are accepted. Under\n"
+		"systemd socket activation it serves the socket passed to it.\n"
 		"\n"
-		"  --socket PATH       listen on PATH (mode 0600; a stale socket is replaced)\n"
+		"  --socket PATH       listen on PATH (mode 0600; a stale socket is replaced);\n"
+		"                      not needed with socket activation\n"
 		"  --workers N         copy worker threads (default: online CPUs, max {})\n"
 		"  --log-level LEVEL   error, warning, info (default) or debug\n"
 		"  -h, --help          show this help and exit\n"

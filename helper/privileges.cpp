@@ -1,17 +1,41 @@
 #include "privileges.hpp"
 
+#include <grp.h>
 #include <linux/capability.h>
+#include <sys/fsuid.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 #include <system_error>
 
 namespace copyoffload {
 
+namespace {
+
+void set_file_ids(unsigned id)
+{
+	// setfsuid() reports no error: check that the change took.
+	::setfsgid(id);
+	::setfsuid(id);
+	if (static_cast<unsigned>(::setfsuid(static_cast<uid_t>(-1))) != id ||
+	    static_cast<unsigned>(::setfsgid(static_cast<gid_t>(-1))) != id) {
+		throw std::system_error(EPERM, std::generic_category(),
+					"setfsuid()/setfsgid() to " + std::to_string(id));
+	}
+}
+
+} // namespace
+
 void drop_all_privileges()
 {
+	if (::setgroups(0, nullptr) != 0) {
+		throw std::system_error(errno, std::generic_category(),
+					"setgroups() to drop supplementary groups");
+	}
+	set_file_ids(unprivileged_file_id);
 	// The raw syscall avoids a libcap dependency for one call; version 3
 	// covers all 64 capability bits in two zeroed data words.
 	__user_cap_header_struct header{};
@@ -26,6 +50,11 @@ void drop_all_privileges()
 		throw std::system_error(errno, std::generic_category(),
 					"prctl(PR_SET_NO_NEW_PRIVS)");
 	}
+}
+
+void restore_root_file_ids()
+{
+	set_file_ids(0);
 }
 
 } // namespace copyoffload

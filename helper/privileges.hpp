@@ -9,8 +9,24 @@ namespace copyoffload {
 // are never needed: the daemon only uses descriptors smbd opened for a user,
 // so a copy can never do more than that user's own write.
 //
-// Capabilities belong to threads: call this before starting any thread, so
-// every worker inherits the empty sets. Throws std::system_error.
+// Capabilities are not enough: ext4 keeps its reserved blocks for uid 0
+// (s_resuid) whatever the capabilities, so a copy written with file-system
+// uid 0 could fill them where the user's own write gets ENOSPC. The calling
+// thread therefore also takes the unprivileged file-system uid and gid
+// below, with no supplementary groups; I/O on passed descriptors does not
+// depend on them.
+//
+// Capabilities and file-system ids belong to threads: call this before
+// starting any thread, so every worker inherits them. Throws
+// std::system_error.
 void drop_all_privileges();
+
+// The file-system uid and gid copies run with ("nobody").
+inline constexpr unsigned unprivileged_file_id = 65534;
+
+// Gives the calling thread back file-system uid and gid 0 (its real ids:
+// no capability needed), for the main thread's own files (removing its
+// socket at shutdown). Call it after the workers have started.
+void restore_root_file_ids();
 
 } // namespace copyoffload

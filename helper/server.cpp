@@ -1,5 +1,6 @@
 #include "server.hpp"
 
+#include "service_manager.hpp"
 #include "termination_signals.hpp"
 
 #include <sys/epoll.h>
@@ -23,9 +24,10 @@ UniqueFd checked(int fd, const char *what)
 }
 
 constexpr std::uint32_t connection_events = EPOLLIN | EPOLLRDHUP;
-// While shutting down, new requests are no longer read; a hangup still
-// matters because it cancels that client's copies.
-constexpr std::uint32_t draining_connection_events = EPOLLRDHUP;
+
+// At shutdown, the most messages taken from one connection's socket as
+// "received before the signal"; what comes later is answered ESHUTDOWN.
+constexpr int drain_limit = 4096;
 
 } // namespace
 
@@ -64,16 +66,6 @@ void Server::watch(int fd, std::uint32_t events)
 	}
 }
 
-void Server::rewatch(int fd, std::uint32_t events)
-{
-	epoll_event event{};
-	event.events = events;
-	event.data.fd = fd;
-	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_MOD, fd, &event) != 0) {
-		log_.warning("epoll_ctl(MOD) on fd {}: {}", fd, describe_errno(errno));
-	}
-}
-
 void Server::unwatch(int fd)
 {
 	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
@@ -81,7 +73,11 @@ void Server::unwatch(int fd)
 
 int Server::run()
 {
-	log_.info("listening on {} with {} workers", socket_path_, worker_count_);
+	std::string status = fmt::format("listening on {} with {} workers", socket_path_,
+					 worker_count_);
+	log_.info("{}{}", status,
+		  listener_.adopted() ? " (socket passed by the service manager)" : "");
+	notify_ready(status);
 
 	std::array<epoll_event, 64> events{};
 	while (!(shutting_down_ && pool_.idle())) {
@@ -108,7 +104,7 @@ int Server::run()
 		}
 	}
 
-	log_.info("shut down: every accepted copy was answered, closing {} connections",
+	log_.info("shut down: every received copy was answered, closing {} connections",
 		  connections_.size());
 	connections_.clear();
 	return 0;
@@ -166,7 +162,7 @@ void Server::admit(UniqueFd socket)
 		return;
 	}
 	auto connection = std::make_shared<Connection>(
-		std::move(socket), PeerCredentials{peer.pid, peer.uid, peer.gid}, log_);
+		std::move(socket), PeerCredentials{peer.pid, peer.uid, peer.gid}, log_, shares_);
 	watch(connection->fd(), connection_events);
 	connections_.emplace(connection->fd(), connection);
 	log_.debug("accepted connection from {}", connection->describe());
@@ -224,15 +220,41 @@ void Server::handle_signal()
 		return;
 	}
 	shutting_down_ = true;
-	log_.info("received {}: no longer accepting, finishing {} copies in flight",
-		  signal, pool_.jobs_in_flight());
+	notify_stopping("finishing the copies in flight");
 	if (!accepting_paused_) {
 		unwatch(listener_.fd());
 	}
 	listener_.close();
+	std::size_t drained = drain_connections();
+	log_.info("received {}: no longer accepting, finishing {} copies in flight "
+		  "({} of them read at the signal); later copies are refused with ESHUTDOWN",
+		  signal, pool_.jobs_in_flight(), drained);
+}
+
+// Copies a client sent before the signal count as received: take every
+// message already waiting on each connection and run its copies. From then
+// on, a connection answers new copies ESHUTDOWN at once, so no client waits
+// for a reply that will not come (the module hands those copies back).
+std::size_t Server::drain_connections()
+{
+	std::vector<int> closing;
+	std::size_t drained = 0;
 	for (const auto &[fd, connection] : connections_) {
-		rewatch(fd, draining_connection_events);
+		std::vector<CopyJob> jobs;
+		if (connection->read_messages(jobs, drain_limit) == Connection::ReadOutcome::close) {
+			closing.push_back(fd);
+			continue;
+		}
+		connection->refuse_new_copies();
+		drained += jobs.size();
+		for (CopyJob &job : jobs) {
+			pool_.submit(std::move(job));
+		}
 	}
+	for (int fd : closing) {
+		disconnect(fd, "closed by the daemon");
+	}
+	return drained;
 }
 
 void Server::handle_job_finished()

@@ -8,6 +8,7 @@
 #include "listening_socket.hpp"
 #include "logging.hpp"
 #include "options.hpp"
+#include "share_registry.hpp"
 #include "unique_fd.hpp"
 #include "worker_pool.hpp"
 
@@ -29,12 +30,11 @@ public:
 	Server &operator=(const Server &) = delete;
 
 	// Serves until SIGTERM/SIGINT, then answers every copy already
-	// accepted and returns the exit status.
+	// received (the rest get ESHUTDOWN) and returns the exit status.
 	int run();
 
 private:
 	void watch(int fd, std::uint32_t events);
-	void rewatch(int fd, std::uint32_t events);
 	void unwatch(int fd);
 
 	void accept_connections();
@@ -42,6 +42,7 @@ private:
 	void handle_connection_event(int fd, std::uint32_t events);
 	void disconnect(int fd, const char *why);
 	void handle_signal();
+	std::size_t drain_connections();
 	void handle_job_finished();
 	void pause_accepting();
 	void resume_accepting();
@@ -53,6 +54,7 @@ private:
 	ListeningSocket listener_;
 	UniqueFd epoll_;
 	UniqueFd job_finished_; // eventfd the workers poke after each job
+	ShareRegistry shares_;
 	std::unordered_map<int, std::shared_ptr<Connection>> connections_;
 	bool accepting_paused_ = false;
 	bool shutting_down_ = false;

@@ -54,26 +54,49 @@ std::size_t WorkerPool::jobs_in_flight() const
 	return queue_.size() + running_;
 }
 
+std::deque<CopyJob>::iterator WorkerPool::next_runnable()
+{
+	return std::find_if(queue_.begin(), queue_.end(), [](const CopyJob &job) {
+		return !job.share.share || job.share.share->concurrency().admits();
+	});
+}
+
 void WorkerPool::work(std::stop_token stop)
 {
 	for (;;) {
 		std::optional<CopyJob> job;
+		std::shared_ptr<ShareState> share;
 		{
 			std::unique_lock lock(mutex_);
-			work_available_.wait(lock, stop, [this] { return !queue_.empty(); });
+			auto runnable = queue_.end();
+			work_available_.wait(lock, stop, [&] {
+				runnable = next_runnable();
+				return runnable != queue_.end();
+			});
 			if (stop.stop_requested()) {
 				return; // whatever is still queued is dropped with the pool
 			}
-			job.emplace(std::move(queue_.front()));
-			queue_.pop_front();
+			job.emplace(std::move(*runnable));
+			queue_.erase(runnable);
+			share = job->share.share;
+			if (share) {
+				share->concurrency().enter();
+			}
 			running_++;
 		}
 		handle_job_(*job);
 		job.reset(); // closes leftover descriptors, releases the connection
 		{
 			std::lock_guard lock(mutex_);
+			if (share) {
+				share->concurrency().leave();
+			}
 			running_--;
 		}
+		// A job held back by its share's limit may run now. (A raised
+		// limit is noticed here too: a job can only be held back while
+		// another of its share runs.)
+		work_available_.notify_all();
 		job_finished_();
 	}
 }

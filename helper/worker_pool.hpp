@@ -1,4 +1,6 @@
-// Fixed set of worker threads taking copy jobs from one FIFO queue.
+// Fixed set of worker threads taking copy jobs from one FIFO queue. A job
+// whose share is at its concurrency limit stays queued (it never fails for
+// it) while later jobs of other shares go ahead.
 #pragma once
 
 #include "copy_job.hpp"
@@ -39,6 +41,9 @@ public:
 
 private:
 	void work(std::stop_token stop);
+	// The first queued job its share lets run now; end() if none. Needs
+	// mutex_.
+	std::deque<CopyJob>::iterator next_runnable();
 
 	JobHandler handle_job_;
 	FinishedCallback job_finished_;

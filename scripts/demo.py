@@ -83,6 +83,11 @@ def demo(env, size):
     for line in lines[:2] + (["  ..."] if len(lines) > 4 else []) + lines[-2:]:
         print(f"  {line}")
 
+    cli = os.path.join(os.path.dirname(env.options.helper_path), "copyoffload")
+    print(f"\n$ copyoffload stats --socket {env.helper.socket_path}")
+    stats = processes.run([cli, "stats", "--socket", env.helper.socket_path], check=False)
+    print("  " + stats.stdout.rstrip("\n").replace("\n", "\n  "))
+
     copy_path = env.share_path("share", "demo-copy.bin")
     same = test_scopy.sha256_file(copy_path) == digest
     print(f"\nsha256 source {digest[:16]}...  copy {'identical' if same else 'DIFFERENT'}")

@@ -14,6 +14,14 @@ packages=(
 	meson ninja-build liburing-dev libcmocka-dev libfmt-dev libsystemd-dev
 	# tests
 	xfsprogs btrfs-progs util-linux e2fsprogs python3-impacket
+	# systemd-analyze and systemd-socket-activate for the service tests (the
+	# machine need not boot with systemd)
+	systemd
+	# the Samba 4.22 (Debian 13) test runtime (scripts/samba-runtime.sh)
+	debootstrap
+	# the ASan/UBSan build and libFuzzer targets (scripts/sanitize-build.sh);
+	# llvm for llvm-symbolizer in sanitizer reports
+	clang libclang-rt-14-dev llvm
 )
 
 missing=()

@@ -19,6 +19,9 @@
 #include <sys/ioctl.h>
 #include "clone_probe.h"
 
+#undef DBGC_CLASS
+#define DBGC_CLASS DBGC_VFS
+
 int copyoffload_probe_clone(const char *dir)
 {
 	int src = -1, dst = -1;

@@ -13,8 +13,17 @@
 #include <sys/un.h>
 #include "copyoffload_protocol.h"
 #include "copyoffload_config.h"
+#include "copyoffload_config_parse.h"
+
+#undef DBGC_CLASS
+#define DBGC_CLASS DBGC_VFS
 
 #define MODULE "copyoffload"
+
+#define DEFAULT_METHODS "clone, copy_file_range, read_write"
+/* What this version's helper has a backend for: all but device copy. */
+#define IMPLEMENTED_METHODS \
+	(COPYOFFLOAD_METHODS_ALL & ~COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_DEVICE))
 
 static const char *load_helper_socket(int snum)
 {
@@ -77,6 +86,115 @@ static bool load_bool(int snum, const char *option, bool default_value)
 	return result;
 }
 
+struct rejected_method_context {
+	int snum;
+	const char *value;
+};
+
+static void log_rejected_method(const char *word, size_t length,
+				const char *why, void *private_data)
+{
+	const struct rejected_method_context *ctx = private_data;
+
+	DBG_ERR("copyoffload: share %s: \"copyoffload:methods = %s\": "
+		"\"%.*s\" dropped: %s (known: clone, copy_file_range, "
+		"device, read_write)\n",
+		lp_const_servicename(ctx->snum), ctx->value, (int)length, word,
+		why);
+}
+
+static void load_methods(int snum, uint8_t order[COPYOFFLOAD_METHOD_COUNT])
+{
+	const char *value = lp_parm_const_string(snum, MODULE, "methods",
+						 DEFAULT_METHODS);
+	struct rejected_method_context ctx = { .snum = snum, .value = value };
+	size_t count;
+
+	count = copyoffload_parse_methods(value, order, log_rejected_method,
+					  &ctx);
+	if (count > 0 &&
+	    (copyoffload_method_order_mask(order) & IMPLEMENTED_METHODS) != 0) {
+		return;
+	}
+	DBG_ERR("copyoffload: share %s: \"copyoffload:methods = %s\" names "
+		"%s; using %s\n",
+		lp_const_servicename(snum), value,
+		count == 0 ? "no method"
+			   : "no implemented method (device copy is not "
+			     "implemented yet)",
+		DEFAULT_METHODS);
+	copyoffload_parse_methods(DEFAULT_METHODS, order, NULL, NULL);
+}
+
+/*
+ * Reads a byte count (with K, M, G, T suffixes) that must be 0 or lie in
+ * [min, max]; logs and returns default_value otherwise.
+ */
+static uint64_t load_size(int snum, const char *option, uint64_t min,
+			  uint64_t max, uint64_t default_value)
+{
+	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
+	uint64_t bytes;
+
+	if (value == NULL) {
+		return default_value;
+	}
+	if (copyoffload_parse_size(value, &bytes) &&
+	    (bytes == 0 || (bytes >= min && bytes <= max))) {
+		return bytes;
+	}
+	DBG_ERR("copyoffload: share %s: \"copyoffload:%s = %s\" is not 0 or a "
+		"size from %" PRIu64 " to %" PRIu64 " bytes (K, M, G, T "
+		"suffixes allowed); using %" PRIu64 "\n",
+		lp_const_servicename(snum), option, value, min, max,
+		default_value);
+	return default_value;
+}
+
+static uint64_t load_count(int snum, const char *option, uint64_t max,
+			   uint64_t default_value)
+{
+	const char *value = lp_parm_const_string(snum, MODULE, option, NULL);
+	uint64_t count;
+
+	if (value == NULL) {
+		return default_value;
+	}
+	if (copyoffload_parse_count(value, max, &count)) {
+		return count;
+	}
+	DBG_ERR("copyoffload: share %s: \"copyoffload:%s = %s\" is not a "
+		"number from 0 to %" PRIu64 "; using %" PRIu64 "\n",
+		lp_const_servicename(snum), option, value, max, default_value);
+	return default_value;
+}
+
+static void load_share_policy(int snum, struct copyoffload_share *share)
+{
+	const char *name = lp_const_servicename(snum);
+
+	if (!copyoffload_share_name_set(share->name, name)) {
+		DBG_NOTICE("copyoffload: share %s is known to the helper as "
+			   "\"%s\" (names are cut to %d bytes of UTF-8 "
+			   "without control characters)\n",
+			   name, share->name, COPYOFFLOAD_SHARE_NAME_SIZE - 1);
+	}
+	load_methods(snum, share->method_order);
+	share->max_segment = load_size(snum, "max segment",
+				       COPYOFFLOAD_MIN_SEGMENT,
+				       COPYOFFLOAD_MAX_SEGMENT, 0);
+	share->max_bytes_per_second = load_size(
+		snum, "max bytes per second", 1,
+		COPYOFFLOAD_MAX_BYTES_PER_SECOND, 0);
+	share->max_concurrent = (uint32_t)load_count(
+		snum, "max concurrent copies", COPYOFFLOAD_MAX_CONCURRENT, 0);
+}
+
+uint32_t copyoffload_config_methods(const struct copyoffload_config *config)
+{
+	return copyoffload_method_order_mask(config->share.method_order);
+}
+
 struct copyoffload_config *copyoffload_config_load(TALLOC_CTX *mem_ctx,
 						   int snum)
 {
@@ -101,5 +219,16 @@ struct copyoffload_config *copyoffload_config_load(TALLOC_CTX *mem_ctx,
 		COPYOFFLOAD_BLOCK_REFCOUNTING_AUTO);
 	config->dup_extents_fallback = load_bool(snum, "dup extents fallback",
 						 false);
+	config->inline_clone = load_bool(snum, "inline clone", true);
+	load_share_policy(snum, &config->share);
+	if (config->block_refcounting == COPYOFFLOAD_BLOCK_REFCOUNTING_YES &&
+	    (copyoffload_config_methods(config) &
+	     COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0) {
+		DBG_ERR("copyoffload: share %s: \"copyoffload:block refcounting "
+			"= yes\" needs clone in copyoffload:methods; block "
+			"refcounting is not advertised\n",
+			lp_const_servicename(snum));
+		config->block_refcounting = COPYOFFLOAD_BLOCK_REFCOUNTING_NO;
+	}
 	return config;
 }

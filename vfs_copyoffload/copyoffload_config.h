@@ -12,6 +12,8 @@
 #ifndef COPYOFFLOAD_CONFIG_H
 #define COPYOFFLOAD_CONFIG_H
 
+#include "copyoffload_protocol.h"
+
 /* What a copy does when the helper cannot be reached or goes away. */
 enum copyoffload_helper_down {
 	COPYOFFLOAD_HELPER_DOWN_NEXT, /* hand the copy to the next VFS module */
@@ -31,7 +33,18 @@ struct copyoffload_config {
 	enum copyoffload_block_refcounting block_refcounting;
 	/* May a duplicate-extents request that cannot clone copy instead? */
 	bool dup_extents_fallback;
+	/* May smbd clone a bounded copychunk chunk itself (inline_clone.c)? */
+	bool inline_clone;
+	/*
+	 * What the helper is told about this share (its SHARE message; the
+	 * helper client assigns share_id): the name, the method order, the
+	 * largest segment and the limits.
+	 */
+	struct copyoffload_share share;
 };
+
+/* The methods copyoffload:methods allows, as a COPYOFFLOAD_METHOD_BIT mask. */
+uint32_t copyoffload_config_methods(const struct copyoffload_config *config);
 
 /*
  * Reads the options of share snum. A bad value is logged with the option's

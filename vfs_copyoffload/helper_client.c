@@ -14,6 +14,11 @@
  * a tevent fd so smbd's loop never waits for the helper. Every completion is
  * deferred to the next loop turn, so no caller code runs while this file is
  * walking its own lists.
+ *
+ * Each share's name and policy is declared once per socket (SHARE, no
+ * reply) right before the first COPY that names it; the helper handles one
+ * connection's messages in order. After a reconnect every share is
+ * declared again on first use.
  */
 
 #include "includes.h"
@@ -23,10 +28,33 @@
 #include "lib/util/tevent_unix.h"
 #include "helper_client.h"
 
+#undef DBGC_CLASS
+#define DBGC_CLASS DBGC_VFS
+
 /* After a failed connect, copies go elsewhere for this long before retrying. */
 #define RECONNECT_BACKOFF_SECONDS 1
 
+/*
+ * A helper that stops answering but keeps its socket open (hung, stopped)
+ * would leave smbd's requests, and the client's handles, waiting forever.
+ * While copies are outstanding, a connection that brings no message for
+ * this long is given up as if the helper had gone: its copies are handed
+ * back with ETIMEDOUT, the socket is closed (a helper that is only slow
+ * then drops them), and copies go elsewhere for as long again before the
+ * helper is tried anew. Any message restarts the wait, so long copies are
+ * not cut short while others complete. [global] "copyoffload:helper
+ * timeout" sets the seconds; 0 waits forever.
+ */
+#define REPLY_TIMEOUT_SECONDS 120
+
 struct helper_call;
+
+/* A share as declared to the helper, under a share id of this connection. */
+struct helper_share {
+	struct helper_share *prev, *next;
+	struct copyoffload_share declaration;
+	bool declared; /* SHARE sent on the current socket */
+};
 
 struct helper_conn {
 	struct helper_conn *prev, *next;
@@ -38,9 +66,12 @@ struct helper_conn {
 	bool hello_answered;
 	uint64_t next_request_id;
 	struct helper_call *calls; /* awaiting a reply, oldest first */
+	struct helper_share *shares;
+	uint32_t next_share_id;
 	time_t retry_after;
 	int last_error;
 	bool reported_down;
+	struct tevent_timer *reply_timer; /* while calls are outstanding */
 };
 
 /* Per smbd process: the connections outlive any share or request. */
@@ -49,6 +80,7 @@ static struct helper_conn *helper_conns;
 struct helper_call {
 	struct helper_call *prev, *next;
 	struct helper_conn *conn; /* NULL once answered or failed */
+	struct helper_share *share; /* NULL: counts for no share */
 	struct tevent_req *req;
 	uint64_t request_id;
 	uint64_t length;
@@ -87,8 +119,55 @@ static struct helper_conn *helper_conn_get(struct tevent_context *ev,
 	conn->ev = ev;
 	conn->fd = -1;
 	conn->next_request_id = 1;
+	conn->next_share_id = 1;
 	DLIST_ADD(helper_conns, conn);
 	return conn;
+}
+
+/* Same name and policy (ids aside). */
+static bool helper_share_matches(const struct copyoffload_share *a,
+				 const struct copyoffload_share *b)
+{
+	return memcmp(a->name, b->name, sizeof(a->name)) == 0 &&
+	       memcmp(a->method_order, b->method_order,
+		      sizeof(a->method_order)) == 0 &&
+	       a->max_segment == b->max_segment &&
+	       a->max_bytes_per_second == b->max_bytes_per_second &&
+	       a->max_concurrent == b->max_concurrent;
+}
+
+/* The connection's entry for share, made on first use. */
+static struct helper_share *helper_share_get(struct helper_conn *conn,
+					     const struct copyoffload_share *share)
+{
+	struct helper_share *entry = NULL;
+
+	for (entry = conn->shares; entry != NULL; entry = entry->next) {
+		if (helper_share_matches(&entry->declaration, share)) {
+			return entry;
+		}
+	}
+	entry = talloc_zero(conn, struct helper_share);
+	if (entry == NULL) {
+		return NULL;
+	}
+	entry->declaration = *share;
+	entry->declaration.share_id = conn->next_share_id++;
+	if (conn->next_share_id == 0) {
+		conn->next_share_id = 1; /* 0 means "no share" */
+	}
+	DLIST_ADD(conn->shares, entry);
+	return entry;
+}
+
+/* The socket is gone: every share must be declared again on the next. */
+static void helper_conn_forget_declarations(struct helper_conn *conn)
+{
+	struct helper_share *entry = NULL;
+
+	for (entry = conn->shares; entry != NULL; entry = entry->next) {
+		entry->declared = false;
+	}
 }
 
 static void helper_call_finish(struct helper_call *call, int err)
@@ -124,12 +203,45 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 		conn->socket_path, what, strerror(err), in_flight);
 
 	TALLOC_FREE(conn->fde);
+	TALLOC_FREE(conn->reply_timer);
 	close(conn->fd);
 	conn->fd = -1;
 	conn->hello_answered = false;
+	helper_conn_forget_declarations(conn);
 	while (conn->calls != NULL) {
 		helper_call_finish(conn->calls, err);
 	}
+}
+
+static void helper_conn_timed_out(struct tevent_context *ev,
+				  struct tevent_timer *te,
+				  struct timeval now,
+				  void *private_data)
+{
+	struct helper_conn *conn = talloc_get_type_abort(
+		private_data, struct helper_conn);
+
+	conn->reply_timer = NULL; /* tevent frees it */
+	conn->last_error = ETIMEDOUT;
+	conn->retry_after = now.tv_sec + lp_parm_int(
+		GLOBAL_SECTION_SNUM, "copyoffload", "helper timeout",
+		REPLY_TIMEOUT_SECONDS);
+	helper_conn_fail(conn, ETIMEDOUT, "waiting for a reply");
+}
+
+/* (Re)starts the wait for the helper's next message, or ends it. */
+static void helper_conn_watch(struct helper_conn *conn)
+{
+	int seconds = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload",
+				  "helper timeout", REPLY_TIMEOUT_SECONDS);
+
+	TALLOC_FREE(conn->reply_timer);
+	if (conn->calls == NULL || conn->fd == -1 || seconds <= 0) {
+		return;
+	}
+	conn->reply_timer = tevent_add_timer(
+		conn->ev, conn, tevent_timeval_current_ofs(seconds, 0),
+		helper_conn_timed_out, conn);
 }
 
 static int helper_conn_open(struct helper_conn *conn)
@@ -193,9 +305,11 @@ static int helper_conn_ensure(struct helper_conn *conn)
 	if (conn->fd != -1 && conn->fd_owner != getpid()) {
 		/* Forked: the socket and its replies stay with the parent. */
 		TALLOC_FREE(conn->fde);
+		TALLOC_FREE(conn->reply_timer);
 		close(conn->fd);
 		conn->fd = -1;
 		conn->hello_answered = false;
+		helper_conn_forget_declarations(conn);
 		while (conn->calls != NULL) {
 			struct helper_call *call = conn->calls;
 			DLIST_REMOVE(conn->calls, call);
@@ -269,6 +383,21 @@ static int helper_send_copy(int fd, struct helper_call *call)
 	return sent == (ssize_t)sizeof(call->msg) ? 0 : EPROTO;
 }
 
+static int helper_send_share(int fd, struct helper_share *share)
+{
+	uint8_t msg[COPYOFFLOAD_SHARE_SIZE];
+	ssize_t sent;
+
+	copyoffload_encode_share(msg, &share->declaration);
+	do {
+		sent = send(fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (sent == -1 && errno == EINTR);
+	if (sent == -1) {
+		return errno;
+	}
+	return sent == (ssize_t)sizeof(msg) ? 0 : EPROTO;
+}
+
 static void helper_conn_flush(struct helper_conn *conn)
 {
 	struct helper_call *call = NULL;
@@ -278,7 +407,17 @@ static void helper_conn_flush(struct helper_conn *conn)
 		if (call->sent) {
 			continue;
 		}
-		err = helper_send_copy(conn->fd, call);
+		err = 0;
+		if (call->share != NULL && !call->share->declared) {
+			call->share->declaration.request_id = conn->next_request_id++;
+			err = helper_send_share(conn->fd, call->share);
+			if (err == 0) {
+				call->share->declared = true;
+			}
+		}
+		if (err == 0) {
+			err = helper_send_copy(conn->fd, call);
+		}
 		if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
 			TEVENT_FD_WRITEABLE(conn->fde);
 			return;
@@ -428,6 +567,7 @@ static void helper_conn_handler(struct tevent_context *ev,
 	}
 	if (flags & TEVENT_FD_READ) {
 		helper_conn_read(conn);
+		helper_conn_watch(conn); /* the helper is alive */
 	}
 }
 
@@ -436,6 +576,9 @@ static int helper_call_destructor(struct helper_call *call)
 	/* A late reply for it is then dropped by request id. */
 	if (call->conn != NULL) {
 		DLIST_REMOVE(call->conn->calls, call);
+		if (call->conn->calls == NULL) {
+			TALLOC_FREE(call->conn->reply_timer);
+		}
 		call->conn = NULL;
 	}
 	return 0;
@@ -445,6 +588,7 @@ struct tevent_req *copyoffload_helper_copy_send(
 	TALLOC_CTX *mem_ctx,
 	struct tevent_context *ev,
 	const char *socket_path,
+	const struct copyoffload_share *share,
 	const struct copyoffload_copy_args *args)
 {
 	struct tevent_req *req = NULL;
@@ -469,6 +613,13 @@ struct tevent_req *copyoffload_helper_copy_send(
 		tevent_req_error(req, err);
 		return tevent_req_post(req, ev);
 	}
+	if (share != NULL) {
+		call->share = helper_share_get(conn, share);
+		if (call->share == NULL) {
+			tevent_req_error(req, ENOMEM);
+			return tevent_req_post(req, ev);
+		}
+	}
 
 	request = (struct copyoffload_copy_request) {
 		.request_id = conn->next_request_id++,
@@ -477,6 +628,9 @@ struct tevent_req *copyoffload_helper_copy_send(
 		.length = args->length,
 		.methods = args->methods,
 		.flags = args->flags,
+		.share_id = call->share != NULL
+				    ? call->share->declaration.share_id
+				    : 0,
 	};
 	copyoffload_encode_copy_request(call->msg, &request);
 	call->request_id = request.request_id;
@@ -489,6 +643,9 @@ struct tevent_req *copyoffload_helper_copy_send(
 
 	/* If sending fails, helper_conn_fail() finishes req (deferred). */
 	helper_conn_flush(conn);
+	if (conn->reply_timer == NULL) {
+		helper_conn_watch(conn);
+	}
 	return req;
 }
 

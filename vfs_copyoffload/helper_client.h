@@ -29,11 +29,18 @@ struct copyoffload_copy_args {
  * per socket path and smbd process is opened on first use, kept, and opened
  * again after the helper restarts; requests on it are answered in any order.
  * Nothing here blocks: completion comes through ev.
+ *
+ * share (may be NULL: the copy counts for no share) names the share and
+ * its policy: before the first copy of a share on a connection, the client
+ * declares it to the helper with a SHARE message under a share id of its
+ * own choosing (share->share_id and request_id are ignored). A share whose
+ * policy changed (smb.conf reloaded) is declared again under a new id.
  */
 struct tevent_req *copyoffload_helper_copy_send(
 	TALLOC_CTX *mem_ctx,
 	struct tevent_context *ev,
 	const char *socket_path,
+	const struct copyoffload_share *share,
 	const struct copyoffload_copy_args *args);
 
 /*

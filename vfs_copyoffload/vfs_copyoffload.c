@@ -27,7 +27,12 @@
 #include "offload_token.h"
 #include "clone_probe.h"
 #include "copyoffload_config.h"
+#include "copyoffload_config_parse.h"
 #include "helper_client.h"
+#include "inline_clone.h"
+
+#undef DBGC_CLASS
+#define DBGC_CLASS DBGC_VFS
 
 /*
  * Tokens this module resolves. smbd hands each module only the token; the
@@ -35,11 +40,24 @@
  */
 static struct vfs_offload_ctx *copyoffload_offload_ctx;
 
+/*
+ * Whether the next module (vfs_default) serves FSCTL_DUPLICATE_EXTENTS_TO_FILE:
+ * Samba 4.22 (VFS interface 50) added a synchronous FICLONERANGE path there,
+ * and mints clone tokens for shares with FILE_SUPPORTS_BLOCK_REFCOUNTING.
+ * Before, vfs_default refuses clone tokens and answers INVALID_PARAMETER.
+ */
+#if SMB_VFS_INTERFACE_VERSION >= 50
+#define COPYOFFLOAD_NEXT_CLONES true
+#else
+#define COPYOFFLOAD_NEXT_CLONES false
+#endif
+
 static int copyoffload_connect(struct vfs_handle_struct *handle,
 			       const char *service,
 			       const char *user)
 {
 	struct copyoffload_config *config = NULL;
+	char methods[80];
 	int ret;
 
 	ret = SMB_VFS_NEXT_CONNECT(handle, service, user);
@@ -55,8 +73,14 @@ static int copyoffload_connect(struct vfs_handle_struct *handle,
 	}
 	SMB_VFS_HANDLE_SET_DATA(handle, config, NULL,
 				struct copyoffload_config, return -1);
-	DBG_INFO("copyoffload: share %s uses helper %s\n", service,
-		 config->helper_socket);
+	copyoffload_format_methods(config->share.method_order, methods,
+				   sizeof(methods));
+	DBG_INFO("copyoffload: share %s uses helper %s: methods = %s, "
+		 "max segment = %" PRIu64 ", max bytes per second = %" PRIu64
+		 ", max concurrent copies = %" PRIu32 " (0: default or none)\n",
+		 service, config->helper_socket, methods,
+		 config->share.max_segment, config->share.max_bytes_per_second,
+		 config->share.max_concurrent);
 	return 0;
 }
 
@@ -78,6 +102,13 @@ static uint32_t copyoffload_fs_capabilities(
 		return caps & ~FILE_SUPPORTS_BLOCK_REFCOUNTING;
 	case COPYOFFLOAD_BLOCK_REFCOUNTING_AUTO:
 		break;
+	}
+	if ((copyoffload_config_methods(config) &
+	     COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0) {
+		DBG_INFO("copyoffload: %s: copyoffload:methods excludes clone: "
+			 "block refcounting not advertised\n",
+			 handle->conn->connectpath);
+		return caps & ~FILE_SUPPORTS_BLOCK_REFCOUNTING;
 	}
 
 	/* As root: the probe's unnamed files need write access. */
@@ -166,9 +197,13 @@ static void copyoffload_offload_read_done(struct tevent_req *subreq)
 						&state->xferlen,
 						&state->token);
 	TALLOC_FREE(subreq);
-	if (!NT_STATUS_IS_OK(status) &&
+	if (!NT_STATUS_IS_OK(status) && !COPYOFFLOAD_NEXT_CLONES &&
 	    state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE) {
-		/* 4.17's vfs_default mints no clone tokens: mint our own. */
+		/*
+		 * vfs_default before 4.22 mints no clone tokens: mint our own.
+		 * From 4.22 on its refusal stands: the token must be one the
+		 * next module can resolve, for the helper-down path.
+		 */
 		status = vfs_offload_token_create_blob(state, state->fsp,
 						       state->fsctl,
 						       &state->token);
@@ -220,7 +255,12 @@ struct copyoffload_write_state {
 	struct tevent_context *ev;
 	const struct copyoffload_config *config;
 	uint32_t fsctl;
-	DATA_BLOB *token;
+	DATA_BLOB *token;	/* &token_copy */
+	/*
+	 * smbd's DUPLICATE_EXTENTS path passes a token that lives on its
+	 * stack: the next module, asked later (helper down), needs a copy.
+	 */
+	DATA_BLOB token_copy;
 	off_t src_off;
 	struct files_struct *dst_fsp;
 	off_t dst_off;
@@ -405,6 +445,27 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 
 static void copyoffload_write_helper_done(struct tevent_req *subreq);
 
+/*
+ * A copychunk chunk on a share that clones first is cloned right here when
+ * that is bounded (inline_clone.c): cheaper than the round trip to the
+ * helper, which still takes everything this declines.
+ */
+static bool copyoffload_write_inline_clone(
+	const struct copyoffload_write_state *state, files_struct *src_fsp)
+{
+	const struct copyoffload_config *config = state->config;
+
+	if (!config->inline_clone || state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE ||
+	    config->share.method_order[0] != COPYOFFLOAD_METHOD_CLONE) {
+		return false;
+	}
+	return copyoffload_inline_clone(
+		fsp_get_io_fd(src_fsp), state->src_off,
+		src_fsp->fsp_name->st.st_ex_size,
+		fsp_get_io_fd(state->dst_fsp), state->dst_off, state->num,
+		state->dst_fsp->fsp_name->st.st_ex_blksize);
+}
+
 static bool copyoffload_handles_fsctl(uint32_t fsctl)
 {
 	switch (fsctl) {
@@ -448,13 +509,20 @@ static struct tevent_req *copyoffload_offload_write_send(
 		.ev = ev,
 		.config = config,
 		.fsctl = fsctl,
-		.token = token,
 		.src_off = transfer_offset,
 		.dst_fsp = dest_fsp,
 		.dst_off = dest_off,
 		.num = num,
 	};
 	tevent_req_set_cleanup_fn(req, copyoffload_write_cleanup);
+	state->token = &state->token_copy;
+	if (token != NULL && token->length > 0) {
+		state->token_copy = data_blob_talloc(state, token->data,
+						     token->length);
+		if (tevent_req_nomem(state->token_copy.data, req)) {
+			return tevent_req_post(req, ev);
+		}
+	}
 
 	/* Also here: a copy may come without a RESUME_KEY (bug 15664). */
 	status = vfs_offload_token_ctx_init(dest_fsp->conn->sconn->client,
@@ -490,17 +558,34 @@ static struct tevent_req *copyoffload_offload_write_send(
 	contend_level2_oplocks_end(dest_fsp, LEVEL2_CONTEND_WRITE);
 	mark_file_modified(dest_fsp);
 
+	if (copyoffload_write_inline_clone(state, src_fsp)) {
+		DBG_DEBUG("copyoffload: cloned %jd bytes to %s at %jd inline\n",
+			  (intmax_t)num, fsp_str_dbg(dest_fsp),
+			  (intmax_t)dest_off);
+		state->copied = num;
+		tevent_req_done(req);
+		return tevent_req_post(req, ev);
+	}
+
 	args = (struct copyoffload_copy_args) {
 		.src_fd = fsp_get_io_fd(src_fsp),
 		.dst_fd = fsp_get_io_fd(dest_fsp),
 		.src_offset = transfer_offset,
 		.dst_offset = dest_off,
 		.length = num,
-		.methods = COPYOFFLOAD_METHODS_ALL,
+		.methods = copyoffload_config_methods(config),
 		.flags = 0,
 	};
 	if (fsctl == FSCTL_DUP_EXTENTS_TO_FILE && !config->dup_extents_fallback) {
 		/* A clone must not silently become a full copy. */
+		if ((args.methods &
+		     COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0) {
+			DBG_INFO("copyoffload: %s: clone refused: "
+				 "copyoffload:methods excludes clone\n",
+				 fsp_str_dbg(dest_fsp));
+			tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
+			return tevent_req_post(req, ev);
+		}
 		args.methods = COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE);
 		args.flags = COPYOFFLOAD_COPY_CLONE_ONLY;
 	}
@@ -508,8 +593,8 @@ static struct tevent_req *copyoffload_offload_write_send(
 	 * From here on src_fsp is not touched again: the helper holds its
 	 * own descriptors, so the source may be closed while the copy runs.
 	 */
-	subreq = copyoffload_helper_copy_send(state, ev,
-					      config->helper_socket, &args);
+	subreq = copyoffload_helper_copy_send(state, ev, config->helper_socket,
+					      &config->share, &args);
 	if (tevent_req_nomem(subreq, req)) {
 		return tevent_req_post(req, ev);
 	}
@@ -562,17 +647,23 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 	err = copyoffload_helper_copy_recv(subreq, &reply);
 	TALLOC_FREE(subreq);
 
+	if (err == 0 && reply.status == ESHUTDOWN && reply.bytes_done == 0) {
+		/* The helper is stopping and did not take this copy. */
+		err = ESHUTDOWN;
+	}
 	if (err != 0) {
 		/*
 		 * Nothing was reported copied, and rewriting a chunk from an
 		 * unchanged source is harmless: the next module may redo it.
 		 */
 		if (state->config->helper_down == COPYOFFLOAD_HELPER_DOWN_FAIL ||
-		    state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE) {
+		    (state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE &&
+		     !COPYOFFLOAD_NEXT_CLONES)) {
 			/*
-			 * 4.17's vfs_default cannot clone (it would answer
-			 * INVALID_PARAMETER): NOT_SUPPORTED makes the client
-			 * copy the data itself.
+			 * vfs_default before 4.22 cannot clone (it would
+			 * answer INVALID_PARAMETER): NOT_SUPPORTED makes the
+			 * client copy the data itself. From 4.22 on a clone
+			 * goes to vfs_default's FICLONERANGE like a chunk.
 			 */
 			DBG_NOTICE("copyoffload: %s: helper unavailable (%s), "
 				   "failing the copy or clone\n",

@@ -33,8 +33,12 @@ LOOP_TYPES = {"xfs": "xfs", "btrfs": "btrfs", "slow": "ext4"}
 class BenchEnvironment:
     """A context manager; .servers maps "stock"/"copyoffload" to a server."""
 
-    def __init__(self, build_dir, image_size=8 * GIB):
+    def __init__(self, build_dir, image_size=8 * GIB, compare_inline=False):
+        """compare_inline: also run a third server, "helper-only", with
+        copyoffload:inline clone = no, to weigh inline clones against the
+        helper's round trip."""
         self.build_dir = build_dir
+        self.kinds = ["stock", "copyoffload"] + (["helper-only"] if compare_inline else [])
         self.image_size = image_size
         # On the root filesystem, so the "ext4" share is a plain directory.
         self.dir = tempfile.mkdtemp(prefix="copyoffload-bench-", dir="/var/tmp")
@@ -80,17 +84,19 @@ class BenchEnvironment:
         self._stack.enter_context(self.helper)
 
         module = os.path.join(self.build_dir, "vfs_copyoffload", "copyoffload.so")
-        for kind in ("stock", "copyoffload"):
+        for kind in self.kinds:
             shares = []
             for name in SHARES:
                 vfs, options = [], {}
-                if kind == "copyoffload":
+                if kind != "stock":
                     vfs = [samba_server.MODULE_NAME]
                     options["copyoffload:helper socket"] = self.helper.socket_path
+                if kind == "helper-only":
+                    options["copyoffload:inline clone"] = "no"
                 shares.append(samba_server.Share(name, self.paths[name], vfs, options))
             self.servers[kind] = self._stack.enter_context(samba_server.SambaServer(
                 self.dir, shares, self.user,
-                module_path=module if kind == "copyoffload" else None,
+                module_path=None if kind == "stock" else module,
                 log_level="0", name=f"smbd-{kind}"))
 
     def path(self, share, name):

@@ -69,8 +69,10 @@ def local_copy_file_range(src_path, dst_path, size):
 def measure(env, share, size, runs):
     """{series: median seconds} for one share and size."""
     src_path, src = source_files.ensure_source(env, share, size)
-    samples = {k: [] for k in ("local", "stock:smbclient", "copyoffload:smbclient",
-                               "stock:session", "copyoffload:session")}
+    samples = {"local": []}
+    for kind in env.servers:
+        samples[f"{kind}:smbclient"] = []
+        samples[f"{kind}:session"] = []
     for run in range(runs):
         dst = f"copy-{run}.bin"
         dst_path = env.path(share, dst)
@@ -110,4 +112,9 @@ def rows(env, shares, sizes, runs, targets):
                 "co/local (server)": stats.fmt_ratio(
                     stats.ratio(m["copyoffload:session"], m["local"]), target_local),
             })
+            for kind in env.servers:
+                if kind not in ("stock", "copyoffload"):
+                    out[-1][f"{kind} (server)"] = stats.fmt_seconds(m[f"{kind}:session"])
+                    out[-1][f"{kind}/stock (server)"] = stats.fmt_ratio(
+                        stats.ratio(m[f"{kind}:session"], m["stock:session"]))
     return out

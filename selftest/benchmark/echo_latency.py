@@ -64,7 +64,7 @@ def row(env, share, requests, label=None, before_run=None, target=None):
         out[f"{kind} p99"] = stats.fmt_seconds(stats.percentile(lat, 99))
         out[f"{kind} echo first"] = f"{first}/{requests}"
         out[f"_{kind}_p99"] = stats.percentile(lat, 99)
-    if target is not None:
+    if target is not None and "_copyoffload_p99" in out:
         p99 = out["_copyoffload_p99"]
         out["copyoffload p99 target"] = (f"<= {stats.fmt_seconds(target)}: "
                                          + ("ok" if p99 <= target else "missed"))

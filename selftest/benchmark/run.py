@@ -16,6 +16,7 @@ import argparse
 import datetime
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -106,6 +107,8 @@ def main():
     p.add_argument("--only", default=",".join(SECTIONS),
                    help="comma-separated sections: " + ",".join(SECTIONS))
     p.add_argument("--markdown", help="also write the tables to this file")
+    p.add_argument("--compare-inline", action="store_true",
+                   help="also run copyoffload with 'inline clone = no' (helper-only)")
     args = p.parse_args()
     args.only = set(args.only.split(","))
     unknown = args.only - set(SECTIONS)
@@ -125,11 +128,19 @@ def main():
 
     bench_env.install_cleanup()
     started = time.monotonic()
+    workdir = None
     try:
-        with bench_env.BenchEnvironment(os.path.abspath(args.build_dir)) as env:
+        with bench_env.BenchEnvironment(os.path.abspath(args.build_dir),
+                                        compare_inline=args.compare_inline) as env:
+            workdir = env.dir
             run_sections(env, args, emit)
+    except BaseException:
+        print(f"benchmark failed; its files and logs are in {workdir}")
+        raise
     finally:
         bench_env.run_cleanup()
+    # Source files of up to 1 GiB sit in the ext4 share: do not keep them.
+    shutil.rmtree(workdir, ignore_errors=True)
     print(f"benchmark took {time.monotonic() - started:.0f} s")
     if args.markdown:
         with open(args.markdown, "w") as f:

@@ -4,9 +4,10 @@ At --log-level debug the daemon writes one line per finished copy to stderr:
 
     copy done id=<n> peer_pid=<pid> src_off=<n> dst_off=<n> length=<n>
         bytes=<n> method=<name> status=<0 or errno> usec=<n>
-        [clone=<n> copy_file_range=<n> device=<n> read_write=<n>]
+        [clone=<n> copy_file_range=<n> device=<n> read_write=<n>] [share="<name>"]
 
-(on one line; the errno may be a number or a name such as EXDEV). The
+(on one line; the errno may be a number or a name such as EXDEV; the share
+is "" for copies that named none). The
 per-method byte counts at the end are newer (a clone-first copy splits one
 range over several methods); older builds lack them, and they then count as 0.
 Tests note log_position() before a client operation and read records_since()
@@ -32,6 +33,8 @@ COPY_DONE_RE = re.compile(
 # Per-method byte counts, in the order the helper prints them.
 METHODS = ("clone", "copy_file_range", "device", "read_write")
 _METHOD_RE = re.compile(r"\b(" + "|".join(METHODS) + r")=(\d+)\b")
+# Last, the share the copy counts for (quotes and backslashes escaped).
+_SHARE_RE = re.compile(r' share="((?:[^"\\]|\\.)*)"$')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +52,7 @@ class CopyDone:
     copy_file_range: int = 0
     device: int = 0
     read_write: int = 0
+    share: str = ""           # "" when the copy named no share (or older builds)
 
     @property
     def ok(self):
@@ -83,6 +87,10 @@ def parse_copy_done(text):
         rest = values.pop("rest")
         fields = {k: (v if k in ("method", "status") else int(v))
                   for k, v in values.items()}
+        share = _SHARE_RE.search(rest)
+        if share:
+            fields["share"] = re.sub(r"\\(.)", r"\1", share.group(1))
+            rest = rest[:share.start()]
         fields.update((k, int(v)) for k, v in _METHOD_RE.findall(rest))
         records.append(CopyDone(**fields))
     return records

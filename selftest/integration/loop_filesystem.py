@@ -82,6 +82,23 @@ class LoopFilesystem:
     def _is_mounted(self):
         return os.path.ismount(self.mount_point)
 
+    def _holders(self):
+        """'pid (comm)' of processes whose mount namespace still has
+        this filesystem mounted: what keeps a loop device attached."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/mountinfo") as f:
+                    if f" {self.mount_point} " not in f.read():
+                        continue
+                with open(f"/proc/{entry}/comm") as f:
+                    found.append(f"{entry} ({f.read().strip()})")
+            except OSError:
+                continue
+        return ", ".join(found[:10])
+
     def _teardown(self):
         errors = []
         # smbd's private mount namespace also holds the filesystem until its
@@ -108,7 +125,8 @@ class LoopFilesystem:
                 processes.run(["losetup", "-d", dev], check=False)
             time.sleep(0.2)
         else:
-            errors.append(f"loop device(s) {devices} for {self.image} still attached")
+            errors.append(f"loop device(s) {devices} for {self.image} still attached; "
+                          f"mounted in the namespace of: {self._holders() or 'nobody'}")
         try:
             os.rmdir(self.mount_point)
         except OSError:

@@ -3,6 +3,7 @@
 
     /usr/bin/python3 selftest/integration/run.py [--build-dir DIR] [--stock]
         [-k SUBSTRING] [-v] [--fs ext4[,xfs,btrfs]] [--keep]
+        [--samba-root ROOT --module PATH]
 
 Prints "PASS name" / "FAIL name: reason" / "SKIP name: reason" (an expected
 skip) per case, keeps the temporary directory (logs, configs, command
@@ -25,18 +26,28 @@ import cleanup  # noqa: E402 (after dont_write_bytecode)
 import loop_filesystem
 import processes
 import results
+import samba_runtime
 import samba_server
 import scenario
 import test_clone
 import test_dup_torture
+import test_faults
 import test_helper_down
+import test_inline_clone
+import test_load
+import test_options
+import test_probe
+import test_restart
+import test_samba_versions
 import test_scopy
+import test_stats
 import test_torture
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-TEST_MODULES = (test_scopy, test_torture, test_dup_torture, test_clone,
-                test_helper_down)
+TEST_MODULES = (test_scopy, test_torture, test_dup_torture, test_clone, test_inline_clone,
+                test_helper_down, test_faults, test_load, test_samba_versions,
+                test_options, test_restart, test_stats, test_probe)
 
 PANIC_RE = r"PANIC|INTERNAL ERROR|smb_panic"
 
@@ -59,6 +70,13 @@ def parse_args(argv):
                    help="smbd 'log level' (default: %(default)s)")
     p.add_argument("--keep", action="store_true",
                    help="keep the temporary directory even if everything passed")
+    p.add_argument("--samba-root", metavar="ROOT",
+                   help="test the Samba installed in this Debian root (made by "
+                        "scripts/samba-runtime.sh) instead of the host's; smbd, "
+                        "smbpasswd, smbclient and smbtorture run chrooted into it")
+    p.add_argument("--module", metavar="PATH",
+                   help="the VFS module to load (default: BUILD/vfs_copyoffload/"
+                        "copyoffload.so); it must be built for the Samba under test")
     args = p.parse_args(argv)
     args.fs = [f.strip() for f in args.fs.split(",") if f.strip()]
     for fs in args.fs:
@@ -84,19 +102,25 @@ def group_by_scenario(cases):
     return groups
 
 
-def missing_tools(args):
-    tools = ["smbd", "smbclient", "smbtorture", "smbpasswd", "unshare", "mount",
-             "umount", "losetup", "findmnt", "useradd"]
+def missing_tools(args, runtime):
+    tools = ["unshare", "mount", "umount", "losetup", "findmnt", "useradd", "chroot"]
     tools += [loop_filesystem.MKFS[fs][0] for fs in args.fs]
-    return [t for t in tools if shutil.which(t) is None]
+    missing = [t for t in tools if shutil.which(t) is None]
+    samba_path = os.pathsep.join(runtime.host_path(d) for d in ("/usr/sbin", "/usr/bin"))
+    return missing + [t for t in ("smbd", "smbclient", "smbtorture", "smbpasswd")
+                      if shutil.which(t, path=samba_path) is None]
+
+
+def module_path(args):
+    return os.path.abspath(args.module or os.path.join(
+        args.build_dir, "vfs_copyoffload", "copyoffload.so"))
 
 
 def missing_artifacts(args):
     if args.stock:
         return []
     build = os.path.abspath(args.build_dir)
-    wanted = [os.path.join(build, "vfs_copyoffload", "copyoffload.so"),
-              os.path.join(build, "helper", "copyoffloadd")]
+    wanted = [module_path(args), os.path.join(build, "helper", "copyoffloadd")]
     return [p for p in wanted if not os.path.isfile(p)]
 
 
@@ -158,6 +182,12 @@ def main(argv=None):
               file=sys.stderr)
         print("0 passed, 1 failed")
         return 1
+    try:
+        runtime = samba_runtime.SambaRuntime(args.samba_root)
+    except RuntimeError as e:
+        print(f"run.py: {e}", file=sys.stderr)
+        print("0 passed, 1 failed")
+        return 1
     started = time.monotonic()
     cleanup.install()
     processes.become_subreaper()
@@ -166,13 +196,16 @@ def main(argv=None):
     os.chmod(workdir, 0o755)  # the test user must reach the share directories
     processes.configure(command_log=os.path.join(workdir, "commands.log"),
                         verbose=args.verbose)
-    mode = "stock Samba" if args.stock else f"module + helper from {os.path.abspath(args.build_dir)}"
-    print(f"copyoffload integration tests ({mode}); work dir {workdir}", flush=True)
+    runtime.attach(workdir)
+    mode = ("stock Samba" if args.stock else
+            f"module {module_path(args)} + helper from {os.path.abspath(args.build_dir)}")
+    print(f"copyoffload integration tests against {runtime.label} ({mode}); "
+          f"work dir {workdir}", flush=True)
 
     cases = collect_cases(args)
     if not cases:
         print(f"no test case name contains any of {args.patterns}", file=sys.stderr)
-    tools, missing = missing_tools(args), missing_artifacts(args)
+    tools, missing = missing_tools(args, runtime), missing_artifacts(args)
     interrupted = None
     not_run = []
     try:
@@ -189,9 +222,9 @@ def main(argv=None):
             build = os.path.abspath(args.build_dir)
             options = scenario.Options(
                 stock=args.stock,
-                module_path=None if args.stock else os.path.join(build, "vfs_copyoffload", "copyoffload.so"),
+                module_path=None if args.stock else module_path(args),
                 helper_path=None if args.stock else os.path.join(build, "helper", "copyoffloadd"),
-                log_level=args.log_level)
+                log_level=args.log_level, runtime=runtime)
             groups = list(group_by_scenario(cases).items())
             for index, (scen, scen_cases) in enumerate(groups):
                 not_run = [c for _, cs in groups[index:] for c in cs]

@@ -1,14 +1,17 @@
 """A throwaway smbd on 127.0.0.1 with every bit of state under one directory.
 
-smbd 4.17 loads VFS modules only from SAMBA_VFS_DIR, and rejects absolute
-paths in "vfs objects". To load our module without touching /usr, smbd runs
-in a private mount namespace in which a copy of that directory (Debian's
-modules plus ours as copyoffload.so) is bind-mounted over it:
+smbd loads VFS modules only from SAMBA_VFS_DIR, and rejects absolute paths
+in "vfs objects". To load our module without touching /usr, smbd runs in a
+private mount namespace in which a copy of that directory (Debian's modules
+plus ours as copyoffload.so) is bind-mounted over it:
 
     unshare -m --propagation private \\
         sh -c 'mount --bind DIR VFS_DIR && exec smbd --foreground ...'
 
-unshare (without --fork) and sh both exec, so the PID we started is smbd's.
+For a Samba in a Debian root, the same happens inside that root
+(samba_runtime.SambaRuntime.command: ... && exec chroot ROOT smbd ...).
+unshare (without --fork), sh and chroot all exec, so the PID we started is
+smbd's.
 """
 
 import dataclasses
@@ -17,15 +20,15 @@ import glob
 import os
 import random
 import re
-import shlex
 import shutil
 import socket
 import time
 
 import cleanup
 import processes
+import samba_runtime
 
-SAMBA_VFS_DIR = "/usr/lib/x86_64-linux-gnu/samba/vfs"
+SAMBA_VFS_DIR = samba_runtime.SAMBA_VFS_DIR
 MODULE_NAME = "copyoffload"
 DEFAULT_LOG_LEVEL = "1 vfs:10"
 
@@ -64,13 +67,18 @@ def pick_free_port(low=20000, high=40000):
 
 class SambaServer:
     def __init__(self, workdir, shares, user, module_path=None,
-                 log_level=DEFAULT_LOG_LEVEL, name="smbd"):
-        """module_path: our built module, or None to run stock Samba."""
+                 log_level=DEFAULT_LOG_LEVEL, name="smbd", runtime=None,
+                 global_options=None):
+        """module_path: our built module, or None to run stock Samba.
+        runtime: the samba_runtime.SambaRuntime to run (default: the host's).
+        global_options: extra [global] lines (name -> value)."""
+        self.runtime = runtime or samba_runtime.SambaRuntime()
         self.dir = os.path.join(workdir, name)
         self.shares = shares
         self.user = user
         self.module_path = module_path
         self.log_level = log_level
+        self.global_options = dict(global_options or {})
         self.conf = os.path.join(self.dir, "smb.conf")
         self.log_path = os.path.join(self.dir, "smbd.log")
         self.vfs_dir = os.path.join(self.dir, "vfs")
@@ -113,6 +121,7 @@ class SambaServer:
             "debug hires timestamp": "yes",
             "map to guest": "never",
             "dns proxy": "no",
+            **self.global_options,
         }
         out = ["[global]"] + [f"\t{k} = {v}" for k, v in glob_lines.items()]
         text = "\n".join(out) + "\n\n"
@@ -121,7 +130,7 @@ class SambaServer:
 
     def _prepare_vfs_dir(self):
         os.makedirs(self.vfs_dir)
-        for src in glob.glob(os.path.join(SAMBA_VFS_DIR, "*.so")):
+        for src in glob.glob(os.path.join(self.runtime.vfs_dir, "*.so")):
             if os.path.basename(src) != f"{MODULE_NAME}.so":
                 shutil.copy2(src, self.vfs_dir)
         if self.module_path:
@@ -131,8 +140,8 @@ class SambaServer:
     # -- lifecycle -------------------------------------------------------
 
     def start(self, timeout=30):
-        if not os.path.isdir(SAMBA_VFS_DIR):
-            raise RuntimeError(f"{SAMBA_VFS_DIR} missing: install samba-vfs-modules "
+        if not os.path.isdir(self.runtime.vfs_dir):
+            raise RuntimeError(f"{self.runtime.vfs_dir} missing: install samba-vfs-modules "
                                f"(scripts/install-deps.sh)")
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -143,12 +152,13 @@ class SambaServer:
         self.port = pick_free_port()
         with open(self.conf, "w") as f:
             f.write(self.render_conf())
-        processes.run(["smbpasswd", "-c", self.conf, "-a", "-s", self.user.name],
+        processes.run(self.runtime.command(
+                          ["smbpasswd", "-c", self.conf, "-a", "-s", self.user.name]),
                       input=f"{self.user.password}\n{self.user.password}\n")
-        inner = (f"mount --bind {shlex.quote(self.vfs_dir)} {shlex.quote(SAMBA_VFS_DIR)}"
-                 f" && exec smbd --foreground --no-process-group --debug-stdout"
-                 f" -s {shlex.quote(self.conf)}")
-        argv = ["unshare", "-m", "--propagation", "private", "sh", "-c", inner]
+        argv = self.runtime.command(
+            ["smbd", "--foreground", "--no-process-group", "--debug-stdout",
+             "-s", self.conf],
+            binds=[(self.vfs_dir, SAMBA_VFS_DIR)])
         try:
             with cleanup.critical():
                 self.proc, self._token = processes.spawn_daemon(

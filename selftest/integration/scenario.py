@@ -29,6 +29,9 @@ MAIN_SHARES = {
     "streams": ["streams_xattr", MODULE],
     # The reverse order, run too: "copy-chunk streams" must pass in both.
     "streams_rev": [MODULE, "streams_xattr"],
+    # The one share with production's "copyoffload:inline clone = yes"
+    # (test_inline_clone.py); elsewhere copies go to the helper.
+    "inline": [MODULE],
 }
 
 # Only on btrfs: copyoffload on top of vfs_btrfs, whose fs_capabilities adds
@@ -41,6 +44,80 @@ BTRFS_SHARES = {
 
 HELPER_DOWN_SHARES = {
     "share": [MODULE],
+}
+
+# Only on ext4, which cannot clone: "share:fake_fscaps = 134217728" fakes
+# FILE_SUPPORTS_BLOCK_REFCOUNTING, which Samba 4.22 honours and 4.17 only
+# shows; "fakecaps_no" also has "copyoffload:block refcounting = no"
+# (test_samba_versions.py).
+EXT4_SHARES = {
+    "fakecaps": [MODULE],
+    "fakecaps_no": [MODULE],
+}
+
+# Fault tests (test_faults.py): the same share with each 'helper down'
+# policy, and a tiny filesystem to fill up.
+FAULT_SHARES = {
+    "share": [MODULE],
+    "share_fail": [MODULE],
+    "tiny": [MODULE],
+}
+
+# Load tests (test_load.py): one share on the scenario's filesystem, one on
+# an XFS of its own, copied to at the same time.
+LOAD_SHARES = {
+    "share": [MODULE],
+    "xfs": [MODULE],
+}
+
+# Operations tests (test_options.py, test_restart.py, test_stats.py,
+# test_probe.py): per-share policies, good and bad option values.
+OPS_SHARES = {
+    "share": [MODULE],
+    "rw_only": [MODULE],
+    "cfr_first": [MODULE],
+    "limited": [MODULE],
+    "bad_values": [MODULE],
+    "bad_socket": [MODULE],
+}
+
+KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
+               "faults": FAULT_SHARES, "load": LOAD_SHARES, "ops": OPS_SHARES}
+
+# Extra smb.conf options per scenario kind and share.
+SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
+                 "main": {"fakecaps": {"share:fake_fscaps": "134217728"},
+                          "fakecaps_no": {"share:fake_fscaps": "134217728",
+                                          "copyoffload:block refcounting": "no"}},
+                 "ops": {
+                     "rw_only": {"copyoffload:methods": "read_write"},
+                     "cfr_first": {"copyoffload:methods":
+                                   "copy_file_range, clone, read_write"},
+                     "limited": {"copyoffload:methods": "copy_file_range read_write",
+                                 "copyoffload:max segment": "256K",
+                                 "copyoffload:max bytes per second": "4M",
+                                 "copyoffload:max concurrent copies": "2"},
+                     "bad_values": {"copyoffload:methods": "fast, reflink",
+                                    "copyoffload:max segment": "4K",
+                                    "copyoffload:max bytes per second": "lots",
+                                    "copyoffload:max concurrent copies": "-1",
+                                    "copyoffload:helper down": "maybe",
+                                    "copyoffload:block refcounting": "sometimes",
+                                    "copyoffload:dup extents fallback": "perhaps"},
+                     # Relative: refused, so the default socket (no helper
+                     # there) is used and copies go to the next module.
+                     "bad_socket": {"copyoffload:helper socket": "copyoffloadd.sock"},
+                 }}
+
+# Extra [global] smb.conf options per scenario kind: the fault tests stop
+# the helper and wait out the module's reply timeout.
+GLOBAL_OPTIONS = {"faults": {"copyoffload:helper timeout": "5"}}
+
+# Shares that live on a loop filesystem of their own, per scenario kind:
+# share -> (fs type, image size).
+EXTRA_FILESYSTEMS = {
+    "faults": {"tiny": ("ext4", 64 << 20)},
+    "load": {"xfs": ("xfs", 1 << 30)},
 }
 
 
@@ -65,7 +142,7 @@ def share_label(share, vfs):
 
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    kind: str        # "main" (helper running) or "helper-down"
+    kind: str        # a KIND_SHARES key; all but "helper-down" run the helper
     fs_type: str
 
     @property
@@ -74,12 +151,17 @@ class Scenario:
 
     @property
     def wants_helper(self):
-        return self.kind == "main"
+        return self.kind != "helper-down"
+
+    def extra_filesystems(self):
+        return EXTRA_FILESYSTEMS.get(self.kind, {})
 
     def share_vfs(self, stock):
-        shares = MAIN_SHARES if self.kind == "main" else HELPER_DOWN_SHARES
+        shares = KIND_SHARES[self.kind]
         if self.kind == "main" and self.fs_type == "btrfs":
             shares = {**shares, **BTRFS_SHARES}
+        if self.kind == "main" and self.fs_type == "ext4":
+            shares = {**shares, **EXT4_SHARES}
         out = {}
         for name, vfs in shares.items():
             out[name] = [m for m in vfs if not (stock and m == MODULE)]
@@ -94,6 +176,18 @@ def helper_down(fs_type):
     return Scenario("helper-down", fs_type)
 
 
+def faults(fs_type):
+    return Scenario("faults", fs_type)
+
+
+def ops(fs_type):
+    return Scenario("ops", fs_type)
+
+
+def load(fs_type):
+    return Scenario("load", fs_type)
+
+
 @dataclasses.dataclass
 class Options:
     stock: bool
@@ -101,6 +195,7 @@ class Options:
     helper_path: str     # None in stock mode
     log_level: str = samba_server.DEFAULT_LOG_LEVEL
     fs_size: int = loop_filesystem.DEFAULT_SIZE
+    runtime: object = None  # samba_runtime.SambaRuntime under test (None: the host's)
 
 
 class Environment:
@@ -114,6 +209,7 @@ class Environment:
         self.scratch = os.path.join(self.dir, "scratch")  # local client files
         self.user = None
         self.fs = None
+        self.extra_fs = {}    # share -> LoopFilesystem, for shares with their own
         self.helper = None    # HelperDaemon (started only when it should run)
         self.server = None
         self.smbclient = None
@@ -149,6 +245,9 @@ class Environment:
         self.user = unix_user.ensure_user()
         self.fs = self._stack.enter_context(loop_filesystem.LoopFilesystem(
             self.scenario.fs_type, self.dir, size=self.options.fs_size))
+        for share, (fs_type, size) in self.scenario.extra_filesystems().items():
+            self.extra_fs[share] = self._stack.enter_context(
+                loop_filesystem.LoopFilesystem(fs_type, self.dir, size=size, name=share))
 
         if not self.stock:
             # In the helper-down scenario the daemon object only names a
@@ -159,24 +258,34 @@ class Environment:
 
         shares = []
         for name, vfs in self.scenario.share_vfs(self.stock).items():
-            path = os.path.join(self.fs.mount_point, name)
+            path = self.share_path(name)
             os.mkdir(path, 0o755)
             os.chown(path, self.user.uid, self.user.gid)
-            options = {}
+            options = dict(SHARE_OPTIONS.get(self.scenario.kind, {}).get(name, {}))
             if MODULE in vfs:
-                options["copyoffload:helper socket"] = self.helper.socket_path
+                options.setdefault("copyoffload:helper socket", self.helper.socket_path)
+                # Keep chunks on the helper path, whose log the tests read,
+                # except where inline cloning itself is under test.
+                options.setdefault("copyoffload:inline clone",
+                                   "yes" if name == "inline" else "no")
             shares.append(samba_server.Share(name, path, vfs, options))
 
         self.server = self._stack.enter_context(samba_server.SambaServer(
             self.dir, shares, self.user,
             module_path=None if self.stock else self.options.module_path,
-            log_level=self.options.log_level))
+            log_level=self.options.log_level, runtime=self.options.runtime,
+            global_options=GLOBAL_OPTIONS.get(self.scenario.kind)))
         conf = smb_clients.client_conf(self.dir)
-        self.smbclient = smb_clients.SmbClient(self.server.port, self.user, conf)
-        self.torture = smb_clients.SmbTorture(self.server.port, self.user, conf)
+        runtime = self.server.runtime
+        self.smbclient = smb_clients.SmbClient(self.server.port, self.user, conf, runtime)
+        self.torture = smb_clients.SmbTorture(self.server.port, self.user, conf, runtime)
+
+    def filesystem(self, share):
+        """The LoopFilesystem a share lives on."""
+        return self.extra_fs.get(share, self.fs)
 
     def share_path(self, share, *names):
-        return os.path.join(self.fs.mount_point, share, *names)
+        return os.path.join(self.filesystem(share).mount_point, share, *names)
 
     def share_vfs(self, share):
         return self.scenario.share_vfs(self.stock)[share]

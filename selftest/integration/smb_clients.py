@@ -1,7 +1,8 @@
 """Real SMB clients: smbclient and smbtorture, and parsers for their output.
 
 Both read a client smb.conf of our own (client_conf()) so that nothing from
-/etc/samba or /var/cache/samba is used or written.
+/etc/samba or /var/cache/samba is used or written. Both run from the Samba
+under test (a samba_runtime.SambaRuntime): the host's, or a Debian root's.
 """
 
 import dataclasses
@@ -52,20 +53,30 @@ class SmbClientResult:
 
 
 class SmbClient:
-    def __init__(self, port, user, conf):
+    def __init__(self, port, user, conf, runtime=None):
         self.port = port
         self.user = user
         self.conf = conf
+        self.runtime = runtime
 
-    def run(self, share, commands, timeout=300):
-        """Run smbclient -c 'commands' against //127.0.0.1/share."""
+    def command(self, share, commands):
+        """The argv of smbclient -c 'commands' against //127.0.0.1/share."""
         if isinstance(commands, (list, tuple)):
             commands = "; ".join(commands)
         argv = ["smbclient", f"//127.0.0.1/{share}", "-p", str(self.port),
                 "-s", self.conf, "-U", self.user.credentials, "-c", commands]
-        proc = processes.run(argv, timeout=timeout, check=False)
-        errors = [e for e in NT_STATUS_RE.findall(proc.stdout) if e != "NT_STATUS_OK"]
-        return SmbClientResult(proc.returncode, proc.stdout, errors)
+        return _in_runtime(self.runtime, argv)
+
+    @staticmethod
+    def result(returncode, output):
+        """An SmbClientResult from an smbclient run's exit status and output."""
+        errors = [e for e in NT_STATUS_RE.findall(output) if e != "NT_STATUS_OK"]
+        return SmbClientResult(returncode, output, errors)
+
+    def run(self, share, commands, timeout=300):
+        """Run smbclient -c 'commands' against //127.0.0.1/share."""
+        proc = processes.run(self.command(share, commands), timeout=timeout, check=False)
+        return self.result(proc.returncode, proc.stdout)
 
 
 # --------------------------------------------------------------- smbtorture
@@ -153,11 +164,30 @@ def lookup(results, full_name):
     return None
 
 
+def _in_runtime(runtime, argv):
+    return runtime.command(argv) if runtime else argv
+
+
 class SmbTorture:
-    def __init__(self, port, user, conf):
+    def __init__(self, port, user, conf, runtime=None):
         self.port = port
         self.user = user
         self.conf = conf
+        self.runtime = runtime
+        self._listed = None
+
+    def has_test(self, full_name):
+        """Whether this smbtorture has the test (smbtorture --list SUITE)."""
+        suite = full_name.rsplit(".", 1)[0]
+        if self._listed is None:
+            self._listed = {}
+        if suite not in self._listed:
+            proc = processes.run(_in_runtime(self.runtime, ["smbtorture", "--list", suite]),
+                                 check=False, quiet=True)
+            # One line per test: SUITE.TEST.TEST (the test's only subtest).
+            self._listed[suite] = {line.strip().rsplit(".", 1)[0]
+                                   for line in proc.stdout.splitlines() if line.strip()}
+        return full_name in self._listed[suite]
 
     def run(self, share, tests, options=(), timeout=600):
         """Run tests (full names, e.g. smb2.ioctl.copy_chunk_simple) in one
@@ -169,7 +199,7 @@ class SmbTorture:
         argv += [f"--option={o}" for o in options]
         argv += list(tests)
         try:
-            proc = processes.run(argv, timeout=timeout, check=False)
+            proc = processes.run(_in_runtime(self.runtime, argv), timeout=timeout, check=False)
             output, rc = proc.stdout, proc.returncode
         except processes.CommandError as e:  # timeout
             output, rc = e.output, None

@@ -128,8 +128,9 @@ def advertised_case(env, check, share):
         require_dup_refused(env, check, share)
         check.note("DUP: STATUS_INVALID_DEVICE_REQUEST")
         if env.stock and env.scenario.fs_type in loop_filesystem.REFLINK_FS:
-            check.skipped_in_stock("advertised (stock 4.17 needs vfs_btrfs); "
-                                   "asserted not advertised instead")
+            check.skipped_in_stock("advertised (stock Samba needs vfs_btrfs, or "
+                                   "from 4.22 share:fake_fscaps); asserted not "
+                                   "advertised instead")
 
 
 def scopy_shared_case(env, check):

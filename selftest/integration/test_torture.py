@@ -9,6 +9,11 @@ Notes on options: copy_chunk_across_shares{,2,3} need no extra option; they
 open a second tree connect to the same share (torture_smb2_tree_connect uses
 torture:share, i.e. the share from the UNC) within one session.
 "copy-chunk streams" needs streams_xattr on its share.
+
+The smbtorture is the one of the Samba under test. Tests that only newer
+releases have (NEWER_TESTS, e.g. 4.22's copy_chunk_bug15644: a copy chunk
+with a resume key that no RESUME_KEY request made, on a fresh connection)
+are an expected SKIP where `smbtorture --list` lacks them.
 """
 
 import functools
@@ -28,7 +33,9 @@ COPY_CHUNK_TESTS = tuple(f"copy_chunk_{n}" for n in (
 ACROSS_SHARES_TESTS = ("copy_chunk_across_shares", "copy_chunk_across_shares2",
                        "copy_chunk_across_shares3")
 
-SHARE_TESTS = COPY_CHUNK_TESTS + ACROSS_SHARES_TESTS + ("sparse_copy_chunk",)
+NEWER_TESTS = ("copy_chunk_bug15644",)
+
+SHARE_TESTS = COPY_CHUNK_TESTS + ACROSS_SHARES_TESTS + ("sparse_copy_chunk",) + NEWER_TESTS
 
 STREAMS_TEST = "copy-chunk streams"
 
@@ -63,11 +70,14 @@ def run_batch_once(env, tag, share, tests):
 def _share_batch(env, share):
     """Run every selected torture test for share once; memoised per env."""
     wanted = [test for (test, s, name) in plan(env.scenario.fs_type, env.stock)
-              if s == share and name in env.selected]
+              if s == share and name in env.selected and env.torture.has_test(PREFIX + test)]
     return run_batch_once(env, "batch", share, wanted)
 
 
 def torture_case(env, check, test, share):
+    if test in NEWER_TESTS and not env.torture.has_test(PREFIX + test):
+        check.expected_skip(f"the smbtorture of Samba {env.server.runtime.version} "
+                            f"has no {PREFIX + test} (smbtorture --list)")
     result = _share_batch(env, share)[PREFIX + test]
     if result.status == "skip":
         check.fail(f"skipped by smbtorture (must pass): {result.reason}")
@@ -107,6 +117,9 @@ def plan(fs_type, stock):
             continue
         seen.append(vfs[share])
         out.append((STREAMS_TEST, share, case_name(fs_type, STREAMS_TEST, share, vfs[share])))
+    if not stock:  # in stock mode "inline" is just another plain share
+        out += [(t, "inline", case_name(fs_type, t, "inline", vfs["inline"]))
+                for t in SHARE_TESTS]
     return out
 
 

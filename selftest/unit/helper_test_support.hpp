@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 // cmocka.h needs these first.
@@ -154,6 +155,40 @@ inline copyoffload_copy_request copy_request(std::uint64_t src, std::uint64_t ds
 	r.methods = methods;
 	r.flags = flags;
 	return r;
+}
+
+// A valid SHARE declaration of share `name` under `id`.
+struct SharePolicy {
+	std::vector<copyoffload_method> order{COPYOFFLOAD_METHOD_COPY_FILE_RANGE,
+					      COPYOFFLOAD_METHOD_READ_WRITE};
+	std::uint64_t max_segment = 256 << 10;
+	std::uint64_t rate = 0;  // bytes per second
+	std::uint32_t limit = 0; // concurrent copies
+};
+
+inline copyoffload_share share_declaration(std::uint32_t id, const char *name,
+					   const SharePolicy &policy = {})
+{
+	copyoffload_share share{};
+	share.request_id = 500 + id;
+	share.share_id = id;
+	for (std::size_t i = 0; i < COPYOFFLOAD_METHOD_COUNT; i++) {
+		share.method_order[i] = i < policy.order.size()
+						? static_cast<std::uint8_t>(policy.order[i])
+						: COPYOFFLOAD_METHOD_NONE;
+	}
+	share.max_segment = policy.max_segment;
+	share.max_bytes_per_second = policy.rate;
+	share.max_concurrent = policy.limit;
+	copyoffload_share_name_set(share.name, name);
+	return share;
+}
+
+inline void assert_contains(const std::string &text, std::string_view fragment)
+{
+	if (text.find(fragment) == std::string::npos) {
+		fail_msg("'%s' lacks '%s'", text.c_str(), std::string(fragment).c_str());
+	}
 }
 
 } // namespace test_support

@@ -126,7 +126,7 @@ CopyOutcome copy_between(const std::string &source_path, const std::string &dest
 {
 	UniqueFd source = open_file(source_path, O_RDONLY);
 	UniqueFd destination = open_file(destination_path, O_WRONLY | O_CREAT);
-	return execute_copy(request, source.get(), destination.get(), {}, slices);
+	return execute_copy(request, source.get(), destination.get(), {}, {.slices = slices});
 }
 
 void assert_bytes(const CopyResult &result, int status, std::uint64_t clone, std::uint64_t cfr,

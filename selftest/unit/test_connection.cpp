@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <semaphore>
 #include <stop_token>
 #include <thread>
@@ -39,13 +40,20 @@ struct Pair {
 	UniqueFd client;
 };
 
-Pair connected_pair(const Logger &log)
+// The daemon-wide share registry the tests' connections share.
+ShareRegistry &registry()
+{
+	static ShareRegistry shares;
+	return shares;
+}
+
+Pair connected_pair(const Logger &log, ShareRegistry &shares = registry())
 {
 	int ends[2];
 	assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
 	Pair pair;
 	pair.connection = std::make_shared<Connection>(
-		UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, log);
+		UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, log, shares);
 	pair.client = UniqueFd(ends[1]);
 	return pair;
 }
@@ -496,9 +504,10 @@ void test_copy_job_replies_and_logs(void **state)
 		"bytes=99000 method=copy_file_range status=0 usec=",
 		::getpid());
 	assert_string_equal(done.substr(0, expected.size()).c_str(), expected.c_str());
-	// The bytes per method come last, after the fields parsers rely on.
+	// The bytes per method come after the fields parsers rely on, then
+	// the share (none here).
 	assert_true(number_then(done, " usec=",
-				" clone=0 copy_file_range=99000 device=0 read_write=0"));
+				" clone=0 copy_file_range=99000 device=0 read_write=0 share=\"\""));
 
 	// A refused job: EBADF reply, its own log line, a warning with the reason.
 	CopyJob bad{pair.connection, copy_request(91), open_file(dir.path(), O_RDONLY | O_DIRECTORY),
@@ -510,7 +519,8 @@ void test_copy_job_replies_and_logs(void **state)
 	text = read_log(dir.file("log"));
 	done = log_line(text, "debug: copy done id=91 ");
 	assert_true(done.find(" bytes=0 method=none status=EBADF usec=") != std::string::npos);
-	assert_true(number_then(done, " usec=", " clone=0 copy_file_range=0 device=0 read_write=0"));
+	assert_true(number_then(done, " usec=",
+				" clone=0 copy_file_range=0 device=0 read_write=0 share=\"\""));
 	assert_true(log_line(text, "warning: copy id=91 ").ends_with("not a regular file"));
 
 	// A job of a cancelled connection: logged, never answered.
@@ -521,6 +531,197 @@ void test_copy_job_replies_and_logs(void **state)
 	assert_no_reply(pair.client.get());
 	text = read_log(dir.file("log"));
 	assert_true(log_line(text, "copy done id=92 ").find(" status=ECANCELED ") != std::string::npos);
+}
+
+/* --- shares and statistics ------------------------------------------- */
+
+void send_share(int fd, const copyoffload_share &share)
+{
+	std::uint8_t buf[COPYOFFLOAD_SHARE_SIZE];
+	send_message(fd, buf, copyoffload_encode_share(buf, &share));
+}
+
+struct TwoFiles {
+	TempDir dir;
+	UniqueFd a, b;
+	TwoFiles()
+	{
+		write_file(dir.file("a"), {});
+		write_file(dir.file("b"), {});
+		a = open_file(dir.file("a"), O_RDONLY);
+		b = open_file(dir.file("b"), O_WRONLY);
+	}
+	[[nodiscard]] std::vector<int> fds() const { return {a.get(), b.get()}; }
+};
+
+void test_share_binds_copies(void **)
+{
+	ShareRegistry shares;
+	Pair pair = connected_pair(quiet, shares);
+	send_hello(pair.client.get());
+	TwoFiles files;
+	send_share(pair.client.get(), share_declaration(3, "projects", {.rate = 1 << 20, .limit = 2}));
+	copyoffload_copy_request request = copy_request(60);
+	request.share_id = 3;
+	send_copy(pair.client.get(), request, files.fds());
+	request = copy_request(61); // no share
+	send_copy(pair.client.get(), request, files.fds());
+
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(receive_hello_reply(pair.client.get()).status, 0);
+	assert_no_reply(pair.client.get()); // a SHARE is not answered
+	assert_int_equal(jobs.size(), 2);
+
+	const ShareBinding &bound = jobs[0].share;
+	assert_string_equal(bound.share->name().c_str(), "projects");
+	assert_int_equal(bound.order.size(), 2);
+	assert_int_equal(bound.order[0], COPYOFFLOAD_METHOD_COPY_FILE_RANGE);
+	assert_int_equal(bound.max_segment, 256 << 10);
+	assert_int_equal(bound.share->rate_limiter().rate(), 1 << 20);
+	assert_int_equal(bound.share->concurrency().limit(), 2);
+	assert_int_equal(bound.share->snapshot().in_flight, 1);
+	assert_true(jobs[1].share.share->unattributed());
+
+	// Another smbd process declaring the same share name under its own id
+	// shares the state (and limits) with the first.
+	Pair other = connected_pair(quiet, shares);
+	send_hello(other.client.get());
+	send_share(other.client.get(), share_declaration(9, "projects", {.rate = 1 << 20, .limit = 2}));
+	request = copy_request(62);
+	request.share_id = 9;
+	send_copy(other.client.get(), request, files.fds());
+	std::vector<CopyJob> more;
+	assert_int_equal(other.connection->read_messages(more), Connection::ReadOutcome::keep_open);
+	assert_int_equal(more.size(), 1);
+	assert_ptr_equal(more[0].share.share.get(), bound.share.get());
+	assert_int_equal(bound.share->snapshot().in_flight, 2);
+	jobs.clear();
+	more.clear();
+	assert_int_equal(bound.share->snapshot().in_flight, 0);
+}
+
+void test_undeclared_or_malformed_share_refused(void **)
+{
+	TempDir dir;
+	UniqueFd log_file = open_file(dir.file("log"), O_WRONLY | O_CREAT | O_APPEND);
+	Logger log(LogLevel::debug, log_file.get());
+	Pair pair = ready_pair(log);
+	TwoFiles files;
+
+	// Never declared: EINVAL.
+	copyoffload_copy_request request = copy_request(70);
+	request.share_id = 4;
+	send_copy(pair.client.get(), request, files.fds());
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_true(jobs.empty());
+	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 70);
+	assert_int_equal(reply.status, EINVAL);
+
+	// Declared, then declared again badly: the binding is gone, not kept.
+	send_share(pair.client.get(), share_declaration(4, "data"));
+	copyoffload_share bad = share_declaration(4, "data");
+	bad.max_segment = 4096; // below the smallest segment
+	send_share(pair.client.get(), bad);
+	request.request_id = 71;
+	send_copy(pair.client.get(), request, files.fds());
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_true(jobs.empty());
+	reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 71);
+	assert_int_equal(reply.status, EINVAL);
+	std::string text = read_log(dir.file("log"));
+	assert_true(text.find("malformed SHARE id=504 for share id 4 (invalid field value)") !=
+		    std::string::npos);
+	assert_true(text.find("COPY id=70 names share id 4, which this connection has not "
+			      "declared") != std::string::npos);
+	assert_true(text.find("share id 4 is \"data\": methods=copy_file_range,read_write "
+			      "max_segment=262144") != std::string::npos);
+}
+
+void test_stats_request_answered(void **)
+{
+	ShareRegistry shares;
+	Pair pair = connected_pair(quiet, shares);
+	send_hello(pair.client.get());
+	send_share(pair.client.get(), share_declaration(1, "zeta"));
+	send_share(pair.client.get(), share_declaration(2, "alpha"));
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(receive_hello_reply(pair.client.get()).status, 0);
+
+	std::uint8_t buf[COPYOFFLOAD_STATS_SIZE];
+	copyoffload_stats_request request{33, 0};
+	send_message(pair.client.get(), buf, copyoffload_encode_stats_request(buf, &request));
+	request = {34, 2};
+	send_message(pair.client.get(), buf, copyoffload_encode_stats_request(buf, &request));
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+
+	std::vector<std::uint8_t> answer(COPYOFFLOAD_MAX_MESSAGE_SIZE);
+	auto reply = std::make_unique<copyoffload_stats_reply>();
+	ssize_t n = ::recv(pair.client.get(), answer.data(), answer.size(), MSG_DONTWAIT);
+	assert_int_equal(copyoffload_decode_stats_reply(answer.data(), static_cast<std::size_t>(n),
+							reply.get()),
+			 COPYOFFLOAD_DECODE_OK);
+	assert_true(reply->request_id == 33);
+	assert_int_equal(reply->count, 3); // "", alpha, zeta
+	assert_int_equal(reply->next_cursor, 0);
+	assert_string_equal(reply->records[0].name, "");
+	assert_string_equal(reply->records[1].name, "alpha");
+	assert_string_equal(reply->records[2].name, "zeta");
+	n = ::recv(pair.client.get(), answer.data(), answer.size(), MSG_DONTWAIT);
+	assert_int_equal(copyoffload_decode_stats_reply(answer.data(), static_cast<std::size_t>(n),
+							reply.get()),
+			 COPYOFFLOAD_DECODE_OK);
+	assert_true(reply->request_id == 34);
+	assert_int_equal(reply->count, 1);
+	assert_string_equal(reply->records[0].name, "zeta");
+
+	// A malformed STATS gets an error reply.
+	copyoffload_encode_stats_request(buf, &request);
+	buf[30] = 1; // reserved
+	send_message(pair.client.get(), buf, sizeof(buf));
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	n = ::recv(pair.client.get(), answer.data(), answer.size(), MSG_DONTWAIT);
+	assert_int_equal(copyoffload_decode_stats_reply(answer.data(), static_cast<std::size_t>(n),
+							reply.get()),
+			 COPYOFFLOAD_DECODE_OK);
+	assert_int_equal(reply->status, EBADMSG);
+}
+
+void test_copies_refused_while_shutting_down(void **)
+{
+	Pair pair = ready_pair();
+	TwoFiles files;
+	send_copy(pair.client.get(), copy_request(90), files.fds());
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(jobs.size(), 1);
+
+	pair.connection->refuse_new_copies();
+	send_copy(pair.client.get(), copy_request(91), files.fds());
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(jobs.size(), 1);
+	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 91);
+	assert_int_equal(reply.status, ESHUTDOWN);
+	assert_true(reply.bytes_done == 0);
+}
+
+void test_read_limit(void **)
+{
+	Pair pair = ready_pair();
+	TwoFiles files;
+	for (std::uint64_t id = 1; id <= 5; id++) {
+		send_copy(pair.client.get(), copy_request(id), files.fds());
+	}
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs, 2), Connection::ReadOutcome::keep_open);
+	assert_int_equal(jobs.size(), 2);
+	assert_int_equal(pair.connection->read_messages(jobs, 100), Connection::ReadOutcome::keep_open);
+	assert_int_equal(jobs.size(), 5);
 }
 
 /* --- worker pool ------------------------------------------------------ */
@@ -600,6 +801,68 @@ void test_worker_pool_destructor_does_not_wait_for_queue(void **)
 	assert_true(ran >= 1);
 }
 
+// A share at its concurrency limit holds its further jobs back (they wait,
+// they do not fail) while jobs of other shares go ahead.
+void test_worker_pool_share_concurrency_limit(void **)
+{
+	Pair a = ready_pair();
+	ShareRegistry shares;
+	bool changed;
+	ShareBinding limited = shares.declare(share_declaration(1, "limited", {.limit = 1}), changed);
+	ShareBinding free = shares.declare(share_declaration(2, "free"), changed);
+
+	std::mutex mutex;
+	std::vector<std::uint64_t> started;
+	int running_limited = 0, most_limited = 0;
+	std::counting_semaphore<16> release{0}, finished{0};
+	std::binary_semaphore free_done{0};
+	{
+		WorkerPool pool(
+			3,
+			[&](CopyJob &job) {
+				bool is_limited = job.share.share == limited.share;
+				{
+					std::lock_guard lock(mutex);
+					started.push_back(job.request.request_id);
+					if (is_limited) {
+						most_limited = std::max(most_limited, ++running_limited);
+					}
+				}
+				if (is_limited) {
+					release.acquire();
+					std::lock_guard lock(mutex);
+					running_limited--;
+				} else {
+					free_done.release();
+				}
+			},
+			[&] { finished.release(); });
+
+		for (std::uint64_t id = 1; id <= 3; id++) {
+			pool.submit(CopyJob{a.connection, copy_request(id), {}, {}, limited});
+		}
+		pool.submit(CopyJob{a.connection, copy_request(4), {}, {}, free});
+		// The free share's job runs although two limited ones queue
+		// before it and workers are idle.
+		free_done.acquire();
+		finished.acquire();
+		{
+			std::lock_guard lock(mutex);
+			assert_int_equal(started.size(), 2);
+			assert_int_equal(limited.share->concurrency().running(), 1);
+		}
+		assert_int_equal(pool.jobs_in_flight(), 3);
+		for (int i = 0; i < 3; i++) {
+			release.release();
+			finished.acquire();
+		}
+		assert_true(pool.idle());
+	}
+	assert_int_equal(most_limited, 1);
+	assert_int_equal(started.size(), 4);
+	assert_int_equal(limited.share->concurrency().running(), 0);
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -622,6 +885,12 @@ int main()
 		WITH_DIR(test_copy_job_replies_and_logs),
 		cmocka_unit_test(test_worker_pool_drops_queued_jobs_of_a_connection),
 		cmocka_unit_test(test_worker_pool_destructor_does_not_wait_for_queue),
+		cmocka_unit_test(test_share_binds_copies),
+		cmocka_unit_test(test_undeclared_or_malformed_share_refused),
+		cmocka_unit_test(test_stats_request_answered),
+		cmocka_unit_test(test_copies_refused_while_shutting_down),
+		cmocka_unit_test(test_read_limit),
+		cmocka_unit_test(test_worker_pool_share_concurrency_limit),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_connection", tests, nullptr, nullptr);
 }

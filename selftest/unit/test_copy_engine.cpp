@@ -508,7 +508,7 @@ void copy_and_verify(const TempDir &dir, std::uint32_t methods, copyoffload_meth
 
 	CopyOutcome outcome = execute_copy(copy_request(src_off, dst_off, length, methods),
 					   source.get(), destination.get(), {},
-					   SliceSizes{.copy = 1 << 20});
+					   CopySettings{.slices = SliceSizes{.copy = 1 << 20}});
 	assert_int_equal(outcome.result.status, 0);
 	assert_true(outcome.result.bytes_done == length);
 	assert_true(outcome.result.bytes_by_method[expected] == length);
@@ -621,6 +621,108 @@ void test_cross_filesystem_falls_back(void **state)
 			       destination.get(), {});
 	assert_int_equal(outcome.result.status, EXDEV);
 	assert_true(outcome.result.bytes_done == 0);
+}
+
+/* --- hooks, segment size, method order -------------------------------- */
+
+struct HookedRun {
+	FakeRun run;
+	std::vector<std::uint64_t> paced;    // bytes asked for, in order
+	std::vector<std::uint64_t> progress; // bytes done, as reported
+};
+
+// Runs `where` with the real planner under `order` against fakes, with
+// pacing and progress hooks that record what they see.
+HookedRun run_hooked(const CopyGeometry &where, std::span<const copyoffload_method> order,
+		     SliceSizes slices, Scripts scripts = {}, bool allow_pacing = true)
+{
+	HookedRun hooked;
+	std::vector<std::unique_ptr<CopyBackend>> backends;
+	backends.push_back(std::make_unique<FakeBackend>(CLONE, std::move(scripts.clone),
+							 hooked.run.calls, nullptr));
+	backends.push_back(std::make_unique<FakeBackend>(CFR, std::move(scripts.cfr),
+							 hooked.run.calls, nullptr));
+	backends.push_back(std::make_unique<FakeBackend>(RW, std::move(scripts.rw),
+							 hooked.run.calls, nullptr));
+	EngineHooks hooks{
+		.pace = [&](std::uint64_t bytes, const std::stop_token &) {
+			hooked.paced.push_back(bytes);
+			return allow_pacing;
+		},
+		.progress = [&](std::uint64_t done) { hooked.progress.push_back(done); },
+	};
+	CopyEngine engine(std::move(backends), slices, hooks);
+	CopyRange range{.source = 3, .destination = 4, .source_offset = where.source_offset,
+			.destination_offset = where.destination_offset, .length = where.length};
+	hooked.run.result = engine.copy(range, plan_copy(ALL, 0, where, order), {});
+	return hooked;
+}
+
+void test_pacing_applies_to_data_not_clones(void **)
+{
+	// 16-byte blocks: head 6 and tail 10 copied in slices of 4, middle
+	// 32 cloned in one slice of 32.
+	HookedRun hooked = run_hooked(
+		{.source_offset = 10, .destination_offset = 10, .length = 48, .block_size = 16},
+		default_method_order, {.copy = 4, .clone = 32});
+	assert_result(hooked.run.result, 0, 16, 0, 32);
+	assert_true(hooked.paced == (std::vector<std::uint64_t>{4, 2, 4, 4, 2}));
+	// Progress after every slice, ending at the whole range.
+	assert_true(hooked.progress ==
+		    (std::vector<std::uint64_t>{4, 6, 38, 42, 46, 48}));
+
+	// Pacing that is stopped ends the request where it stands.
+	hooked = run_hooked({.source_offset = 0, .destination_offset = 0, .length = 10},
+			    std::vector<copyoffload_method>{CFR}, {.copy = 4, .clone = 16}, {},
+			    false);
+	assert_int_equal(hooked.run.result.status, ECANCELED);
+	assert_true(hooked.run.result.bytes_done == 0);
+	assert_true(hooked.run.calls.empty());
+	assert_false(hooked.run.result.failed_method.has_value());
+}
+
+void test_segment_bounds_every_slice(void **)
+{
+	SliceSizes slices = slices_for_segment(8);
+	assert_true(slices.copy == 8 && slices.clone == 8);
+	HookedRun hooked = run_hooked(
+		{.source_offset = 0, .destination_offset = 0, .length = 40, .block_size = 4},
+		default_method_order, slices);
+	assert_result(hooked.run.result, 0, 0, 0, 40);
+	for (const CopyRange &slice : hooked.run.of(CLONE)) {
+		assert_true(slice.length == 8);
+	}
+	assert_int_equal(hooked.run.of(CLONE).size(), 5);
+	// 0 keeps the defaults.
+	assert_true(slices_for_segment(0).copy == 0);
+}
+
+void test_order_and_failed_method(void **)
+{
+	// Read/write preferred: used although copy_file_range is allowed.
+	HookedRun hooked = run_hooked({.source_offset = 0, .destination_offset = 0, .length = 10},
+				      std::vector<copyoffload_method>{RW, CFR},
+				      {.copy = 4, .clone = 16});
+	assert_result(hooked.run.result, 0, 0, 10);
+	assert_true(hooked.run.result.used(RW));
+	assert_false(hooked.run.result.used(CFR));
+
+	// A real error names the method it came from.
+	hooked = run_hooked({.source_offset = 0, .destination_offset = 0, .length = 10},
+			    std::vector<copyoffload_method>{CFR, RW}, {.copy = 4, .clone = 16},
+			    {.cfr = {{}, {2, ENOSPC}}});
+	assert_result(hooked.run.result, ENOSPC, 6, 0);
+	assert_true(hooked.run.result.failed_method == CFR);
+	assert_true(hooked.run.result.used(CFR));
+	assert_false(hooked.run.result.used(RW));
+
+	// A refusal that hands over is no failure of that method.
+	hooked = run_hooked({.source_offset = 0, .destination_offset = 0, .length = 10},
+			    std::vector<copyoffload_method>{CFR, RW}, {.copy = 4, .clone = 16},
+			    {.cfr = {{0, EXDEV}}});
+	assert_result(hooked.run.result, 0, 0, 10);
+	assert_false(hooked.run.result.failed_method.has_value());
+	assert_false(hooked.run.result.used(CFR));
 }
 
 /* --- execute_copy's checks -------------------------------------------- */
@@ -738,6 +840,9 @@ int main()
 		cmocka_unit_test(test_cancel_between_clone_slices),
 		cmocka_unit_test(test_segments_must_tile_the_range),
 		cmocka_unit_test(test_clone_backend_errors),
+		cmocka_unit_test(test_pacing_applies_to_data_not_clones),
+		cmocka_unit_test(test_segment_bounds_every_slice),
+		cmocka_unit_test(test_order_and_failed_method),
 		WITH_DIR(test_copy_file_range_copies_exactly),
 		WITH_DIR(test_read_write_copies_exactly),
 		WITH_DIR(test_source_eof_is_enodata),

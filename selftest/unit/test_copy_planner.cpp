@@ -252,6 +252,51 @@ void test_exhaustive_small_geometries(void **)
 	}
 }
 
+// A share's method order is the preference and the allow-list.
+void test_order_is_honoured(void **)
+{
+	const std::vector<copyoffload_method> cfr_first{CFR, CLONE, RW};
+	CopyPlan plan = plan_methods(ALL, 0, cfr_first);
+	assert_int_equal(plan.error, 0);
+	assert_true(plan.methods == cfr_first);
+	// Clone is only a fallback here: no clone-first split.
+	plan = plan_copy(ALL, 0, geometry(0, 0, 5 * MiB), cfr_first);
+	assert_true(plan.segments == (std::vector<CopySegment>{{0, 5 * MiB, CFR}}));
+	plan = plan_copy(ALL, 0, geometry(100, 100, 3 * MiB), cfr_first);
+	assert_true(plan.segments == (std::vector<CopySegment>{{0, 3 * MiB, CFR}}));
+
+	// Clone first, read/write before copy_file_range: the copied edges
+	// start with read/write; copy_file_range is left out.
+	const std::vector<copyoffload_method> clone_rw{CLONE, RW};
+	plan = plan_copy(ALL, 0, geometry(100, 100, 2 * MiB), clone_rw);
+	assert_true(plan.methods == clone_rw);
+	assert_true(plan.segments == (std::vector<CopySegment>{
+					     {0, 3996, RW}, {3996, 2 * MiB - 4096, CLONE},
+					     {2 * MiB - 100, 100, RW}}));
+
+	// The mask still restricts the order, and the order the mask.
+	plan = plan_methods(bit(RW) | bit(CLONE), 0, cfr_first);
+	assert_true(plan.methods == (std::vector<copyoffload_method>{CLONE, RW}));
+	plan = plan_methods(ALL, 0, std::vector<copyoffload_method>{RW});
+	assert_true(plan.methods == (std::vector<copyoffload_method>{RW}));
+	plan = plan_methods(bit(CFR), 0, std::vector<copyoffload_method>{RW});
+	assert_int_equal(plan.error, EOPNOTSUPP);
+	// Device copy is not implemented: an order of it alone allows nothing.
+	plan = plan_methods(ALL, 0, std::vector<copyoffload_method>{DEVICE});
+	assert_int_equal(plan.error, EOPNOTSUPP);
+	// A repeated method counts once.
+	plan = plan_methods(ALL, 0, std::vector<copyoffload_method>{RW, CFR, RW});
+	assert_true(plan.methods == (std::vector<copyoffload_method>{RW, CFR}));
+
+	// An all-or-nothing clone needs clone in the order too.
+	plan = plan_methods(ALL, CLONE_ONLY, std::vector<copyoffload_method>{CFR, RW});
+	assert_int_equal(plan.error, EINVAL);
+	plan = plan_methods(ALL, CLONE_ONLY, cfr_first);
+	assert_true(plan.methods == (std::vector<copyoffload_method>{CLONE}));
+	assert_true(method_implemented(CLONE));
+	assert_false(method_implemented(DEVICE));
+}
+
 } // namespace
 
 int main()
@@ -268,6 +313,7 @@ int main()
 		cmocka_unit_test(test_clone_only_is_never_split),
 		cmocka_unit_test(test_huge_ranges_do_not_overflow),
 		cmocka_unit_test(test_exhaustive_small_geometries),
+		cmocka_unit_test(test_order_is_honoured),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_copy_planner", tests, nullptr, nullptr);
 }

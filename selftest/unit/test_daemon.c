@@ -12,6 +12,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -144,6 +145,32 @@ static void assert_log_contains(const char *needle)
 		fail_msg("daemon log lacks \"%s\":\n%s", needle, log);
 	}
 	free(log);
+}
+
+/* A log line about request `id` contains `needle`: each refusal is logged. */
+static void assert_logged_for(uint64_t id, const char *needle)
+{
+	char *log = read_log();
+	char tag[32];
+	snprintf(tag, sizeof(tag), "id=%llu", (unsigned long long)id);
+	for (char *line = log; line != NULL && *line != 0;) {
+		char *end = strchr(line, '\n');
+		if (end != NULL) {
+			*end = 0;
+		}
+		/* The whole field "id=N", not "pid=N" nor "id=N0". */
+		for (char *at = strstr(line, tag); at != NULL; at = strstr(at + 1, tag)) {
+			if ((at == line || !isalnum((unsigned char)at[-1])) &&
+			    !isdigit((unsigned char)at[strlen(tag)]) &&
+			    strstr(line, needle) != NULL) {
+				free(log);
+				return;
+			}
+		}
+		line = end != NULL ? end + 1 : NULL;
+	}
+	free(log);
+	fail_msg("daemon log has no line with \"%s\" and \"%s\"", tag, needle);
 }
 
 static void assert_log_lacks(const char *needle)
@@ -433,6 +460,7 @@ static void test_privileges_dropped(void **state)
 	DIR *tasks = opendir(path);
 	assert_non_null(tasks);
 	int threads = 0;
+	int unprivileged_file_ids = 0;
 	for (struct dirent *task; (task = readdir(tasks)) != NULL;) {
 		if (task->d_name[0] == '.') {
 			continue;
@@ -453,10 +481,24 @@ static void test_privileges_dropped(void **state)
 					 status);
 			}
 		}
+		/* ext4 reserves blocks for uid 0 whatever the capabilities: the
+		 * workers write as "nobody"; the main thread, which removes the
+		 * socket at exit, is root for files again. No groups at all. */
+		const char *fs_ids = atoi(task->d_name) == (int)daemon_state.pid
+					     ? "Uid:\t0\t0\t0\t0\n"
+					     : "Uid:\t0\t0\t0\t65534\n";
+		const char *groups = strstr(status, "\nGroups:");
+		if (strstr(status, fs_ids) == NULL || groups == NULL ||
+		    strcspn(groups + 1, "\n") != strspn(groups + 1, "Groups:\t ")) {
+			fail_msg("thread %s: expected \"%s\" and no groups:\n%s", task->d_name,
+				 fs_ids, status);
+		}
+		unprivileged_file_ids += strstr(status, "Gid:\t0\t0\t0\t65534\n") != NULL;
 		threads++;
 	}
 	closedir(tasks);
 	assert_true(threads >= 3); /* main thread + 2 workers (+ sanitizer helpers) */
+	assert_true(unprivileged_file_ids == threads - 1);
 }
 
 static void test_copy_real_file(void **state)
@@ -485,7 +527,7 @@ static void test_copy_real_file(void **state)
 	assert_log_contains(expected);
 	/* The bytes per method, appended after usec. */
 	snprintf(expected, sizeof(expected),
-		 " clone=0 copy_file_range=%d device=0 read_write=0\n", BIG_SIZE);
+		 " clone=0 copy_file_range=%d device=0 read_write=0 share=\"\"\n", BIG_SIZE);
 	assert_log_contains(expected);
 
 	close(src);
@@ -516,14 +558,17 @@ static void test_read_write_with_offsets(void **state)
 	free(bytes);
 }
 
+/* A refused COPY: its status, nothing copied, and why in the log. */
 static void expect_status(int sock, int src, int dst, uint64_t src_off, uint64_t dst_off,
-			  uint64_t length, uint32_t methods, uint32_t flags, int status)
+			  uint64_t length, uint32_t methods, uint32_t flags, int status,
+			  const char *logged)
 {
 	struct copyoffload_copy_request r = copy_request(src_off, dst_off, length, methods);
 	r.flags = flags;
 	struct copyoffload_copy_reply reply = copy(sock, &r, src, dst);
 	assert_int_equal(reply.status, status);
 	assert_int_equal(reply.bytes_done, 0);
+	assert_logged_for(r.request_id, logged);
 }
 
 static void test_hostile_descriptors(void **state)
@@ -540,48 +585,79 @@ static void test_hostile_descriptors(void **state)
 	int read_only_dst = open_in_dir("h-dst", O_RDONLY);
 	int append_dst = open_in_dir("h-dst", O_WRONLY | O_APPEND);
 	int path_only = open_in_dir("h-src", O_PATH);
+	int path_only_dst = open_in_dir("h-dst", O_PATH);
 	int same_rw = open_in_dir("h-src", O_RDWR);
+	int sockets[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sockets), 0);
+	int null_device = open("/dev/null", O_RDWR | O_CLOEXEC);
+	assert_true(null_device >= 0);
+	const char *not_regular_src = "source is not a regular file";
+	const char *not_regular_dst = "destination is not a regular file";
 
-	expect_status(sock, directory, dst, 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, src, directory, 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, pipe_ends[0], dst, 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, src, pipe_ends[1], 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, src, read_only_dst, 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, src, append_dst, 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, path_only, dst, 0, 0, 100, all, 0, EBADF);
-	expect_status(sock, dst, dst, 0, 0, 100, all, 0, EBADF); /* source write-only */
-	expect_status(sock, src, same_rw, 0, 50, 100, all, 0, EINVAL);
+	expect_status(sock, directory, dst, 0, 0, 100, all, 0, EBADF, not_regular_src);
+	expect_status(sock, src, directory, 0, 0, 100, all, 0, EBADF, not_regular_dst);
+	expect_status(sock, pipe_ends[0], dst, 0, 0, 100, all, 0, EBADF, not_regular_src);
+	expect_status(sock, src, pipe_ends[1], 0, 0, 100, all, 0, EBADF, not_regular_dst);
+	expect_status(sock, sockets[0], dst, 0, 0, 100, all, 0, EBADF, not_regular_src);
+	expect_status(sock, src, sockets[1], 0, 0, 100, all, 0, EBADF, not_regular_dst);
+	expect_status(sock, src, null_device, 0, 0, 100, all, 0, EBADF, not_regular_dst);
+	expect_status(sock, src, read_only_dst, 0, 0, 100, all, 0, EBADF,
+		      "destination is not open for writing");
+	expect_status(sock, src, append_dst, 0, 0, 100, all, 0, EBADF,
+		      "destination is open with O_APPEND");
+	expect_status(sock, path_only, dst, 0, 0, 100, all, 0, EBADF,
+		      "source is an O_PATH descriptor");
+	expect_status(sock, src, path_only_dst, 0, 0, 100, all, 0, EBADF,
+		      "destination is an O_PATH descriptor");
+	expect_status(sock, dst, dst, 0, 0, 100, all, 0, EBADF, /* source write-only */
+		      "source is not open for reading");
+	expect_status(sock, src, same_rw, 0, 50, 100, all, 0, EINVAL,
+		      "overlapping ranges in the same file");
 	/* Only a method not implemented yet; an all-or-nothing clone without
 	 * the clone method. */
 	expect_status(sock, src, dst, 0, 0, 100,
-		      COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_DEVICE), 0, EOPNOTSUPP);
+		      COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_DEVICE), 0, EOPNOTSUPP,
+		      "no allowed method is implemented");
 	expect_status(sock, src, dst, 0, 0, 100,
 		      all & ~COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE),
-		      COPYOFFLOAD_COPY_CLONE_ONLY, EINVAL);
+		      COPYOFFLOAD_COPY_CLONE_ONLY, EINVAL,
+		      "clone-only copy without the clone method");
+	/* Offsets that are negative as off_t, ends beyond it, a length over
+	 * the limit: refused before any descriptor is looked at. */
+	const char *bad_field = "malformed COPY";
+	expect_status(sock, src, dst, UINT64_C(1) << 63, 0, 100, all, 0, EBADMSG, bad_field);
+	expect_status(sock, src, dst, 0, UINT64_MAX - 99, 100, all, 0, EBADMSG, bad_field);
+	expect_status(sock, src, dst, INT64_MAX - 50, 0, 100, all, 0, EBADMSG, bad_field);
+	expect_status(sock, src, dst, 0, 0, COPYOFFLOAD_MAX_COPY_LENGTH + 1, all, 0, EBADMSG,
+		      bad_field);
 
 	/* Wrong descriptor counts. */
 	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
 	int three[3] = {src, dst, dst};
-	for (size_t count = 0; count <= 3; count += 3) {
+	for (size_t count = 0; count <= 3; count++) {
+		if (count == 2) {
+			continue;
+		}
 		struct copyoffload_copy_request r = copy_request(0, 0, 10, all);
 		send_with_fds(sock, buf, copyoffload_encode_copy_request(buf, &r), three, count);
 		struct copyoffload_copy_reply reply = receive_copy_reply(sock);
 		assert_true(reply.request_id == r.request_id);
 		assert_int_equal(reply.status, EBADF);
-	}
-	{
-		struct copyoffload_copy_request r = copy_request(0, 0, 10, all);
-		send_with_fds(sock, buf, copyoffload_encode_copy_request(buf, &r), three, 1);
-		assert_int_equal(receive_copy_reply(sock).status, EBADF);
+		char carries[64];
+		snprintf(carries, sizeof(carries), "carries %zu descriptors instead of 2", count);
+		assert_logged_for(r.request_id, carries);
 	}
 
 	/* The same connection still copies. */
 	struct copyoffload_copy_request ok = copy_request(0, 0, 8192, all);
 	assert_int_equal(copy(sock, &ok, src, dst).status, 0);
-	assert_log_contains("is open with O_APPEND");
 	assert_log_contains("status=EBADF");
 
+	close(null_device);
+	close(sockets[0]);
+	close(sockets[1]);
 	close(same_rw);
+	close(path_only_dst);
 	close(path_only);
 	close(append_dst);
 	close(read_only_dst);
@@ -709,8 +785,10 @@ static void test_bad_header_gets_ebadmsg(void **state)
 		assert_true(reply.request_id == r.request_id);
 		assert_int_equal(reply.status, EBADMSG);
 	}
-	assert_log_contains("oversized message (more than 72 bytes) id=");
+	assert_log_contains("oversized message (more than 184 bytes) id=");
 	assert_log_contains("(unknown message type) id=");
+	assert_log_contains("(unsupported protocol version) id=");
+	assert_log_contains("(truncated message) id=");
 
 	struct copyoffload_copy_request ok = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
 	assert_int_equal(copy(sock, &ok, src, dst).status, 0);
@@ -798,6 +876,225 @@ static void test_many_requests_in_flight(void **state)
 	close(sock);
 }
 
+/* --- shares, limits, statistics ---------------------------------------- */
+
+static void send_share(int sock, uint32_t share_id, const char *name, uint64_t max_segment,
+		       uint64_t bytes_per_second, uint32_t max_concurrent)
+{
+	uint8_t buf[COPYOFFLOAD_SHARE_SIZE];
+	struct copyoffload_share share = {
+		.request_id = new_id(),
+		.share_id = share_id,
+		.method_order = {COPYOFFLOAD_METHOD_CLONE, COPYOFFLOAD_METHOD_COPY_FILE_RANGE,
+				 COPYOFFLOAD_METHOD_READ_WRITE, COPYOFFLOAD_METHOD_NONE},
+		.max_segment = max_segment,
+		.max_bytes_per_second = bytes_per_second,
+		.max_concurrent = max_concurrent,
+	};
+	assert_true(copyoffload_share_name_set(share.name, name));
+	send_with_fds(sock, buf, copyoffload_encode_share(buf, &share), NULL, 0);
+}
+
+/* The record of share `name` from a STATS exchange on sock. */
+static struct copyoffload_share_stats fetch_share_stats(int sock, const char *name)
+{
+	static uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static struct copyoffload_stats_reply reply;
+	uint32_t cursor = 0;
+	do {
+		uint8_t request_buf[COPYOFFLOAD_STATS_SIZE];
+		struct copyoffload_stats_request request = {.request_id = new_id(),
+							    .cursor = cursor};
+		send_with_fds(sock, request_buf,
+			      copyoffload_encode_stats_request(request_buf, &request), NULL, 0);
+		ssize_t n = receive(sock, buf, sizeof(buf));
+		assert_true(n > 0);
+		assert_int_equal(copyoffload_decode_stats_reply(buf, (size_t)n, &reply),
+				 COPYOFFLOAD_DECODE_OK);
+		assert_true(reply.request_id == request.request_id);
+		assert_int_equal(reply.status, 0);
+		for (uint32_t i = 0; i < reply.count; i++) {
+			if (strcmp(reply.records[i].name, name) == 0) {
+				return reply.records[i];
+			}
+		}
+		cursor = reply.next_cursor;
+	} while (cursor != 0);
+	fail_msg("no statistics for share \"%s\"", name);
+	return reply.records[0];
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000 + (uint64_t)now.tv_nsec / 1000000;
+}
+
+/* The daemon's counters for a share match the copies made through it. */
+static void test_stats_match_copies(void **state)
+{
+	(void)state;
+	const uint32_t no_clone =
+		COPYOFFLOAD_METHODS_ALL & ~COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE);
+	int sock = connect_ready();
+	send_share(sock, 1, "stats-share", 0, 0, 0);
+	free(make_file("st-src", 100000, 21));
+	free(make_file("st-short", 1000, 22));
+	int src = open_in_dir("st-src", O_RDONLY);
+	int short_src = open_in_dir("st-short", O_RDONLY);
+	int dst = open_in_dir("st-dst", O_RDWR | O_CREAT | O_TRUNC);
+	int directory = open(daemon_state.dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	struct copyoffload_copy_request r = copy_request(0, 0, 100000, no_clone);
+	r.share_id = 1;
+	assert_int_equal(copy(sock, &r, src, dst).status, 0);
+	r = copy_request(0, 0, 50000, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+	r.share_id = 1;
+	assert_int_equal(copy(sock, &r, src, dst).status, 0);
+	/* The source ends 600 bytes in: ENODATA after 600 by copy_file_range. */
+	r = copy_request(400, 0, 5000, no_clone);
+	r.share_id = 1;
+	assert_int_equal(copy(sock, &r, short_src, dst).status, ENODATA);
+	/* Refused before any I/O. */
+	r = copy_request(0, 0, 10, no_clone);
+	r.share_id = 1;
+	assert_int_equal(copy(sock, &r, directory, dst).status, EBADF);
+
+	struct copyoffload_share_stats s = fetch_share_stats(sock, "stats-share");
+	const struct copyoffload_method_stats *total = &s.slots[COPYOFFLOAD_STATS_TOTAL];
+	const struct copyoffload_method_stats *cfr = &s.slots[COPYOFFLOAD_METHOD_COPY_FILE_RANGE];
+	const struct copyoffload_method_stats *rw = &s.slots[COPYOFFLOAD_METHOD_READ_WRITE];
+	assert_int_equal(total->requests, 4);
+	assert_int_equal(total->errors, 2);
+	assert_int_equal(total->bytes, 100000 + 50000 + 600);
+	assert_int_equal(cfr->requests, 2);
+	assert_int_equal(cfr->errors, 1);
+	assert_int_equal(cfr->bytes, 100600);
+	assert_int_equal(rw->requests, 1);
+	assert_int_equal(rw->errors, 0);
+	assert_int_equal(rw->bytes, 50000);
+	assert_int_equal(s.slots[COPYOFFLOAD_METHOD_CLONE].requests, 0);
+	assert_int_equal(s.slots[COPYOFFLOAD_METHOD_DEVICE].requests, 0);
+	assert_int_equal(s.in_flight, 0);
+	assert_int_equal(s.running, 0);
+	assert_true(total->latency_max_us > 0);
+	assert_true(total->latency_p50_us <= total->latency_max_us);
+	/* The copies log the share they belong to. */
+	assert_log_contains("bytes=50000 method=read_write status=0 usec=");
+	assert_log_contains(" read_write=50000 share=\"stats-share\"\n");
+
+	close(directory);
+	close(dst);
+	close(short_src);
+	close(src);
+	close(sock);
+}
+
+/* A share's bandwidth limit paces its copies. */
+static void test_share_bandwidth_limit(void **state)
+{
+	(void)state;
+	const uint64_t size = 3 << 20;
+	int sock = connect_ready();
+	/* 4 MiB/s in 1 MiB steps: the first goes at once, each later one
+	 * waits 250 ms, so 3 MiB take at least 500 ms. */
+	send_share(sock, 1, "slow-share", 1 << 20, 4 << 20, 0);
+	unsigned char *bytes = make_file("bw-src", size, 23);
+	int src = open_in_dir("bw-src", O_RDONLY);
+	int dst = open_in_dir("bw-dst", O_WRONLY | O_CREAT | O_TRUNC);
+	struct copyoffload_copy_request r = copy_request(
+		0, 0, size, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_COPY_FILE_RANGE));
+	r.share_id = 1;
+	uint64_t started = monotonic_ms();
+	assert_int_equal(copy(sock, &r, src, dst).status, 0);
+	uint64_t elapsed = monotonic_ms() - started;
+	if (elapsed < 480 || elapsed > 3000) {
+		fail_msg("3 MiB at 4 MiB/s took %llu ms", (unsigned long long)elapsed);
+	}
+	assert_file_equals("bw-dst", bytes, size);
+	assert_log_contains("info: share \"slow-share\": limits set by peer pid=");
+	assert_log_contains("max_bytes_per_second=4194304 max_concurrent=0");
+	free(bytes);
+	close(src);
+	close(dst);
+	close(sock);
+}
+
+/* A share's concurrency limit: extra copies wait, none fails. */
+static void test_share_concurrency_limit(void **state)
+{
+	(void)state;
+	enum { COPIES = 3 };
+	const uint64_t size = 1 << 20;
+	int sock = connect_ready();
+	int observer = connect_ready();
+	/* One copy at a time, each paced to ~120 ms (1 MiB at 8 MiB/s in
+	 * 256 KiB steps). */
+	send_share(sock, 7, "one-at-a-time", 256 << 10, 8 << 20, 1);
+	/* Messages of one connection are handled in order: once this is
+	 * answered, the share is known to the observer's connection too. */
+	assert_int_equal(fetch_share_stats(sock, "one-at-a-time").in_flight, 0);
+	unsigned char *bytes = make_file("cc-src", size, 24);
+	int src = open_in_dir("cc-src", O_RDONLY);
+	int dst[COPIES];
+	for (int i = 0; i < COPIES; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "cc-dst-%d", i);
+		dst[i] = open_in_dir(name, O_WRONLY | O_CREAT | O_TRUNC);
+		struct copyoffload_copy_request r = copy_request(
+			0, 0, size, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+		r.share_id = 7;
+		send_copy(sock, &r, src, dst[i]);
+	}
+	uint32_t most_running = 0, most_in_flight = 0;
+	int answered = 0;
+	while (answered < COPIES) {
+		struct copyoffload_share_stats s = fetch_share_stats(observer, "one-at-a-time");
+		most_running = s.running > most_running ? s.running : most_running;
+		most_in_flight = s.in_flight > most_in_flight ? s.in_flight : most_in_flight;
+		struct pollfd p = {.fd = sock, .events = POLLIN};
+		while (answered < COPIES && poll(&p, 1, 10) == 1) {
+			struct copyoffload_copy_reply reply = receive_copy_reply(sock);
+			assert_int_equal(reply.status, 0);
+			assert_true(reply.bytes_done == size);
+			answered++;
+		}
+	}
+	assert_int_equal(most_running, 1);
+	assert_true(most_in_flight >= 2);
+	for (int i = 0; i < COPIES; i++) {
+		char name[32];
+		snprintf(name, sizeof(name), "cc-dst-%d", i);
+		assert_file_equals(name, bytes, size);
+		close(dst[i]);
+	}
+	struct copyoffload_share_stats s = fetch_share_stats(observer, "one-at-a-time");
+	assert_int_equal(s.slots[COPYOFFLOAD_STATS_TOTAL].requests, COPIES);
+	assert_int_equal(s.slots[COPYOFFLOAD_STATS_TOTAL].errors, 0);
+	assert_int_equal(s.in_flight, 0);
+	free(bytes);
+	close(src);
+	close(observer);
+	close(sock);
+}
+
+/* A COPY naming a share id the connection never declared is refused. */
+static void test_undeclared_share_refused(void **state)
+{
+	(void)state;
+	int sock = connect_ready();
+	int src = open_in_dir("h-src", O_RDONLY);
+	int dst = open_in_dir("h-dst", O_WRONLY);
+	struct copyoffload_copy_request r = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	r.share_id = 99;
+	assert_int_equal(copy(sock, &r, src, dst).status, EINVAL);
+	assert_log_contains("names share id 99, which this connection has not declared");
+	close(src);
+	close(dst);
+	close(sock);
+}
+
 static void test_non_root_peer_refused(void **state)
 {
 	(void)state;
@@ -850,33 +1147,76 @@ static void make_sparse_file(const char *name, off_t size)
 	close(fd);
 }
 
+static int daemon_descriptor_count(void)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)daemon_state.pid);
+	DIR *dir = opendir(path);
+	assert_non_null(dir);
+	int count = 0;
+	while (readdir(dir) != NULL) {
+		count++;
+	}
+	closedir(dir);
+	return count;
+}
+
+/* The copies of a client that hangs up are stopped (running ones at their
+ * next slice, queued ones dropped) and their descriptors closed. */
 static void test_client_vanishes_mid_copy(void **state)
 {
 	(void)state;
+	const int before = daemon_descriptor_count();
 	int sock = connect_ready();
 	make_sparse_file("vanish-src", 64 << 20);
 	int src = open_in_dir("vanish-src", O_RDONLY);
 	int dst = open_in_dir("vanish-dst", O_WRONLY | O_CREAT | O_TRUNC);
 	struct copyoffload_copy_request r = copy_request(
 		0, 0, 64 << 20, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
-	for (int i = 0; i < 4; i++) { /* one runs or finishes, others queue */
+	for (int i = 0; i < 4; i++) { /* two run, others queue */
 		r.request_id = new_id();
 		send_copy(sock, &r, src, dst);
+	}
+	/* Hang up once the daemon holds the copies' descriptors: were it
+	 * sooner, it could see the hangup before reading any request. */
+	int now = daemon_descriptor_count();
+	for (int waited = 0; waited < TIMEOUT_MS && now < before + 1 + 2 * 2; waited++) {
+		sleep_ms(1);
+		now = daemon_descriptor_count();
 	}
 	close(sock);
 	close(src);
 	close(dst);
+	for (int waited = 0; waited < TIMEOUT_MS && now != before; waited += 5) {
+		sleep_ms(5);
+		now = daemon_descriptor_count();
+	}
+	assert_int_equal(now, before);
+	/* A worker lets go of the descriptors before it logs. */
+	for (int waited = 0; waited < TIMEOUT_MS; waited += 5) {
+		char *log = read_log();
+		int logged = strstr(log, " abandoned after ") != NULL;
+		free(log);
+		if (logged) {
+			break;
+		}
+		sleep_ms(5);
+	}
+	assert_log_contains(" abandoned after ");
 	assert_daemon_serves();
 }
 
-/* Last: SIGTERM with a copy in flight. The daemon answers it, exits 0 and
- * removes its socket. */
+/* Last: SIGTERM with copies in flight. The daemon answers every copy it
+ * had received, refuses later ones with ESHUTDOWN, exits 0 and removes its
+ * socket. */
 static void test_sigterm_finishes_copies_in_flight(void **state)
 {
 	(void)state;
 	int sock = connect_ready();
-	const off_t big = 128 << 20;
-	make_sparse_file("term-src", big);
+	const uint64_t big = 4 << 20;
+	/* Paced to 8 MiB/s in 512 KiB steps: about half a second. */
+	send_share(sock, 1, "draining", 512 << 10, 8 << 20, 0);
+	unsigned char *bytes = make_file("term-src", big, 25);
 	free(make_file("term-small", 10, 5));
 	int src = open_in_dir("term-src", O_RDONLY);
 	int dst = open_in_dir("term-dst", O_WRONLY | O_CREAT | O_TRUNC);
@@ -884,23 +1224,38 @@ static void test_sigterm_finishes_copies_in_flight(void **state)
 	int small_dst = open_in_dir("term-small-dst", O_WRONLY | O_CREAT | O_TRUNC);
 
 	struct copyoffload_copy_request slow = copy_request(
-		0, 0, (uint64_t)big, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+		0, 0, big, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+	slow.share_id = 1;
 	struct copyoffload_copy_request quick = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
 	send_copy(sock, &slow, src, dst);
 	send_copy(sock, &quick, small_src, small_dst);
 	/* The daemon reads in order: once `quick` is answered, `slow` has
-	 * been accepted too (and is most likely still running). */
+	 * been accepted too and is still being paced. */
 	struct copyoffload_copy_reply reply = receive_copy_reply(sock);
-	if (reply.request_id == quick.request_id) {
-		assert_int_equal(kill(daemon_state.pid, SIGTERM), 0);
-		reply = receive_copy_reply(sock);
-	} else {
-		assert_int_equal(kill(daemon_state.pid, SIGTERM), 0);
-		assert_true(receive_copy_reply(sock).request_id == quick.request_id);
+	assert_true(reply.request_id == quick.request_id);
+	assert_int_equal(kill(daemon_state.pid, SIGTERM), 0);
+	for (int waited = 0; waited < TIMEOUT_MS; waited += 5) {
+		char *log = read_log();
+		int seen = strstr(log, "info: received SIGTERM") != NULL;
+		free(log);
+		if (seen) {
+			break;
+		}
+		sleep_ms(5);
 	}
+	/* A copy sent after the signal is refused at once, not dropped. */
+	struct copyoffload_copy_request late = copy_request(0, 0, 10, COPYOFFLOAD_METHODS_ALL);
+	send_copy(sock, &late, small_src, small_dst);
+	reply = receive_copy_reply(sock);
+	assert_true(reply.request_id == late.request_id);
+	assert_int_equal(reply.status, ESHUTDOWN);
+	assert_int_equal(reply.bytes_done, 0);
+
+	reply = receive_copy_reply(sock);
 	assert_true(reply.request_id == slow.request_id);
 	assert_int_equal(reply.status, 0);
-	assert_int_equal(reply.bytes_done, (uint64_t)big);
+	assert_int_equal(reply.bytes_done, big);
+	assert_file_equals("term-dst", bytes, big);
 
 	assert_int_equal(wait_exit_status(daemon_state.pid), 0);
 	daemon_state.pid = 0;
@@ -910,10 +1265,12 @@ static void test_sigterm_finishes_copies_in_flight(void **state)
 	assert_int_equal(lstat(daemon_state.socket_path, &st), -1);
 	assert_int_equal(errno, ENOENT);
 	assert_log_contains("info: received SIGTERM");
+	assert_log_contains("refused with ESHUTDOWN: the daemon is shutting down");
 	assert_log_contains("info: shut down");
 	/* Sanitizer builds report into the same log. */
 	assert_log_lacks("runtime error");
 	assert_log_lacks("Sanitizer");
+	free(bytes);
 	close(src);
 	close(dst);
 	close(small_src);
@@ -1010,6 +1367,10 @@ int main(void)
 		cmocka_unit_test(test_many_requests_in_flight),
 		cmocka_unit_test(test_non_root_peer_refused),
 		cmocka_unit_test(test_client_vanishes_mid_copy),
+		cmocka_unit_test(test_stats_match_copies),
+		cmocka_unit_test(test_share_bandwidth_limit),
+		cmocka_unit_test(test_share_concurrency_limit),
+		cmocka_unit_test(test_undeclared_share_refused),
 		cmocka_unit_test(test_startup_errors),
 		cmocka_unit_test(test_sigterm_finishes_copies_in_flight),
 	};

@@ -23,10 +23,7 @@ void assert_usage_error(std::initializer_list<std::string_view> arguments,
 {
 	CommandLine result = parse(arguments);
 	assert_int_equal(result.action, CommandLine::Action::usage_error);
-	if (result.error.find(expected_fragment) == std::string::npos) {
-		fail_msg("error '%s' lacks '%s'", result.error.c_str(),
-			 std::string(expected_fragment).c_str());
-	}
+	test_support::assert_contains(result.error, expected_fragment);
 }
 
 void test_defaults(void **)
@@ -97,6 +94,20 @@ void test_usage_errors(void **)
 	assert_usage_error({"--help=yes"}, "takes no value");
 }
 
+void test_socket_passed_by_service_manager(void **)
+{
+	// Socket activation supplies the socket: --socket is then optional.
+	std::vector<std::string_view> none;
+	CommandLine result = parse_command_line(none, 4, true);
+	assert_int_equal(result.action, CommandLine::Action::run);
+	assert_true(result.options.socket_path.empty());
+	std::vector<std::string_view> with_socket{"--socket", "/x", "--log-level", "debug"};
+	result = parse_command_line(with_socket, 4, true);
+	assert_int_equal(result.action, CommandLine::Action::run);
+	assert_string_equal(result.options.socket_path.c_str(), "/x");
+	assert_true(usage_text("copyoffloadd").find("socket activation") != std::string::npos);
+}
+
 void test_zero_cpus_defaults_to_one_worker(void **)
 {
 	CommandLine result = parse({"--socket", "/s"}, 0);
@@ -138,6 +149,7 @@ int main()
 		cmocka_unit_test(test_help_and_version),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_zero_cpus_defaults_to_one_worker),
+		cmocka_unit_test(test_socket_passed_by_service_manager),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_errno_names),
 	};

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "copyoffload_protocol.h"
@@ -43,6 +44,7 @@ static const struct copyoffload_copy_request sample_copy = {
 	.length = COPYOFFLOAD_MAX_COPY_LENGTH,
 	.methods = COPYOFFLOAD_METHODS_ALL,
 	.flags = COPYOFFLOAD_COPY_CLONE_ONLY,
+	.share_id = 0xfffffffeu,
 };
 
 static const struct copyoffload_copy_reply sample_copy_reply = {
@@ -51,6 +53,53 @@ static const struct copyoffload_copy_reply sample_copy_reply = {
 	.bytes_done = 1000 + 20 + 3 + 4,
 	.bytes_by_method = {1000, 20, 3, 4},
 };
+
+static const struct copyoffload_share sample_share = {
+	.request_id = 0x1122334455667788ull,
+	.share_id = 7,
+	.method_order = {COPYOFFLOAD_METHOD_COPY_FILE_RANGE, COPYOFFLOAD_METHOD_CLONE,
+			 COPYOFFLOAD_METHOD_NONE, COPYOFFLOAD_METHOD_NONE},
+	.max_segment = 1 << 20,
+	.max_bytes_per_second = 100 << 20,
+	.max_concurrent = 3,
+	.name = "projekt-\xc3\xa4nderungen", /* UTF-8 "ä" */
+};
+
+static const struct copyoffload_stats_request sample_stats = {
+	.request_id = 99,
+	.cursor = 0x01020304u,
+};
+
+/* Two records: a share with copies by two methods, and copies without one. */
+static struct copyoffload_stats_reply sample_stats_reply;
+
+static void init_sample_stats_reply(void)
+{
+	struct copyoffload_stats_reply *r = &sample_stats_reply;
+	struct copyoffload_method_stats *total;
+
+	memset(r, 0, sizeof(*r));
+	r->request_id = 12;
+	r->count = 2;
+	r->next_cursor = 2;
+	strcpy(r->records[0].name, "share");
+	r->records[0].in_flight = 5;
+	r->records[0].running = 2;
+	r->records[0].slots[COPYOFFLOAD_METHOD_CLONE] = (struct copyoffload_method_stats){
+		.requests = 10, .errors = 1, .bytes = 1000, .latency_p50_us = 10,
+		.latency_p90_us = 20, .latency_p99_us = 30, .latency_max_us = 31};
+	r->records[0].slots[COPYOFFLOAD_METHOD_READ_WRITE] = (struct copyoffload_method_stats){
+		.requests = 3, .errors = 0, .bytes = 24, .latency_p50_us = 5,
+		.latency_p90_us = 5, .latency_p99_us = 5, .latency_max_us = 5};
+	total = &r->records[0].slots[COPYOFFLOAD_STATS_TOTAL];
+	*total = (struct copyoffload_method_stats){
+		.requests = 12, .errors = 2, .bytes = 1024, .latency_p50_us = 100,
+		.latency_p90_us = 200, .latency_p99_us = 300, .latency_max_us = 400};
+	/* "": copies that named no share; one that failed before any I/O. */
+	r->records[1].slots[COPYOFFLOAD_STATS_TOTAL] = (struct copyoffload_method_stats){
+		.requests = 1, .errors = 1, .latency_p50_us = 1, .latency_p90_us = 1,
+		.latency_p99_us = 1, .latency_max_us = 1};
+}
 
 static size_t encode_sample(enum copyoffload_msg_type type, uint8_t *buf)
 {
@@ -63,6 +112,13 @@ static size_t encode_sample(enum copyoffload_msg_type type, uint8_t *buf)
 		return copyoffload_encode_copy_request(buf, &sample_copy);
 	case COPYOFFLOAD_MSG_COPY_REPLY:
 		return copyoffload_encode_copy_reply(buf, &sample_copy_reply);
+	case COPYOFFLOAD_MSG_SHARE:
+		return copyoffload_encode_share(buf, &sample_share);
+	case COPYOFFLOAD_MSG_STATS:
+		return copyoffload_encode_stats_request(buf, &sample_stats);
+	case COPYOFFLOAD_MSG_STATS_REPLY:
+		return copyoffload_encode_stats_reply(buf, COPYOFFLOAD_MAX_MESSAGE_SIZE,
+						      &sample_stats_reply);
 	}
 	fail_msg("unknown type %d", type);
 	return 0;
@@ -76,6 +132,9 @@ decode_as(enum copyoffload_msg_type type, const uint8_t *buf, size_t len)
 	struct copyoffload_hello_reply hello_reply = {0};
 	struct copyoffload_copy_request copy = {0};
 	struct copyoffload_copy_reply copy_reply = {0};
+	struct copyoffload_share share = {0};
+	struct copyoffload_stats_request stats = {0};
+	static struct copyoffload_stats_reply stats_reply;
 
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO:
@@ -86,6 +145,12 @@ decode_as(enum copyoffload_msg_type type, const uint8_t *buf, size_t len)
 		return copyoffload_decode_copy_request(buf, len, &copy);
 	case COPYOFFLOAD_MSG_COPY_REPLY:
 		return copyoffload_decode_copy_reply(buf, len, &copy_reply);
+	case COPYOFFLOAD_MSG_SHARE:
+		return copyoffload_decode_share(buf, len, &share);
+	case COPYOFFLOAD_MSG_STATS:
+		return copyoffload_decode_stats_request(buf, len, &stats);
+	case COPYOFFLOAD_MSG_STATS_REPLY:
+		return copyoffload_decode_stats_reply(buf, len, &stats_reply);
 	}
 	fail_msg("unknown type %d", type);
 	return COPYOFFLOAD_DECODE_OK;
@@ -96,7 +161,20 @@ static const enum copyoffload_msg_type all_types[] = {
 	COPYOFFLOAD_MSG_HELLO_REPLY,
 	COPYOFFLOAD_MSG_COPY,
 	COPYOFFLOAD_MSG_COPY_REPLY,
+	COPYOFFLOAD_MSG_SHARE,
+	COPYOFFLOAD_MSG_STATS,
+	COPYOFFLOAD_MSG_STATS_REPLY,
 };
+
+/* The result of decoding the first len bytes of a longer valid message. */
+static enum copyoffload_decode_result truncated_result(enum copyoffload_msg_type type,
+							size_t len)
+{
+	/* A variable-size message cut after its smallest size looks whole
+	 * to the header but not to its record count. */
+	return len < copyoffload_message_size(type) ? COPYOFFLOAD_DECODE_TRUNCATED
+						     : COPYOFFLOAD_DECODE_BAD_LENGTH;
+}
 
 /* --- primitives ------------------------------------------------------- */
 
@@ -133,16 +211,31 @@ static void test_message_sizes(void **state)
 	assert_int_equal(COPYOFFLOAD_HEADER_SIZE, 24);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_HELLO), 32);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_HELLO_REPLY), 32);
-	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_COPY), 56);
+	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_COPY), 64);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_COPY_REPLY), 72);
+	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_SHARE), 184);
+	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_STATS), 32);
+	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_STATS_REPLY), 40);
+	assert_int_equal(copyoffload_message_max_size(COPYOFFLOAD_MSG_STATS_REPLY),
+			 40 + 32 * 416);
+	assert_int_equal(COPYOFFLOAD_STATS_RECORD_SIZE, 416);
 	assert_int_equal(copyoffload_message_size(0), 0);
-	assert_int_equal(copyoffload_message_size(5), 0);
+	assert_int_equal(copyoffload_message_size(8), 0);
 	assert_int_equal(copyoffload_message_size(0xffff), 0);
-	assert_int_equal(COPYOFFLOAD_MAX_MESSAGE_SIZE, 72);
+	assert_int_equal(copyoffload_message_max_size(0), 0);
+	assert_int_equal(copyoffload_message_max_size(8), 0);
+	assert_int_equal(COPYOFFLOAD_MAX_MESSAGE_SIZE, 40 + 32 * 416);
+	assert_int_equal(COPYOFFLOAD_MAX_REQUEST_SIZE, 184);
 	for (size_t i = 0; i < ARRAY_SIZE(all_types); i++) {
 		assert_true(copyoffload_message_size(all_types[i]) <=
+			    copyoffload_message_max_size(all_types[i]));
+		assert_true(copyoffload_message_max_size(all_types[i]) <=
 			    COPYOFFLOAD_MAX_MESSAGE_SIZE);
 	}
+	/* Everything a client sends fits the daemon's receive buffer. */
+	assert_true(COPYOFFLOAD_HELLO_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
+	assert_true(COPYOFFLOAD_COPY_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
+	assert_true(COPYOFFLOAD_STATS_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 }
 
 static void test_names(void **state)
@@ -192,8 +285,10 @@ static void assert_header(const uint8_t *buf, enum copyoffload_msg_type type,
 	assert_memory_equal(buf, "COFF", 4);
 	assert_int_equal(copyoffload_get16(buf + OFF_VERSION), version);
 	assert_int_equal(copyoffload_get16(buf + OFF_TYPE), type);
-	assert_int_equal(copyoffload_get32(buf + OFF_LENGTH),
-			 copyoffload_message_size(type));
+	if (type != COPYOFFLOAD_MSG_STATS_REPLY) { /* variable: checked by the caller */
+		assert_int_equal(copyoffload_get32(buf + OFF_LENGTH),
+				 copyoffload_message_size(type));
+	}
 	assert_int_equal(copyoffload_get32(buf + OFF_RESERVED), 0);
 	assert_true(copyoffload_get64(buf + OFF_REQUEST_ID) == request_id);
 }
@@ -252,6 +347,7 @@ static void test_copy_request_round_trip(void **state)
 	struct copyoffload_copy_request out;
 	(void)state;
 
+	memset(&out, 0, sizeof(out)); /* the struct has tail padding */
 	assert_int_equal(copyoffload_encode_copy_request(buf, &sample_copy),
 			 COPYOFFLOAD_COPY_SIZE);
 	assert_header(buf, COPYOFFLOAD_MSG_COPY, COPYOFFLOAD_PROTOCOL_VERSION, UINT64_MAX);
@@ -260,6 +356,8 @@ static void test_copy_request_round_trip(void **state)
 	assert_true(copyoffload_get64(buf + 40) == sample_copy.length);
 	assert_int_equal(copyoffload_get32(buf + 48), COPYOFFLOAD_METHODS_ALL);
 	assert_int_equal(copyoffload_get32(buf + 52), COPYOFFLOAD_COPY_CLONE_ONLY);
+	assert_int_equal(copyoffload_get32(buf + 56), 0xfffffffeu);
+	assert_int_equal(copyoffload_get32(buf + 60), 0);
 
 	assert_int_equal(copyoffload_decode_copy_request(buf, sizeof(buf), &out),
 			 COPYOFFLOAD_DECODE_OK);
@@ -357,17 +455,17 @@ static void test_hello_acceptable(void **state)
 
 static void test_truncated(void **state)
 {
-	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
 	struct copyoffload_header h;
 	(void)state;
 
 	for (size_t t = 0; t < ARRAY_SIZE(all_types); t++) {
 		size_t size = encode_sample(all_types[t], buf);
 		for (size_t len = 0; len < size; len++) {
-			assert_int_equal(decode_as(all_types[t], buf, len),
-					 COPYOFFLOAD_DECODE_TRUNCATED);
-			assert_int_equal(copyoffload_decode_header(buf, len, &h),
-					 COPYOFFLOAD_DECODE_TRUNCATED);
+			enum copyoffload_decode_result expected =
+				truncated_result(all_types[t], len);
+			assert_int_equal(decode_as(all_types[t], buf, len), expected);
+			assert_int_equal(copyoffload_decode_header(buf, len, &h), expected);
 		}
 	}
 }
@@ -435,7 +533,7 @@ static void test_bad_version(void **state)
 static void test_unknown_type(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t types[] = {0, 5, 6, 0x100, UINT16_MAX};
+	static const uint16_t types[] = {0, 8, 9, 0x100, UINT16_MAX};
 	struct copyoffload_header h;
 	(void)state;
 
@@ -508,11 +606,16 @@ static void test_reserved_nonzero(void **state)
 		}
 	}
 
-	/* Padding inside bodies: HELLO 28..31, HELLO_REPLY 30..31, COPY_REPLY 28..31. */
+	/* Padding inside bodies: HELLO 28..31, HELLO_REPLY 30..31, COPY 60..63,
+	 * COPY_REPLY 28..31, SHARE 52..55, STATS 28..31, STATS_REPLY 36..39. */
 	struct { enum copyoffload_msg_type type; size_t offset; } padding[] = {
 		{COPYOFFLOAD_MSG_HELLO, 28}, {COPYOFFLOAD_MSG_HELLO, 31},
 		{COPYOFFLOAD_MSG_HELLO_REPLY, 30}, {COPYOFFLOAD_MSG_HELLO_REPLY, 31},
+		{COPYOFFLOAD_MSG_COPY, 60}, {COPYOFFLOAD_MSG_COPY, 63},
 		{COPYOFFLOAD_MSG_COPY_REPLY, 28}, {COPYOFFLOAD_MSG_COPY_REPLY, 31},
+		{COPYOFFLOAD_MSG_SHARE, 52}, {COPYOFFLOAD_MSG_SHARE, 55},
+		{COPYOFFLOAD_MSG_STATS, 28}, {COPYOFFLOAD_MSG_STATS, 31},
+		{COPYOFFLOAD_MSG_STATS_REPLY, 36}, {COPYOFFLOAD_MSG_STATS_REPLY, 39},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(padding); i++) {
 		size_t size = encode_sample(padding[i].type, buf);
@@ -676,6 +779,432 @@ static void test_negative_status(void **state)
 			 COPYOFFLOAD_DECODE_BAD_FIELD);
 }
 
+/* --- COPY share id ---------------------------------------------------- */
+
+static void test_copy_share_id(void **state)
+{
+	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	struct copyoffload_copy_request in = sample_copy, out;
+	(void)state;
+
+	for (unsigned i = 0; i < 3; i++) {
+		in.share_id = (uint32_t[]){0, 1, UINT32_MAX}[i];
+		copyoffload_encode_copy_request(buf, &in);
+		assert_int_equal(copyoffload_decode_copy_request(buf, sizeof(buf), &out),
+				 COPYOFFLOAD_DECODE_OK);
+		assert_int_equal(out.share_id, in.share_id);
+	}
+}
+
+/* --- share names ------------------------------------------------------ */
+
+static void test_utf8_length(void **state)
+{
+	static const struct {
+		const char *bytes;
+		size_t avail, expected;
+	} cases[] = {
+		{"a", 1, 1},
+		{"\x7f", 1, 1},
+		{"\xc3\xa4", 2, 2},            /* U+00E4 */
+		{"\xc3\xa4", 1, 0},            /* cut */
+		{"\xc0\x80", 2, 0},            /* overlong NUL */
+		{"\xc1\xbf", 2, 0},            /* overlong */
+		{"\xe2\x82\xac", 3, 3},        /* U+20AC */
+		{"\xe0\x9f\xbf", 3, 0},        /* overlong */
+		{"\xed\xa0\x80", 3, 0},        /* surrogate */
+		{"\xef\xbf\xbf", 3, 3},        /* U+FFFF */
+		{"\xf0\x9f\x98\x80", 4, 4},    /* U+1F600 */
+		{"\xf0\x8f\xbf\xbf", 4, 0},    /* overlong */
+		{"\xf4\x90\x80\x80", 4, 0},    /* above U+10FFFF */
+		{"\xf5\x80\x80\x80", 4, 0},
+		{"\x80", 1, 0},                /* stray continuation */
+		{"\xe2\x82", 4, 0},            /* NUL where a continuation belongs */
+		{"\xff", 1, 0},
+		{"a", 0, 0},
+	};
+	(void)state;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		size_t n = copyoffload_utf8_length((const uint8_t *)cases[i].bytes,
+						   cases[i].avail);
+		if (n != cases[i].expected) {
+			fail_msg("case %zu: %zu, expected %zu", i, n, cases[i].expected);
+		}
+	}
+}
+
+static void assert_name_valid(const char *name, bool allow_empty, bool expected)
+{
+	uint8_t field[COPYOFFLOAD_SHARE_NAME_SIZE] = {0};
+	size_t length = strlen(name);
+
+	assert_true(length < sizeof(field));
+	memcpy(field, name, length);
+	if (copyoffload_share_name_valid(field, allow_empty) != expected) {
+		fail_msg("\"%s\": expected %s", name, expected ? "valid" : "invalid");
+	}
+}
+
+static void test_share_name_valid(void **state)
+{
+	uint8_t field[COPYOFFLOAD_SHARE_NAME_SIZE];
+	(void)state;
+
+	assert_name_valid("share", false, true);
+	assert_name_valid("my share $", false, true);
+	assert_name_valid("\xc3\xa4\xe2\x82\xac\xf0\x9f\x98\x80", false, true);
+	assert_name_valid("", false, false);
+	assert_name_valid("", true, true);
+	assert_name_valid("tab\there", false, false);
+	assert_name_valid("nl\n", false, false);
+	assert_name_valid("del\x7f", false, false);
+	assert_name_valid("bad\xc3", false, false);
+	assert_name_valid("bad\xed\xa0\x80", false, false);
+
+	/* 127 bytes and the terminating NUL: the longest name. */
+	memset(field, 'x', sizeof(field));
+	field[COPYOFFLOAD_SHARE_NAME_SIZE - 1] = 0;
+	assert_true(copyoffload_share_name_valid(field, false));
+	/* No NUL at all. */
+	memset(field, 'x', sizeof(field));
+	assert_false(copyoffload_share_name_valid(field, false));
+	/* Garbage after the terminating NUL. */
+	memset(field, 0, sizeof(field));
+	field[0] = 'a';
+	field[100] = 'b';
+	assert_false(copyoffload_share_name_valid(field, false));
+}
+
+static void test_share_name_set(void **state)
+{
+	char field[COPYOFFLOAD_SHARE_NAME_SIZE];
+	char longer[300];
+	(void)state;
+
+	assert_true(copyoffload_share_name_set(field, "projects"));
+	assert_string_equal(field, "projects");
+	for (size_t i = strlen(field); i < sizeof(field); i++) {
+		assert_int_equal(field[i], 0);
+	}
+	assert_true(copyoffload_share_name_set(field, "\xc3\xa4rger"));
+	assert_string_equal(field, "\xc3\xa4rger");
+
+	assert_false(copyoffload_share_name_set(field, "a\tb\x7f" "c"));
+	assert_string_equal(field, "a?b?c");
+	assert_false(copyoffload_share_name_set(field, "x\xc3(\xff"));
+	assert_string_equal(field, "x?(?");
+	assert_false(copyoffload_share_name_set(field, ""));
+	assert_string_equal(field, "?");
+
+	/* 127 bytes fit exactly; 128 are cut to 127. */
+	memset(longer, 'n', 127);
+	longer[127] = 0;
+	assert_true(copyoffload_share_name_set(field, longer));
+	assert_int_equal(strlen(field), 127);
+	longer[127] = 'n';
+	longer[128] = 0;
+	assert_false(copyoffload_share_name_set(field, longer));
+	assert_int_equal(strlen(field), 127);
+
+	/* A 3-byte character straddling byte 127 is dropped whole. */
+	memset(longer, 'n', 125);
+	memcpy(longer + 125, "\xe2\x82\xac" "z", 5);
+	assert_false(copyoffload_share_name_set(field, longer));
+	assert_int_equal(strlen(field), 125);
+
+	/* Whatever goes in, what comes out is valid. */
+	for (unsigned c = 1; c < 256; c++) {
+		char name[4] = {(char)c, (char)c, 'a', 0};
+		copyoffload_share_name_set(field, name);
+		assert_true(copyoffload_share_name_valid((const uint8_t *)field, false));
+	}
+}
+
+/* --- SHARE ------------------------------------------------------------ */
+
+static void test_share_round_trip(void **state)
+{
+	uint8_t buf[COPYOFFLOAD_SHARE_SIZE];
+	struct copyoffload_share out;
+	(void)state;
+
+	memset(&out, 0, sizeof(out)); /* the struct has tail padding */
+	assert_int_equal(copyoffload_encode_share(buf, &sample_share), COPYOFFLOAD_SHARE_SIZE);
+	assert_header(buf, COPYOFFLOAD_MSG_SHARE, COPYOFFLOAD_PROTOCOL_VERSION,
+		      sample_share.request_id);
+	assert_int_equal(copyoffload_get32(buf + 24), 7);
+	assert_int_equal(buf[28], COPYOFFLOAD_METHOD_COPY_FILE_RANGE);
+	assert_int_equal(buf[29], COPYOFFLOAD_METHOD_CLONE);
+	assert_int_equal(buf[30], 0xff);
+	assert_int_equal(buf[31], 0xff);
+	assert_true(copyoffload_get64(buf + 32) == 1 << 20);
+	assert_true(copyoffload_get64(buf + 40) == 100 << 20);
+	assert_int_equal(copyoffload_get32(buf + 48), 3);
+	assert_int_equal(copyoffload_get32(buf + 52), 0);
+	assert_memory_equal(buf + 56, sample_share.name, COPYOFFLOAD_SHARE_NAME_SIZE);
+
+	assert_int_equal(copyoffload_decode_share(buf, sizeof(buf), &out), COPYOFFLOAD_DECODE_OK);
+	assert_memory_equal(&out, &sample_share, sizeof(out));
+	assert_int_equal(copyoffload_method_order_mask(out.method_order),
+			 COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE) |
+				 COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_COPY_FILE_RANGE));
+}
+
+static enum copyoffload_decode_result decode_modified_share(struct copyoffload_share in)
+{
+	uint8_t buf[COPYOFFLOAD_SHARE_SIZE];
+	struct copyoffload_share out;
+
+	copyoffload_encode_share(buf, &in);
+	return copyoffload_decode_share(buf, sizeof(buf), &out);
+}
+
+static void test_share_fields(void **state)
+{
+	const uint8_t none = COPYOFFLOAD_METHOD_NONE;
+	struct copyoffload_share m = sample_share;
+	(void)state;
+
+	m.share_id = 0;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+	m.share_id = UINT32_MAX;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
+
+	/* Method orders. */
+	static const struct {
+		uint8_t order[COPYOFFLOAD_METHOD_COUNT];
+		bool valid;
+	} orders[] = {
+		{{0, 1, 2, 3}, true},
+		{{3, 2, 1, 0}, true},
+		{{3, 0xff, 0xff, 0xff}, true},
+		{{0xff, 0xff, 0xff, 0xff}, false}, /* empty */
+		{{1, 1, 0xff, 0xff}, false},       /* duplicate */
+		{{0, 0xff, 1, 0xff}, false},       /* gap */
+		{{4, 0xff, 0xff, 0xff}, false},    /* unknown method */
+		{{0, 1, 2, 0xfe}, false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(orders); i++) {
+		m = sample_share;
+		memcpy(m.method_order, orders[i].order, sizeof(m.method_order));
+		assert_int_equal(copyoffload_method_order_valid(m.method_order), orders[i].valid);
+		assert_int_equal(decode_modified_share(m),
+				 orders[i].valid ? COPYOFFLOAD_DECODE_OK
+						 : COPYOFFLOAD_DECODE_BAD_FIELD);
+	}
+	uint8_t reversed[COPYOFFLOAD_METHOD_COUNT] = {3, 2, none, none};
+	assert_int_equal(copyoffload_method_order_mask(reversed), 0xc);
+
+	/* Largest segment: 0 (defaults) or 64 KiB .. 1 GiB. */
+	static const struct { uint64_t value; bool valid; } segments[] = {
+		{0, true}, {1, false}, {COPYOFFLOAD_MIN_SEGMENT - 1, false},
+		{COPYOFFLOAD_MIN_SEGMENT, true}, {COPYOFFLOAD_MAX_SEGMENT, true},
+		{COPYOFFLOAD_MAX_SEGMENT + 1, false}, {UINT64_MAX, false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(segments); i++) {
+		m = sample_share;
+		m.max_segment = segments[i].value;
+		assert_int_equal(decode_modified_share(m),
+				 segments[i].valid ? COPYOFFLOAD_DECODE_OK
+						   : COPYOFFLOAD_DECODE_BAD_FIELD);
+	}
+
+	m = sample_share;
+	m.max_bytes_per_second = 0;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
+	m.max_bytes_per_second = COPYOFFLOAD_MAX_BYTES_PER_SECOND;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
+	m.max_bytes_per_second = COPYOFFLOAD_MAX_BYTES_PER_SECOND + 1;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+
+	m = sample_share;
+	m.max_concurrent = 0;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
+	m.max_concurrent = COPYOFFLOAD_MAX_CONCURRENT;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
+	m.max_concurrent = COPYOFFLOAD_MAX_CONCURRENT + 1;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+
+	/* Names: empty, control characters, no terminator. */
+	m = sample_share;
+	memset(m.name, 0, sizeof(m.name));
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+	strcpy(m.name, "a\nb");
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+	memset(m.name, 'z', sizeof(m.name));
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+}
+
+/* --- STATS ------------------------------------------------------------ */
+
+static void test_stats_request_round_trip(void **state)
+{
+	uint8_t buf[COPYOFFLOAD_STATS_SIZE];
+	struct copyoffload_stats_request out;
+	(void)state;
+
+	assert_int_equal(copyoffload_encode_stats_request(buf, &sample_stats),
+			 COPYOFFLOAD_STATS_SIZE);
+	assert_header(buf, COPYOFFLOAD_MSG_STATS, COPYOFFLOAD_PROTOCOL_VERSION, 99);
+	assert_int_equal(copyoffload_get32(buf + 24), 0x01020304u);
+	assert_int_equal(copyoffload_decode_stats_request(buf, sizeof(buf), &out),
+			 COPYOFFLOAD_DECODE_OK);
+	assert_true(out.request_id == 99);
+	assert_int_equal(out.cursor, 0x01020304u);
+}
+
+static void assert_stats_equal(const struct copyoffload_stats_reply *a,
+			       const struct copyoffload_stats_reply *b)
+{
+	assert_true(a->request_id == b->request_id);
+	assert_int_equal(a->status, b->status);
+	assert_int_equal(a->count, b->count);
+	assert_int_equal(a->next_cursor, b->next_cursor);
+	for (uint32_t r = 0; r < a->count; r++) {
+		assert_memory_equal(a->records[r].name, b->records[r].name,
+				    COPYOFFLOAD_SHARE_NAME_SIZE);
+		assert_int_equal(a->records[r].in_flight, b->records[r].in_flight);
+		assert_int_equal(a->records[r].running, b->records[r].running);
+		assert_memory_equal(a->records[r].slots, b->records[r].slots,
+				    sizeof(a->records[r].slots));
+	}
+}
+
+static void test_stats_reply_round_trip(void **state)
+{
+	static uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static struct copyoffload_stats_reply out, full;
+	(void)state;
+
+	size_t size = copyoffload_encode_stats_reply(buf, sizeof(buf), &sample_stats_reply);
+	assert_int_equal(size, 40 + 2 * 416);
+	assert_header(buf, COPYOFFLOAD_MSG_STATS_REPLY, COPYOFFLOAD_PROTOCOL_VERSION, 12);
+	assert_int_equal(copyoffload_get32(buf + OFF_LENGTH), size);
+	assert_int_equal(copyoffload_get32(buf + 24), 0);
+	assert_int_equal(copyoffload_get32(buf + 28), 2);
+	assert_int_equal(copyoffload_get32(buf + 32), 2);
+	assert_int_equal(copyoffload_get32(buf + 36), 0);
+	/* First record: name, in flight, running, then 5 slots of 7 counters. */
+	assert_memory_equal(buf + 40, "share\0", 6);
+	assert_int_equal(copyoffload_get32(buf + 40 + 128), 5);
+	assert_int_equal(copyoffload_get32(buf + 40 + 132), 2);
+	assert_true(copyoffload_get64(buf + 40 + 136) == 10);      /* clone requests */
+	assert_true(copyoffload_get64(buf + 40 + 136 + 48) == 31); /* clone max */
+	const size_t total = 40 + 136 + COPYOFFLOAD_STATS_TOTAL * 56;
+	assert_true(copyoffload_get64(buf + total) == 12);
+	assert_true(copyoffload_get64(buf + total + 8) == 2);
+	assert_true(copyoffload_get64(buf + total + 16) == 1024);
+	assert_true(copyoffload_get64(buf + total + 24) == 100);
+	assert_true(copyoffload_get64(buf + total + 48) == 400);
+	assert_int_equal(buf[40 + 416], 0); /* second record: unattributed */
+
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out), COPYOFFLOAD_DECODE_OK);
+	assert_stats_equal(&out, &sample_stats_reply);
+
+	/* No record at all, and the error form. */
+	struct copyoffload_stats_reply empty = {.request_id = 1};
+	size = copyoffload_encode_stats_reply(buf, sizeof(buf), &empty);
+	assert_int_equal(size, COPYOFFLOAD_STATS_REPLY_MIN_SIZE);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out), COPYOFFLOAD_DECODE_OK);
+	assert_int_equal(out.count, 0);
+	empty.status = EPERM;
+	size = copyoffload_encode_stats_reply(buf, sizeof(buf), &empty);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out), COPYOFFLOAD_DECODE_OK);
+	assert_int_equal(out.status, EPERM);
+
+	/* A full page. */
+	memset(&full, 0, sizeof(full));
+	full.count = COPYOFFLOAD_STATS_MAX_RECORDS;
+	full.next_cursor = 1000;
+	for (uint32_t r = 0; r < full.count; r++) {
+		snprintf(full.records[r].name, sizeof(full.records[r].name), "share%u", r);
+		full.records[r].in_flight = r;
+		full.records[r].slots[COPYOFFLOAD_METHOD_DEVICE] =
+			(struct copyoffload_method_stats){.requests = r, .bytes = r};
+		full.records[r].slots[COPYOFFLOAD_STATS_TOTAL] =
+			(struct copyoffload_method_stats){.requests = r, .bytes = r};
+	}
+	size = copyoffload_encode_stats_reply(buf, sizeof(buf), &full);
+	assert_int_equal(size, COPYOFFLOAD_STATS_REPLY_MAX_SIZE);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out), COPYOFFLOAD_DECODE_OK);
+	assert_stats_equal(&out, &full);
+
+	/* The encoder refuses what does not fit. */
+	assert_int_equal(copyoffload_encode_stats_reply(buf, size - 1, &full), 0);
+	full.count = COPYOFFLOAD_STATS_MAX_RECORDS + 1;
+	assert_int_equal(copyoffload_encode_stats_reply(buf, sizeof(buf), &full), 0);
+}
+
+static enum copyoffload_decode_result
+decode_modified_stats(const struct copyoffload_stats_reply *in)
+{
+	static uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static struct copyoffload_stats_reply out;
+	size_t size = copyoffload_encode_stats_reply(buf, sizeof(buf), in);
+
+	assert_true(size > 0);
+	return copyoffload_decode_stats_reply(buf, size, &out);
+}
+
+static void test_stats_reply_fields(void **state)
+{
+	static struct copyoffload_stats_reply m;
+	struct copyoffload_method_stats *clone, *total;
+	(void)state;
+
+#define EXPECT_BAD(change)                                                     \
+	do {                                                                   \
+		m = sample_stats_reply;                                        \
+		clone = &m.records[0].slots[COPYOFFLOAD_METHOD_CLONE];         \
+		total = &m.records[0].slots[COPYOFFLOAD_STATS_TOTAL];          \
+		(void)clone;                                                   \
+		(void)total;                                                   \
+		change;                                                        \
+		assert_int_equal(decode_modified_stats(&m),                    \
+				 COPYOFFLOAD_DECODE_BAD_FIELD);                \
+	} while (0)
+
+	assert_int_equal(decode_modified_stats(&sample_stats_reply), COPYOFFLOAD_DECODE_OK);
+	EXPECT_BAD(m.status = -1);
+	EXPECT_BAD(m.status = EIO);                 /* an error with records */
+	EXPECT_BAD((m.count = 0, m.next_cursor = 5)); /* no records, yet more */
+	EXPECT_BAD(strcpy(m.records[1].name, "a\tb"));
+	EXPECT_BAD(memset(m.records[0].name, 'x', COPYOFFLOAD_SHARE_NAME_SIZE));
+	EXPECT_BAD(m.records[0].running = 6);       /* more running than in flight */
+	EXPECT_BAD(clone->errors = 11);             /* more errors than requests */
+	EXPECT_BAD(clone->latency_p50_us = 21);     /* percentiles out of order */
+	EXPECT_BAD(clone->latency_p90_us = 31);
+	EXPECT_BAD(clone->latency_p99_us = 32);
+	EXPECT_BAD((clone->requests = 13, total->bytes = 1024)); /* more than the share */
+	EXPECT_BAD(clone->errors = 3);              /* more errors than the share */
+	EXPECT_BAD(clone->bytes = 999);             /* methods do not add up */
+	EXPECT_BAD(total->bytes = 1025);
+	EXPECT_BAD((clone->bytes = UINT64_MAX, total->bytes = 1000 + 24 - 1 - 0)); /* wraps */
+	EXPECT_BAD((m.records[1].slots[0] = (struct copyoffload_method_stats){.bytes = 1})); /* bytes without requests */
+	EXPECT_BAD((m.records[1].slots[0] = (struct copyoffload_method_stats){.latency_max_us = 1}));
+#undef EXPECT_BAD
+
+	/* The record count must match the size. */
+	static uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static struct copyoffload_stats_reply out;
+	size_t size = copyoffload_encode_stats_reply(buf, sizeof(buf), &sample_stats_reply);
+	copyoffload_put32(buf + 28, 1);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out),
+			 COPYOFFLOAD_DECODE_BAD_LENGTH);
+	copyoffload_put32(buf + 28, 3);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out),
+			 COPYOFFLOAD_DECODE_BAD_LENGTH);
+	copyoffload_put32(buf + 28, UINT32_MAX);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size, &out),
+			 COPYOFFLOAD_DECODE_BAD_LENGTH);
+	/* A size between whole records. */
+	copyoffload_put32(buf + 28, 2);
+	copyoffload_put32(buf + OFF_LENGTH, (uint32_t)size - 100);
+	assert_int_equal(copyoffload_decode_stats_reply(buf, size - 100, &out),
+			 COPYOFFLOAD_DECODE_BAD_LENGTH);
+}
+
 /* Re-encodes a decoded message of `type` from buf into out. */
 static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t len,
 		     uint8_t *out)
@@ -684,6 +1213,9 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
 	struct copyoffload_hello_reply hello_reply = {0};
 	struct copyoffload_copy_request copy = {0};
 	struct copyoffload_copy_reply copy_reply = {0};
+	struct copyoffload_share share = {0};
+	struct copyoffload_stats_request stats = {0};
+	static struct copyoffload_stats_reply stats_reply;
 
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO:
@@ -707,6 +1239,22 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
 				 COPYOFFLOAD_DECODE_OK);
 		copyoffload_encode_copy_reply(out, &copy_reply);
 		break;
+	case COPYOFFLOAD_MSG_SHARE:
+		assert_int_equal(copyoffload_decode_share(buf, len, &share), COPYOFFLOAD_DECODE_OK);
+		copyoffload_encode_share(out, &share);
+		break;
+	case COPYOFFLOAD_MSG_STATS:
+		assert_int_equal(copyoffload_decode_stats_request(buf, len, &stats),
+				 COPYOFFLOAD_DECODE_OK);
+		copyoffload_encode_stats_request(out, &stats);
+		break;
+	case COPYOFFLOAD_MSG_STATS_REPLY:
+		assert_int_equal(copyoffload_decode_stats_reply(buf, len, &stats_reply),
+				 COPYOFFLOAD_DECODE_OK);
+		assert_int_equal(copyoffload_encode_stats_reply(out, COPYOFFLOAD_MAX_MESSAGE_SIZE,
+								&stats_reply),
+				 len);
+		break;
 	}
 }
 
@@ -717,8 +1265,8 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
  */
 static void test_every_byte_corruption(void **state)
 {
-	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	uint8_t again[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
+	static uint8_t again[COPYOFFLOAD_MAX_MESSAGE_SIZE];
 	unsigned accepted = 0, rejected = 0;
 	(void)state;
 
@@ -744,6 +1292,7 @@ static void test_every_byte_corruption(void **state)
 
 int main(void)
 {
+	init_sample_stats_reply();
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_little_endian_accessors),
 		cmocka_unit_test(test_message_sizes),
@@ -770,6 +1319,15 @@ int main(void)
 		cmocka_unit_test(test_copy_unknown_flags),
 		cmocka_unit_test(test_copy_reply_inconsistent_bytes),
 		cmocka_unit_test(test_negative_status),
+		cmocka_unit_test(test_copy_share_id),
+		cmocka_unit_test(test_utf8_length),
+		cmocka_unit_test(test_share_name_valid),
+		cmocka_unit_test(test_share_name_set),
+		cmocka_unit_test(test_share_round_trip),
+		cmocka_unit_test(test_share_fields),
+		cmocka_unit_test(test_stats_request_round_trip),
+		cmocka_unit_test(test_stats_reply_round_trip),
+		cmocka_unit_test(test_stats_reply_fields),
 		cmocka_unit_test(test_every_byte_corruption),
 	};
 	return cmocka_run_group_tests_name("copyoffload_protocol", tests, NULL, NULL);

@@ -1,0 +1,40 @@
+// Counters of one share since the daemon started: per method and for the
+// share as a whole, in the shape of a STATS_REPLY record. Workers record
+// finished copies; the main thread reads snapshots.
+#pragma once
+
+#include "copy_result.hpp"
+#include "copyoffload_protocol.h"
+#include "latency_histogram.hpp"
+
+#include <array>
+#include <cstdint>
+#include <mutex>
+
+namespace copyoffload {
+
+class ShareStats {
+public:
+	// A finished copy (answered or abandoned). Its total latency runs
+	// from receipt to reply; each method it used (moved bytes with, or
+	// failed in) counts it once, with the time spent in that method.
+	void record(const CopyResult &result, std::uint64_t latency_usec);
+
+	// Fills the slots of `record` (name and gauges are the caller's).
+	void fill(copyoffload_share_stats &record) const;
+
+private:
+	struct Slot {
+		std::uint64_t requests = 0;
+		std::uint64_t errors = 0;
+		std::uint64_t bytes = 0;
+		LatencyHistogram latency;
+	};
+
+	static void add(Slot &slot, bool failed, std::uint64_t bytes, std::uint64_t usec);
+
+	mutable std::mutex mutex_;
+	std::array<Slot, COPYOFFLOAD_STATS_SLOTS> slots_{};
+};
+
+} // namespace copyoffload

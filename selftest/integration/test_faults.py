@@ -1,0 +1,364 @@
+"""Faults, with nothing lost: the helper killed under load, a full
+destination, a source cut short, clients vanishing mid-copy.
+
+Scenario "faults" (scenario.FAULT_SHARES): on the ext4 scenario filesystem
+`share` (copyoffload:helper down = next, the default) and `share_fail`
+(= fail); `tiny`, a 64 MiB ext4 of its own. Copies are slowed down where a
+fault must land mid-copy: the helper's reads of the source's device are
+throttled (blkio_throttle) and the sources are cold.
+
+Cases (FS = ext4):
+  * `FS:faults:kill -9 helper, 16 copies in flight`: 16 smbclient scopy of
+    16 MiB each (8 on share, 8 on share_fail) through a throttled helper;
+    once the helper has all 16 connections it is stopped (SIGSTOP), so that
+    every smbd process ends up with exactly one chunk sent and unanswered,
+    then killed (SIGKILL). Each smbd process must log that it handed back
+    1 copy in flight (16 in all). Every copy on share completes with the
+    right data (redone by smbd itself); every copy on share_fail completes
+    with the right data or fails with an NT status. Then the helper is
+    restarted, and an SMB session that copied through the old helper copies
+    through the new one: same smbd process (the helper logs its pid), so
+    the module reconnected, and smbd served throughout.
+  * `FS:faults:disk full`: on tiny, a 2 MiB source, then the filesystem
+    filled until less than 2 MiB is left for users while more than 2 MiB
+    is left for root (ext4's reserved blocks). scopy must fail with
+    NT_STATUS_DISK_FULL, exactly as a plain put of the same size does: the
+    helper, without CAP_SYS_RESOURCE, gets no root reserve either. The
+    source is untouched (size, sha256, mtime); the helper logged ENOSPC.
+  * `FS:faults:source truncated mid-copy`: a 64 MiB scopy through the
+    throttled helper; the source is truncated to 0 after a few chunks. The
+    copy fails with an NT status, the helper keeps running, smbd serves the
+    next copy.
+  * `FS:faults:helper hangs`: the helper is stopped (SIGSTOP) with its
+    socket open. A scopy on share and one on share_fail, at once, each wait
+    for the module's reply timeout ([global] copyoffload:helper timeout =
+    HANG_TIMEOUT s in this scenario), no longer: the one on share then
+    completes with the right data through smbd, the one on share_fail fails
+    with an NT status, and smbd logged the timeout. Once the helper runs
+    again it drops what it was sent, releases the descriptors, and copies
+    again.
+  * `FS:faults:client disconnects mid-copy`: three scopy of 64 MiB through
+    the throttled helper, the smbclient processes killed (SIGKILL) once the
+    helper has work for each. The helper logs each smbd process as
+    disconnected, does no more than the chunk it was running for it, and
+    its descriptor count returns to what it was before.
+
+In stock mode only the disk-full case runs (the others are about the
+helper), without the helper-log assertion.
+"""
+
+import functools
+import hashlib
+import os
+import re
+import signal
+import time
+
+import blkio_throttle
+import client_processes
+import proc_stats
+import scenario
+import smb_raw
+import test_scopy
+import testcase
+
+MiB = 1 << 20
+
+KILL_CLIENTS = 16
+KILL_FILE_SIZE = 16 * MiB
+KILL_THROTTLE = 16 * MiB           # bytes/s for all of the helper's reads
+CUT_FILE_SIZE = 64 * MiB
+CUT_THROTTLE = 8 * MiB
+VANISH_CLIENTS = 3
+VANISH_FILE_SIZE = 64 * MiB
+VANISH_THROTTLE = 4 * MiB
+DISK_FULL_SIZE = 2 * MiB
+HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["faults"]["copyoffload:helper timeout"])
+HANG_FILE_SIZE = 2 * MiB + 1
+
+HANDED_BACK_RE = re.compile(r"lost the helper at .* (\d+) copies in flight are handed back")
+TIMED_OUT_RE = r"lost the helper at .* while waiting for a reply: Connection timed out"
+
+
+# ----------------------------------------------------------------- helpers
+
+def make_source(env, share, name, size):
+    """A file of size random bytes in share, owned by the test user, not in
+    the page cache; returns its sha256."""
+    path = env.share_path(share, name)
+    digest = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(size // MiB):
+            block = os.urandom(MiB)
+            digest.update(block)
+            f.write(block)
+        tail = os.urandom(size % MiB)
+        digest.update(tail)
+        f.write(tail)
+    os.chown(path, env.user.uid, env.user.gid)
+    blkio_throttle.drop_cache(path)
+    return digest.hexdigest()
+
+
+def helper_pid(env):
+    return env.helper.proc.pid
+
+
+def restart_helper(env):
+    """Starts a new helper on the same socket (after a kill)."""
+    env.helper.stop()
+    try:
+        os.unlink(env.helper.socket_path)  # so that start() waits for the new one
+    except FileNotFoundError:
+        pass
+    env.helper.start()
+
+
+def throttle(env, share, rate):
+    """A ReadThrottle of the helper's reads of share's device."""
+    return blkio_throttle.ReadThrottle(env.filesystem(share).device(), rate)
+
+
+def smbd_lines(env, regex):
+    return [m for line in env.server.log_text().splitlines()
+            if (m := re.search(regex, line))]
+
+
+# ------------------------------------------------------------------- cases
+
+def kill_helper_case(env, check):
+    names = [(("share", "share_fail")[i % 2], f"kill-{i}.bin") for i in range(KILL_CLIENTS)]
+    digests = {name: make_source(env, share, name, KILL_FILE_SIZE) for share, name in names}
+    make_source(env, "share", "session.bin", MiB)
+    handed_back_before = len(smbd_lines(env, HANDED_BACK_RE))
+
+    # A session that copies through the helper before and after the kill.
+    with smb_raw.connect(env, "share") as session:
+        src, dst = session.open("session.bin"), session.open("session.copy", create=True)
+        position = env.helper.log_position()
+        session.copychunk_write(dst, session.resume_key(src), [(0, 0, MiB)])
+        records = env.helper.records_since(position)
+        check.require(len(records) == 1 and records[0].ok,
+                      f"the session's copy before the kill: helper logged {records}")
+        session_pid = records[0].peer_pid
+
+        pid = helper_pid(env)
+        base = proc_stats.descriptor_count(pid)
+        with throttle(env, "share", KILL_THROTTLE) as slow, \
+                client_processes.ClientProcesses(env, "kill") as clients:
+            slow.add(pid)
+            for share, name in names:
+                clients.start(share, [f"scopy {name} {name}.copy"])
+            all_connected = proc_stats.wait_for(
+                lambda: proc_stats.descriptor_count(pid) >= base + KILL_CLIENTS, 60)
+            os.kill(pid, signal.SIGSTOP)
+            # Every smbd process now sends its next chunk, if it was not
+            # waiting for one already; none gets an answer.
+            time.sleep(1)
+            in_helper = proc_stats.descriptor_count(pid) - base
+            os.kill(pid, signal.SIGKILL)
+            env.helper.proc.wait()
+            check.require(all_connected,
+                          f"only {in_helper} new descriptors in the helper after 60 s: "
+                          f"the {KILL_CLIENTS} copies did not overlap")
+            results = clients.wait()
+        restart_helper(env)
+
+        position = env.helper.log_position()
+        try:
+            session.copychunk_write(dst, session.resume_key(src), [(0, 0, MiB)])
+        except smb_raw.SmbError as e:
+            check.fail(f"the session's copy after the restart: {e}")
+        records = env.helper.records_since(position)
+        check.require([r.peer_pid for r in records if r.ok] == [session_pid],
+                      f"the session's smbd (pid {session_pid}) did not copy through the "
+                      f"restarted helper: {records}")
+
+    handed_back = [int(m.group(1)) for m in smbd_lines(env, HANDED_BACK_RE)]
+    handed_back = handed_back[handed_back_before:]
+    check.require(sum(handed_back) == KILL_CLIENTS,
+                  f"smbd processes handed back {handed_back} copies in flight, "
+                  f"expected {KILL_CLIENTS} in all")
+    failed = 0
+    for (share, name), result in zip(names, results):
+        path = env.share_path(share, f"{name}.copy")
+        if result.ok:
+            check.require(test_scopy.sha256_file(path) == digests[name],
+                          f"{share}/{name}: copy reported done, but its data differs")
+            continue
+        check.require(share == "share_fail",
+                      f"{share}/{name} (helper down = next) failed: {result.describe()}")
+        check.require(result.nt_errors,
+                      f"{share}/{name} failed without an NT status: {result.describe()}")
+        failed += 1
+    check.note(f"{KILL_CLIENTS} in flight ({in_helper} descriptors in the helper), "
+               f"{KILL_CLIENTS - failed} completed, {failed} on share_fail failed; "
+               f"session pid {session_pid} reconnected")
+
+
+def disk_full_case(env, check):
+    share = "tiny"
+    mount = env.filesystem(share).mount_point
+    source = env.share_path(share, "full-src.bin")
+    digest = make_source(env, share, "full-src.bin", DISK_FULL_SIZE)
+    mtime = os.stat(source).st_mtime_ns
+    local = os.path.join(env.scratch, "full-put.bin")
+    test_scopy.write_random_file(local, DISK_FULL_SIZE)
+
+    # Leave users less than the copy, root (reserved blocks) more.
+    st = os.statvfs(mount)
+    filler = env.share_path(share, "filler.bin")
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - 256 * 1024)
+    finally:
+        os.close(fd)
+    os.sync()
+    st = os.statvfs(mount)
+    user_free, root_free = st.f_bavail * st.f_frsize, st.f_bfree * st.f_frsize
+    check.require(user_free < DISK_FULL_SIZE <= root_free - MiB,
+                  f"could not set up: {user_free} bytes free for users, {root_free} for root")
+
+    position = env.helper.log_position() if env.helper else 0
+    scopy = env.smbclient.run(share, ["scopy full-src.bin full-copy.bin"])
+    put = env.smbclient.run(share, [f"put {local} full-put.bin"])
+    check.require("NT_STATUS_DISK_FULL" in put.nt_errors,
+                  f"plain put: expected NT_STATUS_DISK_FULL: {put.describe()}")
+    check.require(scopy.nt_errors == put.nt_errors,
+                  f"scopy: {scopy.describe()}; a plain write gets {put.nt_errors}")
+    check.require(os.path.getsize(source) == DISK_FULL_SIZE and
+                  os.stat(source).st_mtime_ns == mtime and
+                  test_scopy.sha256_file(source) == digest,
+                  "the source changed")
+    if env.stock:
+        check.skipped_in_stock("helper log: ENOSPC")
+    else:
+        statuses = {r.status for r in env.helper.records_since(position)}
+        check.require("ENOSPC" in statuses,
+                      f"the helper logged no ENOSPC copy (statuses {statuses})")
+    for name in ("full-copy.bin", "full-put.bin", "filler.bin"):
+        try:
+            os.unlink(env.share_path(share, name))
+        except FileNotFoundError:
+            pass
+    check.note(f"{user_free} bytes free for users, {root_free} for root: "
+               f"scopy and put both {scopy.nt_errors}")
+
+
+def truncated_source_case(env, check):
+    make_source(env, "share", "cut.bin", CUT_FILE_SIZE)
+    pid = helper_pid(env)
+    position = env.helper.log_position()
+    with throttle(env, "share", CUT_THROTTLE) as slow, \
+            client_processes.ClientProcesses(env, "cut") as clients:
+        slow.add(pid)
+        clients.start("share", ["scopy cut.bin cut.copy"])
+        started = proc_stats.wait_for(
+            lambda: len(env.helper.records_since(position)) >= 3, 60)
+        os.truncate(env.share_path("share", "cut.bin"), 0)
+        result = clients.wait()[0]
+    check.require(started, "the copy made no progress through the helper")
+    check.require(not result.ok and result.nt_errors,
+                  f"scopy of a source truncated mid-copy: expected an NT status: "
+                  f"{result.describe()}")
+    check.require(env.helper.running(), "the helper died")
+    failed = [r.status for r in env.helper.records_since(position) if not r.ok]
+    after = test_scopy.put_and_scopy(env, check, "after-cut", MiB)
+    check.require(env.helper.records_since(after), "the next copy did not use the helper")
+    check.note(f"client got {result.nt_errors}; helper failures: {failed or 'none'} "
+               f"(else smbd's own size check refused the next chunk)")
+
+
+def helper_hangs_case(env, check):
+    pid = helper_pid(env)
+    base = proc_stats.descriptor_count(pid)
+    digest = make_source(env, "share", "hang.bin", HANG_FILE_SIZE)
+    make_source(env, "share_fail", "hang.bin", HANG_FILE_SIZE)
+    timed_out_before = len(smbd_lines(env, TIMED_OUT_RE))
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with client_processes.ClientProcesses(env, "hang") as clients:
+            for share in ("share", "share_fail"):
+                clients.start(share, ["scopy hang.bin hang.copy"])
+            next_result, fail_result = clients.wait(timeout=10 * HANG_TIMEOUT)
+        elapsed = time.monotonic() - started
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    check.require(HANG_TIMEOUT <= elapsed < 4 * HANG_TIMEOUT,
+                  f"the copies took {elapsed:.1f} s; the timeout is {HANG_TIMEOUT} s")
+    check.require(next_result.ok, f"share (helper down = next): {next_result.describe()}")
+    check.require(test_scopy.sha256_file(env.share_path("share", "hang.copy")) == digest,
+                  "share: the copy differs from the source")
+    check.require(not fail_result.ok and fail_result.nt_errors,
+                  f"share_fail (helper down = fail): expected an NT status: "
+                  f"{fail_result.describe()}")
+    timeouts = len(smbd_lines(env, TIMED_OUT_RE)) - timed_out_before
+    check.require(timeouts >= 2, f"smbd logged {timeouts} reply timeouts, expected one per "
+                                 f"smbd process")
+    released = proc_stats.wait_for(lambda: proc_stats.descriptor_count(pid) == base, 30)
+    check.require(released, f"the resumed helper holds {proc_stats.descriptor_count(pid)} "
+                            f"descriptors, {base} before")
+    position = test_scopy.put_and_scopy(env, check, "after-hang", MiB)
+    check.require(env.helper.wait_for_bytes(position, MiB).bytes_ok >= MiB,
+                  "the resumed helper did not copy")
+    check.note(f"both copies ended after {elapsed:.1f} s (timeout {HANG_TIMEOUT} s); "
+               f"share_fail got {fail_result.nt_errors}")
+
+
+def client_disconnect_case(env, check):
+    pid = helper_pid(env)
+    names = [f"vanish-{i}.bin" for i in range(VANISH_CLIENTS)]
+    for name in names:
+        make_source(env, "share", name, VANISH_FILE_SIZE)
+    base = proc_stats.descriptor_count(pid)
+    position = env.helper.log_position()
+    with throttle(env, "share", VANISH_THROTTLE) as slow, \
+            client_processes.ClientProcesses(env, "vanish") as clients:
+        slow.add(pid)
+        for name in names:
+            clients.start("share", [f"scopy {name} {name}.copy"])
+
+        def peers():
+            return {r.peer_pid for r in env.helper.records_since(position)}
+        busy = proc_stats.wait_for(lambda: len(peers()) == VANISH_CLIENTS, 60)
+        for index in range(VANISH_CLIENTS):
+            clients.kill(index)
+        clients.wait()
+        released = proc_stats.wait_for(lambda: proc_stats.descriptor_count(pid) == base, 30)
+    check.require(busy, f"only {len(peers())} of {VANISH_CLIENTS} copies made progress")
+    check.require(released, f"the helper holds {proc_stats.descriptor_count(pid)} "
+                            f"descriptors, {base} before the copies")
+    log = env.helper.log_text(position)
+    dropped = 0
+    for peer in peers():
+        gone = re.search(rf"peer pid={peer} uid=0 disconnected; dropped (\d+) queued", log)
+        check.require(gone, f"the helper did not log smbd pid {peer} as disconnected")
+        dropped += int(gone.group(1))
+        after = env.helper.records_since(position + gone.start())
+        late = [r for r in after if r.peer_pid == peer]
+        check.require(len(late) <= 1,
+                      f"the helper went on copying for pid {peer}: {len(late)} copies "
+                      f"after it disconnected")
+        done = sum(r.bytes for r in env.helper.records_since(position)
+                   if r.peer_pid == peer)
+        check.require(done < VANISH_FILE_SIZE,
+                      f"the helper copied all {done} bytes for pid {peer}")
+    check.note(f"descriptors back to {base}; {dropped} queued copies dropped")
+
+
+def cases(fs_type, stock):
+    if fs_type != "ext4":
+        return []
+    faults = scenario.faults(fs_type)
+    name = functools.partial("{}:faults:{}".format, fs_type)
+    out = [testcase.Case(name("disk full"), faults, disk_full_case)]
+    if stock:
+        return out
+    return out + [
+        testcase.Case(name(f"kill -9 helper, {KILL_CLIENTS} copies in flight"), faults,
+                      kill_helper_case),
+        testcase.Case(name("source truncated mid-copy"), faults, truncated_source_case),
+        testcase.Case(name("helper hangs"), faults, helper_hangs_case),
+        testcase.Case(name("client disconnects mid-copy"), faults, client_disconnect_case),
+    ]

@@ -1,0 +1,72 @@
+"""A small client of copyoffloadd's wire protocol (include/copyoffload_protocol.h)
+for the tool and service tests: HELLO, SHARE, COPY with two descriptors, and
+COPY_REPLY decoding. Little-endian, one message per SOCK_SEQPACKET packet."""
+
+import socket
+import struct
+
+MAGIC = 0x46464F43
+VERSION = 1
+HELLO, HELLO_REPLY, COPY, COPY_REPLY, SHARE = 1, 2, 3, 4, 5
+METHODS = ("clone", "copy_file_range", "device", "read_write")
+ALL_METHODS = 0xF
+NONE = 0xFF
+
+_HEADER = struct.Struct("<IHHIIQ")
+
+
+def _message(kind, request_id, body):
+    return _HEADER.pack(MAGIC, VERSION, kind, _HEADER.size + len(body), 0, request_id) + body
+
+
+class Client:
+    """One connection to the daemon, after the handshake."""
+
+    def __init__(self, path, timeout=10):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.sock.settimeout(timeout)
+        self.sock.connect(path)
+        self.next_id = 1
+        self.sock.send(_message(HELLO, self._id(), struct.pack("<HHI", VERSION, VERSION, 0)))
+        reply = self.sock.recv(256)
+        status, version = struct.unpack_from("<iH", reply, _HEADER.size)
+        if status != 0 or version != VERSION:
+            raise RuntimeError(f"handshake refused: status {status}, version {version}")
+
+    def _id(self):
+        self.next_id += 1
+        return self.next_id - 1
+
+    def close(self):
+        self.sock.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def declare_share(self, share_id, name, methods=("clone", "copy_file_range", "read_write"),
+                      max_segment=0, max_bytes_per_second=0, max_concurrent=0):
+        order = [METHODS.index(m) for m in methods] + [NONE] * (4 - len(methods))
+        encoded = name.encode()
+        body = struct.pack("<I4BQQII", share_id, *order, max_segment, max_bytes_per_second,
+                           max_concurrent, 0) + encoded + b"\0" * (128 - len(encoded))
+        self.sock.send(_message(SHARE, self._id(), body))
+
+    def copy(self, src_fd, dst_fd, length, src_offset=0, dst_offset=0, methods=ALL_METHODS,
+             share_id=0):
+        """Sends one COPY and waits for its reply: (status, bytes_done,
+        {method: bytes})."""
+        request_id = self._id()
+        body = struct.pack("<QQQIIII", src_offset, dst_offset, length, methods, 0, share_id, 0)
+        self.sock.sendmsg([_message(COPY, request_id, body)],
+                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                            struct.pack("<ii", src_fd, dst_fd))])
+        reply = self.sock.recv(256)
+        magic, _, kind, _, _, reply_id = _HEADER.unpack_from(reply)
+        if magic != MAGIC or kind != COPY_REPLY or reply_id != request_id:
+            raise RuntimeError(f"unexpected reply {reply!r}")
+        status, _, done, *by_method = struct.unpack_from("<iIQ4Q", reply, _HEADER.size)
+        return status, done, dict(zip(METHODS, by_method))

@@ -1,0 +1,211 @@
+#!/usr/bin/python3
+"""copyoffloadd as a service: the systemd units pass systemd-analyze verify,
+socket activation hands over a SOCK_SEQPACKET listener (and anything else is
+refused with a clear message), and readiness and stopping are notified
+through NOTIFY_SOCKET. Nothing here needs systemd as PID 1.
+
+Needs root (the daemon serves only root) and COPYOFFLOAD_BUILD_DIR."""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+sys.dont_write_bytecode = True
+import daemon_process  # noqa: E402
+import protocol_client  # noqa: E402
+
+UNIT_DIR = os.path.join(daemon_process.BUILD, "systemd")
+
+
+class Service(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="copyoffload-service.")
+        self.processes = []
+
+    def tearDown(self):
+        for process in self.processes:
+            process.stop(signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def track(self, process):
+        self.processes.append(process)
+        return process
+
+    def copy_through(self, path):
+        """One real copy through the daemon at path; returns its reply."""
+        src, dst = os.path.join(self.dir, "src"), os.path.join(self.dir, "dst")
+        with open(src, "wb") as f:
+            f.write(os.urandom(300000))
+        with protocol_client.Client(path) as client:
+            with open(src, "rb") as s, open(dst, "wb") as d:
+                reply = client.copy(s.fileno(), d.fileno(), 300000)
+        with open(src, "rb") as s, open(dst, "rb") as d:
+            self.assertEqual(s.read(), d.read())
+        return reply
+
+    # -- units ---------------------------------------------------------
+
+    def verify_units(self, service_text, socket_text):
+        for name, text in (("copyoffloadd.service", service_text),
+                           ("copyoffloadd.socket", socket_text)):
+            with open(os.path.join(self.dir, name), "w") as f:
+                f.write(text)
+        return subprocess.run(
+            ["systemd-analyze", "verify", "--man=no",
+             os.path.join(self.dir, "copyoffloadd.socket"),
+             os.path.join(self.dir, "copyoffloadd.service")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+
+    @unittest.skipUnless(shutil.which("systemd-analyze"), "systemd-analyze missing")
+    def test_units_verify(self):
+        with open(os.path.join(UNIT_DIR, "copyoffloadd.service")) as f:
+            service = f.read()
+        with open(os.path.join(UNIT_DIR, "copyoffloadd.socket")) as f:
+            sock = f.read()
+        exec_start = next(line for line in service.splitlines()
+                          if line.startswith("ExecStart="))
+        installed = exec_start.split("=", 1)[1].split()[0]
+        self.assertTrue(installed.endswith("/sbin/copyoffloadd"), exec_start)
+        self.assertIn("Type=notify", service)
+        self.assertIn("ListenSequentialPacket=/run/copyoffload/copyoffloadd.sock", sock)
+        self.assertIn("SocketMode=0600", sock)
+        # Verify against the binary just built (the installed path may not
+        # exist here).
+        service = service.replace(installed, daemon_process.DAEMON)
+        result = self.verify_units(service, sock)
+        self.assertEqual(result.returncode, 0, result.stdout)
+        self.assertEqual(result.stdout.strip(), "", result.stdout)
+        # The check can fail: a misspelt Listen setting is caught.
+        broken = self.verify_units(service, sock.replace("ListenSequentialPacket",
+                                                         "ListenSequencePacket"))
+        self.assertNotEqual(broken.returncode, 0, broken.stdout)
+
+    @unittest.skipUnless(shutil.which("setpriv"), "setpriv missing")
+    def test_unit_capabilities_suffice(self):
+        """The daemon starts and copies with no more capabilities than the
+        service's CapabilityBoundingSet= leaves it."""
+        with open(os.path.join(UNIT_DIR, "copyoffloadd.service")) as f:
+            line = next(l for l in f.read().splitlines()
+                        if l.startswith("CapabilityBoundingSet="))
+        allowed = [c.lower().removeprefix("cap_") for c in line.split("=", 1)[1].split()]
+        bounding = ",".join(["-all"] + [f"+{c}" for c in allowed])
+        path = os.path.join(self.dir, "bounded.sock")
+        daemon = self.track(daemon_process.Process(
+            ["setpriv", f"--bounding-set={bounding}", "--inh-caps=-all",
+             daemon_process.DAEMON, "--socket", path, "--log-level", "debug"],
+            os.path.join(self.dir, "daemon.log")))
+        daemon_process.wait_for(lambda: daemon.proc.poll() is not None
+                                or "info: listening on " in daemon.log(),
+                                what="the daemon to start or exit")
+        self.assertIsNone(daemon.proc.poll(), f"{line}: the daemon exited: {daemon.log()}")
+        self.assertEqual(self.copy_through(path)[:2], (0, 300000))
+        self.assertEqual(daemon.stop(), 0)
+
+    # -- socket activation ----------------------------------------------
+
+    @unittest.skipUnless(shutil.which("systemd-socket-activate"),
+                         "systemd-socket-activate missing")
+    def test_systemd_socket_activate(self):
+        path = os.path.join(self.dir, "activated.sock")
+        activator = self.track(daemon_process.Process(
+            ["systemd-socket-activate", "--seqpacket", "-l", path,
+             daemon_process.DAEMON, "--log-level", "debug"],
+            os.path.join(self.dir, "daemon.log")))
+        daemon_process.wait_for(lambda: os.path.exists(path), what=f"{path} to exist")
+        # The first connection starts the daemon on the passed socket.
+        status, done, by_method = self.copy_through(path)
+        self.assertEqual((status, done), (0, 300000))
+        log = activator.log()
+        self.assertIn(f"info: listening on {path} with ", log)
+        self.assertIn("(socket passed by the service manager)", log)
+        self.assertRegex(log, r"copy done id=\d+ .* bytes=300000 .* status=0 ")
+        self.assertEqual(activator.stop(), 0)
+        # The socket belongs to whoever passed it: the daemon leaves it.
+        self.assertTrue(os.path.exists(path))
+
+    def test_passed_socket(self):
+        path = os.path.join(self.dir, "passed.sock")
+        listener = daemon_process.listening_socket(path)
+        daemon = self.track(daemon_process.start_with_passed_sockets(self.dir, [listener]))
+        listener.close()  # the daemon has its own copy
+        daemon.wait_log("info: listening on ")
+        self.assertIn(f"info: listening on {path} with", daemon.log())
+        self.assertEqual(self.copy_through(path)[:2], (0, 300000))
+        self.assertEqual(daemon.stop(), 0)
+        self.assertTrue(os.path.exists(path))
+
+    def test_passed_socket_wins_over_option(self):
+        path = os.path.join(self.dir, "passed.sock")
+        listener = daemon_process.listening_socket(path)
+        other = os.path.join(self.dir, "other.sock")
+        daemon = self.track(daemon_process.start_with_passed_sockets(
+            self.dir, [listener], "--socket", other))
+        listener.close()
+        daemon.wait_log("info: listening on ")
+        self.assertIn(f"--socket {other} ignored: serving the socket the service manager "
+                      f"passed, {path}", daemon.log())
+        self.assertFalse(os.path.exists(other))
+        self.assertEqual(self.copy_through(path)[:2], (0, 300000))
+
+    def refused(self, sockets, message):
+        daemon = self.track(daemon_process.start_with_passed_sockets(self.dir, sockets))
+        for s in sockets:
+            s.close()
+        self.assertEqual(daemon.proc.wait(10), 1)
+        self.assertIn(message, daemon.log())
+
+    def test_passed_stream_socket_refused(self):
+        listener = daemon_process.listening_socket(os.path.join(self.dir, "stream.sock"),
+                                                   socket.SOCK_STREAM)
+        self.refused([listener], "the socket passed by the service manager (LISTEN_FDS) is "
+                                 "not a listening unix SOCK_SEQPACKET socket")
+
+    def test_passed_unlistening_socket_refused(self):
+        unbound = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.refused([unbound], "is not a listening unix SOCK_SEQPACKET socket")
+
+    def test_two_passed_sockets_refused(self):
+        sockets = [daemon_process.listening_socket(os.path.join(self.dir, f"{i}.sock"))
+                   for i in range(2)]
+        self.refused(sockets, "the service manager passed 2 sockets (LISTEN_FDS); "
+                              "copyoffloadd needs exactly one")
+
+    def test_no_socket_at_all_is_a_usage_error(self):
+        result = subprocess.run([daemon_process.DAEMON], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, timeout=10)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn("--socket PATH is required (unless the service manager passes a "
+                      "socket)", result.stderr)
+
+    # -- readiness notification -------------------------------------------
+
+    def test_notify_ready_and_stopping(self):
+        notify_path = os.path.join(self.dir, "notify")
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(notify_path)
+        notify.settimeout(10)
+        env = dict(os.environ, NOTIFY_SOCKET=notify_path)
+        daemon, path = daemon_process.start_daemon(self.dir, env=env)
+        self.track(daemon)
+        ready = notify.recv(4096).decode()
+        self.assertIn("READY=1", ready.splitlines())
+        self.assertIn(f"STATUS=listening on {path} with ", ready)
+        # Ready means ready: a copy goes through at once.
+        self.assertEqual(self.copy_through(path)[:2], (0, 300000))
+        os.kill(daemon.pid, signal.SIGTERM)
+        stopping = notify.recv(4096).decode()
+        self.assertIn("STOPPING=1", stopping.splitlines())
+        self.assertEqual(daemon.proc.wait(10), 0)
+        notify.close()
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        print("skipped: copyoffloadd serves only root", file=sys.stderr)
+        sys.exit(77)
+    unittest.main(verbosity=2)

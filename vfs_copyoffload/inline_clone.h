@@ -1,0 +1,34 @@
+/*
+ * copyoffload: cloning a bounded range inside smbd.
+ *
+ * Copyright (C) 2026 The copyoffload authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+
+#ifndef COPYOFFLOAD_INLINE_CLONE_H
+#define COPYOFFLOAD_INLINE_CLONE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* A copychunk chunk is at most 1 MiB; nothing larger is cloned inline. */
+#define COPYOFFLOAD_INLINE_CLONE_MAX (UINT64_C(1) << 20)
+
+/*
+ * Clones [src_off, src_off + len) of src_fd to dst_off of dst_fd with one
+ * FICLONERANGE, but only when that cannot wait on I/O: len is at most
+ * COPYOFFLOAD_INLINE_CLONE_MAX, both offsets and the length are multiples
+ * of block_size (or the range ends at the source's end of file), and
+ * neither range has dirty or writeback pages (the kernel would flush them
+ * first). Returns true when the range was cloned; false when it was not
+ * attempted or the kernel refused, and the caller must copy it otherwise.
+ */
+bool copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
+			      int dst_fd, uint64_t dst_off, uint64_t len,
+			      uint64_t block_size);
+
+#endif
