@@ -39,4 +39,10 @@ bool CloneBackend::is_unsupported(int error) const
 	       error == ENOTTY || error == ENOSYS;
 }
 
+bool CloneBackend::refuses_files(int error) const
+{
+	// All but EINVAL, which depends on the range (alignment, EOF).
+	return error == EXDEV || error == EOPNOTSUPP || error == ENOTTY || error == ENOSYS;
+}
+
 } // namespace copyoffload

@@ -21,6 +21,7 @@ public:
 	}
 	BackendProgress copy_slice(const CopyRange &slice) override;
 	[[nodiscard]] bool is_unsupported(int error) const override;
+	[[nodiscard]] bool refuses_files(int error) const override;
 };
 
 } // namespace copyoffload

@@ -23,6 +23,7 @@ const char *message_type_name(std::uint16_t type)
 	case COPYOFFLOAD_MSG_SHARE: return "SHARE";
 	case COPYOFFLOAD_MSG_STATS: return "STATS";
 	case COPYOFFLOAD_MSG_STATS_REPLY: return "STATS_REPLY";
+	case COPYOFFLOAD_MSG_RELEASE: return "RELEASE";
 	}
 	return "unknown";
 }
@@ -173,6 +174,8 @@ Connection::ReadOutcome Connection::handle_message(ReceivedMessage &message,
 		return handle_share(message, header.request_id);
 	case COPYOFFLOAD_MSG_STATS:
 		return handle_stats(message, header.request_id);
+	case COPYOFFLOAD_MSG_RELEASE:
+		return handle_release(message, header.request_id);
 	default:
 		break;
 	}
@@ -227,12 +230,10 @@ Connection::ReadOutcome Connection::handle_copy(ReceivedMessage &message,
 			     request_id, copyoffload_decode_result_string(decoded));
 		return reply_error(request_id, EBADMSG);
 	}
-	if (message.control_truncated || message.descriptors.size() != 2) {
-		log_.warning("{}: COPY id={} carries {}{} descriptors instead of 2, replying EBADF",
-			     describe(), request_id,
-			     message.control_truncated ? "more than " : "",
-			     message.descriptors.size());
-		return reply_error(request_id, EBADF);
+	ReadOutcome outcome = ReadOutcome::keep_open;
+	std::shared_ptr<DescriptorPair> files = copy_files(message, request, outcome);
+	if (!files) {
+		return outcome;
 	}
 	ShareBinding binding;
 	if (request.share_id == 0) {
@@ -254,11 +255,61 @@ Connection::ReadOutcome Connection::handle_copy(ReceivedMessage &message,
 	jobs.push_back(CopyJob{
 		.connection = shared_from_this(),
 		.request = request,
-		.source = std::move(message.descriptors[0]),
-		.destination = std::move(message.descriptors[1]),
+		.files = std::move(files),
 		.share = std::move(binding),
 		.in_flight = std::move(in_flight),
 	});
+	return ReadOutcome::keep_open;
+}
+
+std::shared_ptr<DescriptorPair> Connection::copy_files(ReceivedMessage &message,
+						       const copyoffload_copy_request &request,
+						       ReadOutcome &outcome)
+{
+	const std::size_t count = message.descriptors.size();
+	if (!message.control_truncated && count == 0 && request.handle != 0) {
+		if (auto files = descriptors_.find(request.handle)) {
+			return files;
+		}
+		// Forgotten (beyond the table's bound), released, or from
+		// before a restart: the client sends the descriptors again.
+		log_.debug("{}: COPY id={} names descriptor handle {}, which is not held, "
+			   "replying ESTALE",
+			   describe(), request.request_id, request.handle);
+		outcome = reply_error(request.request_id, ESTALE);
+		return nullptr;
+	}
+	if (message.control_truncated || count != 2) {
+		log_.warning("{}: COPY id={} carries {}{} descriptors instead of 2{}, replying EBADF",
+			     describe(), request.request_id,
+			     message.control_truncated ? "more than " : "", count,
+			     request.handle != 0 ? " or none" : "");
+		outcome = reply_error(request.request_id, EBADF);
+		return nullptr;
+	}
+	auto files = DescriptorPair::make(std::move(message.descriptors[0]),
+					  std::move(message.descriptors[1]));
+	if (request.handle != 0) {
+		descriptors_.add(request.handle, files);
+	}
+	return files;
+}
+
+Connection::ReadOutcome Connection::handle_release(const ReceivedMessage &message,
+						   std::uint64_t request_id)
+{
+	// No reply, like SHARE: a bad one is only logged.
+	copyoffload_release release{};
+	auto decoded = copyoffload_decode_release(message.bytes.data(), message.size, &release);
+	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+		log_.warning("{}: malformed RELEASE id={} ({})", describe(), request_id,
+			     decoded != COPYOFFLOAD_DECODE_OK
+				     ? copyoffload_decode_result_string(decoded)
+				     : "carries descriptors");
+		return ReadOutcome::keep_open;
+	}
+	// An unknown handle is no error: the table may have forgotten it.
+	descriptors_.remove(release.handle);
 	return ReadOutcome::keep_open;
 }
 

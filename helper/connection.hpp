@@ -1,10 +1,12 @@
 // One client (an smbd process, or the copyoffload tool): the handshake
-// state, the share ids it declared, message decoding and the serialized
-// sending of replies. The main thread reads; workers send.
+// state, the share ids and descriptor handles it declared, message
+// decoding and the serialized sending of replies. One thread (the worker
+// that owns the connection) reads; any worker sends.
 #pragma once
 
 #include "copy_job.hpp"
 #include "copyoffload_protocol.h"
+#include "descriptor_table.hpp"
 #include "logging.hpp"
 #include "share_registry.hpp"
 #include "unique_fd.hpp"
@@ -58,19 +60,20 @@ public:
 	[[nodiscard]] int fd() const { return socket_.get(); }
 	[[nodiscard]] const PeerCredentials &peer() const { return peer_; }
 
-	// Main thread only: handles up to `limit` messages waiting on the
-	// socket and appends the COPY requests to run to `jobs`.
+	// Owner only: handles up to `limit` messages waiting on the socket and
+	// appends the COPY requests to run to `jobs`.
 	ReadOutcome read_messages(std::vector<CopyJob> &jobs,
 				  int limit = max_messages_per_read);
 
-	// Main thread only: from now on every COPY is answered ESHUTDOWN at
-	// once (the daemon is shutting down); other messages are served.
+	// Owner only: from now on every COPY is answered ESHUTDOWN at once
+	// (the daemon is shutting down); other messages are served.
 	void refuse_new_copies() { refusing_copies_ = true; }
 
-	// Any thread. Sends are serialized; `may_block` is false on the main
-	// thread, which must never wait on a slow client, and lets a worker
-	// wait up to reply_send_timeout for room. False when the reply was not
-	// delivered (client gone, cancelled, or not reading).
+	// Any thread. Sends are serialized; `may_block` is false while reading
+	// (a worker must not wait on a slow client with its other connections
+	// unread), and lets a finished copy wait up to reply_send_timeout for
+	// room. False when the reply was not delivered (client gone,
+	// cancelled, or not reading).
 	bool send_copy_reply(const copyoffload_copy_reply &reply, bool may_block);
 
 	// The client is gone or misbehaved: its running copies stop at their
@@ -94,6 +97,13 @@ private:
 	ReadOutcome handle_copy(ReceivedMessage &message, std::uint64_t request_id,
 				std::vector<CopyJob> &jobs);
 	ReadOutcome handle_share(const ReceivedMessage &message, std::uint64_t request_id);
+	ReadOutcome handle_release(const ReceivedMessage &message, std::uint64_t request_id);
+	// The pair a COPY names: its descriptors (registered under its handle
+	// when it has one), or its handle's registered pair. Null after an
+	// error reply.
+	std::shared_ptr<DescriptorPair> copy_files(ReceivedMessage &message,
+						   const copyoffload_copy_request &request,
+						   ReadOutcome &outcome);
 	ReadOutcome handle_stats(const ReceivedMessage &message, std::uint64_t request_id);
 	ReadOutcome reply_error(std::uint64_t request_id, int status);
 	bool send_bytes(const std::uint8_t *data, std::size_t size, bool may_block);
@@ -102,10 +112,11 @@ private:
 	PeerCredentials peer_;
 	const Logger &log_;
 	ShareRegistry &shares_;
-	// Main thread only:
+	// Owner only:
 	bool handshake_done_ = false;
 	bool refusing_copies_ = false;
 	std::unordered_map<std::uint32_t, ShareBinding> bindings_; // by share id
+	DescriptorTable descriptors_;
 	std::mutex send_mutex_;
 	std::stop_source stop_source_;
 };

@@ -36,6 +36,11 @@ public:
 	// means this backend cannot handle these descriptors or this range, so
 	// another may try.
 	[[nodiscard]] virtual bool is_unsupported(int error) const = 0;
+
+	// True when `error` (an unsupported one) says this method will never
+	// work for these two files, whatever the range: later pieces and
+	// copies of the same descriptors skip it.
+	[[nodiscard]] virtual bool refuses_files(int) const { return false; }
 };
 
 } // namespace copyoffload

@@ -2,7 +2,8 @@
 
 #include "clone_backend.hpp"
 #include "copy_file_range_backend.hpp"
-#include "read_write_backend.hpp"
+#include "device_backend.hpp"
+#include "uring_read_write_backend.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -13,50 +14,15 @@ namespace copyoffload {
 
 namespace {
 
-std::vector<std::unique_ptr<CopyBackend>> real_backends()
+std::vector<std::unique_ptr<CopyBackend>> real_backends(const EngineOptions &options)
 {
 	std::vector<std::unique_ptr<CopyBackend>> backends;
 	backends.push_back(std::make_unique<CloneBackend>());
 	backends.push_back(std::make_unique<CopyFileRangeBackend>());
-	backends.push_back(std::make_unique<ReadWriteBackend>());
+	backends.push_back(std::make_unique<UringReadWriteBackend>(options.queue_depth));
+	// Finds each request's device session by its descriptors.
+	backends.push_back(std::make_unique<device::DeviceBackend>());
 	return backends;
-}
-
-SliceSizes with_defaults(SliceSizes slices)
-{
-	const SliceSizes defaults;
-	if (slices.copy == 0) {
-		slices.copy = defaults.copy;
-	}
-	if (slices.clone == 0) {
-		slices.clone = defaults.clone;
-	}
-	return slices;
-}
-
-std::size_t method_index(const CopyPlan &plan, copyoffload_method method)
-{
-	auto found = std::find(plan.methods.begin(), plan.methods.end(), method);
-	if (found == plan.methods.end()) {
-		throw std::logic_error("copy segment starts with a method the plan does not allow");
-	}
-	return static_cast<std::size_t>(found - plan.methods.begin());
-}
-
-// The segments must tile [0, length) in order: the reply counts one
-// contiguous prefix.
-void check_segments(const CopyPlan &plan, std::uint64_t length)
-{
-	std::uint64_t covered = 0;
-	for (const CopySegment &segment : plan.segments) {
-		if (segment.offset != covered || segment.length > length - covered) {
-			throw std::logic_error("copy segments do not tile the range");
-		}
-		covered += segment.length;
-	}
-	if (covered != length) {
-		throw std::logic_error("copy segments do not cover the range");
-	}
 }
 
 std::uint64_t elapsed_usec(std::chrono::steady_clock::time_point since)
@@ -69,20 +35,15 @@ std::uint64_t elapsed_usec(std::chrono::steady_clock::time_point since)
 
 } // namespace
 
-SliceSizes slices_for_segment(std::uint64_t segment)
-{
-	return SliceSizes{.copy = segment, .clone = segment};
-}
-
-CopyEngine::CopyEngine(SliceSizes slices, EngineHooks hooks)
-	: CopyEngine(real_backends(), slices, std::move(hooks))
+CopyEngine::CopyEngine(EngineOptions options)
+	: CopyEngine(real_backends(options), std::make_unique<RealSparseFiles>())
 {
 }
 
 CopyEngine::CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends,
-		       SliceSizes slices, EngineHooks hooks)
-	: backends_(std::move(backends)), slices_(with_defaults(slices)),
-	  hooks_(std::move(hooks))
+		       std::unique_ptr<SparseFiles> sparse)
+	: backends_(std::move(backends)),
+	  sparse_(sparse ? std::move(sparse) : std::make_unique<DenseFiles>())
 {
 }
 
@@ -96,94 +57,149 @@ CopyBackend &CopyEngine::backend_for(copyoffload_method method)
 	throw std::logic_error("copy planned with a method that has no backend");
 }
 
-std::uint64_t CopyEngine::slice_limit(copyoffload_method method,
-				      std::uint64_t block_size) const
+std::string CopyEngine::prepare()
 {
-	if (method != COPYOFFLOAD_METHOD_CLONE) {
-		return slices_.copy;
+	for (auto &backend : backends_) {
+		if (auto *uring = dynamic_cast<UringReadWriteBackend *>(backend.get())) {
+			return uring->prepare();
+		}
 	}
-	// Clone segments start block-aligned; whole-block slices keep every
-	// later slice aligned too.
-	block_size = std::max<std::uint64_t>(block_size, 1);
-	return std::max(block_size, slices_.clone - slices_.clone % block_size);
+	return "pread/pwrite";
 }
 
-CopyResult CopyEngine::copy(const CopyRange &range, const CopyPlan &plan,
-			    std::stop_token stop)
+bool CopyEngine::copy_hole(const CopyRange &range, std::uint64_t offset, std::uint64_t length,
+			   copyoffload_method method, PieceResult &result)
 {
-	if (plan.error != 0 || plan.methods.empty()) {
-		return CopyResult::failed(plan.error != 0 ? plan.error : EOPNOTSUPP);
+	const int error = sparse_->make_hole(range.destination,
+					     range.destination_offset + offset, length);
+	if (error == EOPNOTSUPP) {
+		return false;
 	}
-	check_segments(plan, range.length);
+	if (error != 0) {
+		result.error = error;
+		result.failed_method = method;
+		return true;
+	}
+	result.credit_hole(method, length);
+	return true;
+}
 
-	CopyResult result;
-	for (const CopySegment &segment : plan.segments) {
-		result.status = copy_segment(range, plan, segment, stop, result);
-		if (result.status != 0) {
+PieceResult CopyEngine::copy_piece(const CopyRange &range, const CopyPlan &plan,
+				   const CopyPiece &piece, const PieceContext &context)
+{
+	static const EngineHooks no_hooks;
+	const EngineHooks &hooks = context.hooks != nullptr ? *context.hooks : no_hooks;
+	const SliceSizes slices = with_defaults(context.slices);
+	auto refused = [&] { return context.refusals ? context.refusals->mask() : 0u; };
+
+	PieceResult result;
+	std::size_t current =
+		first_usable_method(plan, method_index(plan, piece.first), refused());
+	std::uint64_t done_by_current = 0; // of this piece, by the current method
+	while (result.bytes < piece.length && result.error == 0) {
+		if (context.stop.stop_requested()) {
+			result.error = ECANCELED;
 			break;
 		}
-	}
-	return result;
-}
-
-int CopyEngine::copy_segment(const CopyRange &range, const CopyPlan &plan,
-			     const CopySegment &segment, const std::stop_token &stop,
-			     CopyResult &result)
-{
-	std::size_t current = method_index(plan, segment.first);
-	std::uint64_t done = 0;            // of this segment
-	std::uint64_t done_by_current = 0; // of this segment, by the current method
-	while (done < segment.length) {
-		if (stop.stop_requested()) {
-			return ECANCELED;
-		}
 		CopyBackend &backend = backend_for(plan.methods[current]);
-		const std::uint64_t offset = segment.offset + done;
-		CopyRange slice{
+		const copyoffload_method method = backend.method();
+		const std::uint64_t offset = piece.offset + result.bytes;
+		std::uint64_t length = std::min(slice_limit(slices, method, plan.block_size),
+						piece.length - result.bytes);
+		if (method != COPYOFFLOAD_METHOD_CLONE) {
+			// A clone shares holes as they are; the data methods copy
+			// only where the source has data.
+			const SparseFiles::Region region =
+				sparse_->region_at(range.source, range.source_offset + offset, length);
+			// A hole moves no data: it does not stop the method from
+			// handing the piece over later.
+			if (region.hole &&
+			    copy_hole(range, offset, region.length, method, result)) {
+				continue;
+			}
+			length = region.length;
+			if (hooks.pace && !hooks.pace(length, context.stop)) {
+				result.error = ECANCELED;
+				break;
+			}
+		}
+		const auto started = std::chrono::steady_clock::now();
+		const BackendProgress progress = backend.copy_slice({
 			.source = range.source,
 			.destination = range.destination,
 			.source_offset = range.source_offset + offset,
 			.destination_offset = range.destination_offset + offset,
-			.length = std::min(slice_limit(backend.method(), plan.block_size),
-					   segment.length - done),
-		};
-		if (backend.method() != COPYOFFLOAD_METHOD_CLONE && hooks_.pace &&
-		    !hooks_.pace(slice.length, stop)) {
-			return ECANCELED;
-		}
-		const auto started = std::chrono::steady_clock::now();
-		BackendProgress progress = backend.copy_slice(slice);
-		result.usec_by_method.at(backend.method()) += elapsed_usec(started);
-		const std::uint64_t moved = std::min(progress.bytes, slice.length);
-		result.credit(backend.method(), moved);
-		done += moved;
+			.length = length,
+		});
+		result.usec_by_method.at(method) += elapsed_usec(started);
+		const std::uint64_t moved = std::min(progress.bytes, length);
+		result.credit(method, moved);
 		done_by_current += moved;
-		if (moved > 0 && hooks_.progress) {
-			hooks_.progress(result.bytes_done);
-		}
-		if (progress.error == 0 && moved == slice.length) {
+		if (progress.error == 0 && moved == length) {
 			continue;
 		}
 		// A backend that stops short without saying why would make
 		// this loop spin; treat it as an I/O error.
 		const int error = progress.error != 0 ? progress.error : EIO;
-		// Only a method that has not moved a byte of this segment may
+		// Only a method that has not moved a byte of this piece may
 		// hand the rest of it over: the reply promises one contiguous
 		// prefix, and a failure after progress is a real error (ENOSPC,
 		// EIO, ...). A clone is the exception: each slice is one ioctl,
-		// all or nothing, so a refused slice left nothing half done.
+		// all or nothing, so a refused slice left nothing half done. So is
+		// device copy: it counts only the commands that completed, and a
+		// command the device refused left nothing half done that counts.
+		const bool whole_commands = method == COPYOFFLOAD_METHOD_CLONE ||
+					    method == COPYOFFLOAD_METHOD_DEVICE;
 		const bool may_hand_over =
-			moved == 0 && backend.is_unsupported(error) &&
-			(done_by_current == 0 || backend.method() == COPYOFFLOAD_METHOD_CLONE);
-		if (may_hand_over && current + 1 < plan.methods.size()) {
-			current++;
+			(moved == 0 || whole_commands) && backend.is_unsupported(error) &&
+			(done_by_current == 0 || whole_commands);
+		if (may_hand_over && context.refusals != nullptr && backend.refuses_files(error)) {
+			context.refusals->refuse(method);
+		}
+		const std::size_t next = may_hand_over && current + 1 < plan.methods.size()
+						 ? first_usable_method(plan, current + 1, refused())
+						 : current;
+		if (next != current) {
+			current = next;
 			done_by_current = 0;
 			continue;
 		}
-		result.failed_method = backend.method();
-		return error;
+		result.error = error;
+		result.failed_method = method;
 	}
-	return 0;
+	return result;
+}
+
+CopyResult CopyEngine::copy(const CopyRange &range, const CopyPlan &plan, std::stop_token stop,
+			    SliceSizes slices, const EngineHooks &hooks, MethodRefusals *refusals)
+{
+	if (plan.error != 0 || plan.methods.empty()) {
+		return CopyResult::failed(plan.error != 0 ? plan.error : EOPNOTSUPP);
+	}
+	PieceCursor cursor(plan, range.length, slices);
+	MethodRefusals local;
+	PieceContext context{
+		.slices = slices,
+		.hooks = &hooks,
+		.stop = stop,
+		.refusals = refusals != nullptr ? refusals : &local,
+	};
+	ProgressTracker tracker(range.length);
+	while (auto piece = cursor.next(context.refusals->mask())) {
+		if (stop.stop_requested()) {
+			tracker.stop_at(piece->offset, ECANCELED);
+			break;
+		}
+		const PieceResult result = copy_piece(range, plan, *piece, context);
+		tracker.record(*piece, result);
+		if (result.bytes > 0 && hooks.progress) {
+			hooks.progress(tracker.bytes_done());
+		}
+		if (tracker.failed()) {
+			break;
+		}
+	}
+	return tracker.result();
 }
 
 } // namespace copyoffload

@@ -1,12 +1,16 @@
-// Moves one request's bytes: walks the planner's segments in order, each in
-// slices with the backend of its current method, and falls back along the
-// plan's method list, per segment, when a method turns out to be
-// unsupported for that segment.
+// Moves one piece of a request (copy_piece), or a whole request piece by
+// piece on the calling thread (copy). A piece starts with its method and
+// falls back along the plan's method list on its own when a method turns
+// out to be unsupported for it. Data methods copy only where the source
+// has data and recreate its holes in the destination.
 #pragma once
 
 #include "copy_backend.hpp"
+#include "copy_piece.hpp"
 #include "copy_planner.hpp"
 #include "copy_result.hpp"
+#include "progress_tracker.hpp"
+#include "sparse_files.hpp"
 
 #include <cstdint>
 #include <functional>
@@ -16,56 +20,68 @@
 
 namespace copyoffload {
 
-// Cancellation is noticed between slices, so slices bound how long a copy
-// for a vanished client keeps running. A clone only changes metadata, so
-// its slices may be much larger; they are rounded down to a multiple of the
-// plan's block size so that every clone slice stays block-aligned. Zero
-// means the default.
-struct SliceSizes {
-	std::uint64_t copy = std::uint64_t{8} << 20;
-	std::uint64_t clone = std::uint64_t{1} << 30;
-};
-
-// Slices of at most `segment` bytes for every method (a share's
-// "largest segment"); 0 keeps the defaults.
-SliceSizes slices_for_segment(std::uint64_t segment);
-
 // Optional callbacks around each slice.
 struct EngineHooks {
 	// Asked before each slice of a method that moves data (every method
 	// but clone, which only shares extents) for `bytes`; may wait, and
 	// returns false if `stop` was requested meanwhile. Bandwidth limits.
 	std::function<bool(std::uint64_t bytes, const std::stop_token &stop)> pace;
-	// Told the request's contiguous bytes done after each slice.
+	// Told the request's contiguous bytes done after each piece (copy()
+	// only).
 	std::function<void(std::uint64_t bytes_done)> progress;
+};
+
+// What a piece needs besides its range: the request's slice sizes and
+// hooks, its stop token, and where the methods the kernel refused for the
+// two files are remembered (null: nowhere).
+struct PieceContext {
+	SliceSizes slices{};
+	const EngineHooks *hooks = nullptr;
+	std::stop_token stop{};
+	MethodRefusals *refusals = nullptr;
+};
+
+// How the daemon's engines move data with the read/write method.
+struct EngineOptions {
+	unsigned queue_depth = 8; // io_uring reads and writes in flight
 };
 
 class CopyEngine {
 public:
-	// The daemon's real backends.
-	explicit CopyEngine(SliceSizes slices = {}, EngineHooks hooks = {});
-	// Any set of backends, found by their method() (tests use fakes).
-	CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends, SliceSizes slices,
-		   EngineHooks hooks = {});
+	// The real backends, looking for holes in the source.
+	explicit CopyEngine(EngineOptions options = {});
+	// Any set of backends, found by their method() (tests use fakes), and
+	// what tells it where the holes are (default: none anywhere).
+	explicit CopyEngine(std::vector<std::unique_ptr<CopyBackend>> backends,
+			    std::unique_ptr<SparseFiles> sparse = {});
 
-	// Copies `range` as the plan says (the plan must carry no error, and
-	// its segments must cover the range). Stops early with ECANCELED once
-	// `stop` is requested, keeping the count of bytes already done.
-	CopyResult copy(const CopyRange &range, const CopyPlan &plan,
-			std::stop_token stop);
+	CopyEngine(const CopyEngine &) = delete;
+	CopyEngine &operator=(const CopyEngine &) = delete;
+
+	// Carries out one piece of `range` (the plan must carry no error).
+	PieceResult copy_piece(const CopyRange &range, const CopyPlan &plan,
+			       const CopyPiece &piece, const PieceContext &context);
+
+	// The whole plan, piece after piece on this thread: stops at the first
+	// piece that fails, or with ECANCELED once `stop` is requested,
+	// keeping the count of bytes already done. The segments must tile
+	// the range (std::logic_error otherwise).
+	CopyResult copy(const CopyRange &range, const CopyPlan &plan, std::stop_token stop,
+			SliceSizes slices = {}, const EngineHooks &hooks = {},
+			MethodRefusals *refusals = nullptr);
+
+	// The read/write backend's description, after making its ring.
+	std::string prepare();
 
 private:
 	CopyBackend &backend_for(copyoffload_method method);
-	[[nodiscard]] std::uint64_t slice_limit(copyoffload_method method,
-						std::uint64_t block_size) const;
-	// Returns 0 or the request's final error; credits `result` as it goes.
-	int copy_segment(const CopyRange &range, const CopyPlan &plan,
-			 const CopySegment &segment, const std::stop_token &stop,
-			 CopyResult &result);
+	// A hole of the source at [offset, offset + length) of the piece;
+	// false when the destination cannot have one there without a write.
+	bool copy_hole(const CopyRange &range, std::uint64_t offset, std::uint64_t length,
+		       copyoffload_method method, PieceResult &result);
 
 	std::vector<std::unique_ptr<CopyBackend>> backends_;
-	SliceSizes slices_;
-	EngineHooks hooks_;
+	std::unique_ptr<SparseFiles> sparse_;
 };
 
 } // namespace copyoffload

@@ -33,4 +33,10 @@ bool CopyFileRangeBackend::is_unsupported(int error) const
 	       error == EINVAL;
 }
 
+bool CopyFileRangeBackend::refuses_files(int error) const
+{
+	// EINVAL may be about the range or the flags: not remembered.
+	return error == EXDEV || error == EOPNOTSUPP || error == ENOSYS;
+}
+
 } // namespace copyoffload

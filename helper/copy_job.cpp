@@ -1,10 +1,9 @@
 #include "copy_job.hpp"
 
 #include "connection.hpp"
-#include "copy_service.hpp"
 
+#include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <exception>
 #include <new>
 #include <string>
@@ -14,14 +13,17 @@ namespace copyoffload {
 
 namespace {
 
-CopySettings settings_for(const CopyJob &job)
+CopySettings settings_for(const CopyJob &job, std::uint64_t piece_size)
 {
 	CopySettings settings;
 	const ShareBinding &binding = job.share;
 	if (!binding.order.empty()) {
 		settings.order = binding.order;
 	}
-	settings.slices = slices_for_segment(binding.max_segment);
+	settings.slices = with_defaults(slices_for_segment(binding.max_segment));
+	if (piece_size != 0) {
+		settings.slices.copy = std::min(settings.slices.copy, piece_size);
+	}
 	if (binding.share) {
 		settings.hooks.pace = [share = binding.share](std::uint64_t bytes,
 							      const std::stop_token &stop) {
@@ -29,20 +31,6 @@ CopySettings settings_for(const CopyJob &job)
 		};
 	}
 	return settings;
-}
-
-CopyOutcome execute_safely(const CopyJob &job, const Logger &log)
-{
-	try {
-		return execute_copy(job.request, job.source.get(),
-				    job.destination.get(),
-				    job.connection->stop_token(), settings_for(job));
-	} catch (const std::bad_alloc &) {
-		return {CopyResult::failed(ENOMEM), "out of memory"};
-	} catch (const std::exception &e) {
-		log.error("copy id={}: internal error: {}", job.request.request_id, e.what());
-		return {CopyResult::failed(EIO), "internal error"};
-	}
 }
 
 std::uint64_t usec_since(std::chrono::steady_clock::time_point since)
@@ -54,7 +42,7 @@ std::uint64_t usec_since(std::chrono::steady_clock::time_point since)
 
 // For the log line: the name in double quotes, any quote or backslash in it
 // escaped (share names have no control characters).
-std::string quoted(std::string_view name)
+std::string quoted_name(std::string_view name)
 {
 	std::string out = "\"";
 	for (char c : name) {
@@ -68,56 +56,174 @@ std::string quoted(std::string_view name)
 
 } // namespace
 
-void run_copy_job(CopyJob &job, const Logger &log) noexcept
+CopyTask::CopyTask(CopyJob job, const Logger &log, std::uint64_t piece_size) noexcept
+	: job_(std::move(job)), log_(log), tracker_(job_.request.length)
 {
 	try {
-		const copyoffload_copy_request &request = job.request;
-		Connection &connection = *job.connection;
+		settings_ = settings_for(job_, piece_size);
+		if (!job_.files) {
+			outcome_ = {CopyResult::failed(EBADF), "no descriptors"};
+			return;
+		}
+		auto prepared = prepare_copy(job_.request, *job_.files, settings_);
+		if (auto *outcome = std::get_if<CopyOutcome>(&prepared)) {
+			outcome_ = *outcome;
+			return;
+		}
+		prepared_.emplace(std::get<PreparedCopy>(std::move(prepared)));
+		if (const auto &device = prepared_->device) {
+			log_.debug("copy id={}: {}", job_.request.request_id,
+				   device->copier() != nullptr
+					   ? "device copy: " + device->copier()->describe()
+					   : "no device copy: " + device->unavailable_reason());
+		}
+		cursor_.emplace(prepared_->plan, job_.request.length, settings_.slices);
+	} catch (const std::bad_alloc &) {
+		cursor_.reset();
+		outcome_ = {CopyResult::failed(ENOMEM), "out of memory"};
+	} catch (const std::exception &e) {
+		cursor_.reset();
+		log_.error("copy id={}: internal error: {}", job_.request.request_id, e.what());
+		outcome_ = {CopyResult::failed(EIO), "internal error"};
+	}
+}
 
-		auto started = std::chrono::steady_clock::now();
-		CopyOutcome outcome = execute_safely(job, log);
+bool CopyTask::stopping() const
+{
+	return tracker_.failed() || (job_.connection && job_.connection->cancelled());
+}
+
+std::optional<CopyPiece> CopyTask::take_piece()
+{
+	if (!cursor_ || cut_short_) {
+		return std::nullopt;
+	}
+	if (stopping()) {
+		// A failure ends the prefix before this point anyway; a client
+		// that went away gets ECANCELED for the rest.
+		cut_short_ = true;
+		tracker_.stop_at(cursor_->position(), ECANCELED);
+		return std::nullopt;
+	}
+	auto piece = cursor_->next(job_.files->refusals().mask());
+	if (piece) {
+		running_++;
+		started_ = true;
+	}
+	return piece;
+}
+
+std::size_t CopyTask::pieces_left(std::size_t most) const
+{
+	if (!cursor_ || cut_short_ || stopping()) {
+		return 0;
+	}
+	PieceCursor ahead = *cursor_;
+	std::size_t count = 0;
+	while (count < most && ahead.next(job_.files->refusals().mask())) {
+		count++;
+	}
+	return count;
+}
+
+RateLimiter *CopyTask::rate_limiter() const
+{
+	const auto &share = job_.share.share;
+	return share && share->rate_limiter().rate() != 0 ? &share->rate_limiter() : nullptr;
+}
+
+PieceResult CopyTask::run(CopyEngine &engine, const CopyPiece &piece, bool paced) noexcept
+{
+	PieceResult result;
+	try {
+		// The scheduler reserves data pieces only; a clone piece that
+		// falls back to copying waits for its turn here.
+		static const EngineHooks unpaced{};
+		const bool reserved = paced && piece.first != COPYOFFLOAD_METHOD_CLONE;
+		const PieceContext context{
+			.slices = settings_.slices,
+			.hooks = reserved ? &unpaced : &settings_.hooks,
+			.stop = job_.connection ? job_.connection->stop_token() : std::stop_token{},
+			.refusals = &job_.files->refusals(),
+		};
+		return engine.copy_piece(prepared_->range, prepared_->plan, piece, context);
+	} catch (const std::bad_alloc &) {
+		result.error = ENOMEM;
+	} catch (const std::exception &e) {
+		log_.error("copy id={}: internal error: {}", job_.request.request_id, e.what());
+		result.error = EIO;
+	}
+	return result;
+}
+
+void CopyTask::piece_done(const CopyPiece &piece, const PieceResult &result)
+{
+	running_--;
+	tracker_.record(piece, result);
+}
+
+bool CopyTask::complete() const
+{
+	return running_ == 0 && (!cursor_ || cut_short_ || cursor_->done() || stopping());
+}
+
+void CopyTask::finish() noexcept
+{
+	try {
+		const copyoffload_copy_request &request = job_.request;
+		Connection &connection = *job_.connection;
+
+		CopyOutcome outcome = outcome_;
+		if (cursor_) {
+			if (!cursor_->done()) {
+				tracker_.stop_at(cursor_->position(), ECANCELED);
+			}
+			outcome.result = tracker_.result();
+			finish_copy(request, *job_.files, outcome.result);
+		}
 		const CopyResult &result = outcome.result;
-		auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(
-			std::chrono::steady_clock::now() - started);
+		const std::uint64_t elapsed = usec_since(started_at_);
 
 		// The client may reuse the file as soon as it has the reply, so
-		// the daemon lets go of it first.
-		job.source.reset();
-		job.destination.reset();
+		// the daemon lets go of it first (a registered pair stays open
+		// until the client releases it).
+		job_.files.reset();
+		if (prepared_) {
+			prepared_->device.reset(); // the devices' claims
+		}
 
 		auto method = result.dominant_method();
 		// The integration tests parse this line: keep its format stable,
 		// and add new fields only at its end.
 		const auto &by = result.bytes_by_method;
-		log.debug("copy done id={} peer_pid={} src_off={} dst_off={} length={} "
-			  "bytes={} method={} status={} usec={} "
-			  "clone={} copy_file_range={} device={} read_write={} share={}",
-			  request.request_id, connection.peer().pid, request.src_offset,
-			  request.dst_offset, request.length, result.bytes_done,
-			  method ? copyoffload_method_name(*method) : "none",
-			  errno_name(result.status), elapsed.count(),
-			  by[COPYOFFLOAD_METHOD_CLONE], by[COPYOFFLOAD_METHOD_COPY_FILE_RANGE],
-			  by[COPYOFFLOAD_METHOD_DEVICE], by[COPYOFFLOAD_METHOD_READ_WRITE],
-			  quoted(job.share.share ? job.share.share->name() : ""));
+		log_.debug("copy done id={} peer_pid={} src_off={} dst_off={} length={} "
+			   "bytes={} method={} status={} usec={} "
+			   "clone={} copy_file_range={} device={} read_write={} share={}",
+			   request.request_id, connection.peer().pid, request.src_offset,
+			   request.dst_offset, request.length, result.bytes_done,
+			   method ? copyoffload_method_name(*method) : "none",
+			   errno_name(result.status), elapsed, by[COPYOFFLOAD_METHOD_CLONE],
+			   by[COPYOFFLOAD_METHOD_COPY_FILE_RANGE], by[COPYOFFLOAD_METHOD_DEVICE],
+			   by[COPYOFFLOAD_METHOD_READ_WRITE],
+			   quoted_name(job_.share.share ? job_.share.share->name() : ""));
 
 		// Counted before the reply goes out, so a client that asks for
 		// statistics after its reply finds its copy in them.
-		if (job.share.share) {
-			job.share.share->stats().record(result, usec_since(job.received));
+		if (job_.share.share) {
+			job_.share.share->stats().record(result, usec_since(job_.received));
 		}
-		job.in_flight.reset();
+		job_.in_flight.reset();
 
 		if (result.status == ECANCELED && connection.cancelled()) {
-			log.info("copy id={} for {} abandoned after {} bytes: client went away",
-				 request.request_id, connection.describe(), result.bytes_done);
+			log_.info("copy id={} for {} abandoned after {} bytes: client went away",
+				  request.request_id, connection.describe(), result.bytes_done);
 			return;
 		}
 		if (result.status != 0) {
-			log.warning("copy id={} for {} failed after {} of {} bytes: {}{}{}",
-				    request.request_id, connection.describe(),
-				    result.bytes_done, request.length,
-				    describe_errno(result.status),
-				    outcome.rejection.empty() ? "" : ": ", outcome.rejection);
+			log_.warning("copy id={} for {} failed after {} of {} bytes: {}{}{}",
+				     request.request_id, connection.describe(), result.bytes_done,
+				     request.length, describe_errno(result.status),
+				     outcome.rejection.empty() ? "" : ": ", outcome.rejection);
 		}
 
 		copyoffload_copy_reply reply{};
@@ -128,16 +234,32 @@ void run_copy_job(CopyJob &job, const Logger &log) noexcept
 			reply.bytes_by_method[m] = result.bytes_by_method[m];
 		}
 		if (!connection.cancelled() && !connection.send_copy_reply(reply, true)) {
-			log.warning("copy id={}: could not deliver the reply to {}, dropping the connection",
-				    request.request_id, connection.describe());
+			log_.warning("copy id={}: could not deliver the reply to {}, dropping the "
+				     "connection",
+				     request.request_id, connection.describe());
 			connection.abort();
 		}
 	} catch (...) {
 		// Only formatting a log line can throw here (allocation). The
 		// reply may be lost, so hang up rather than leave the client
 		// waiting for it forever.
-		job.connection->abort();
+		job_.connection->abort();
 	}
+}
+
+void run_copy_job(CopyJob &job, const Logger &log) noexcept
+{
+	CopyTask task(std::move(job), log);
+	try {
+		CopyEngine engine;
+		while (auto piece = task.take_piece()) {
+			task.piece_done(*piece, task.run(engine, *piece));
+		}
+	} catch (...) {
+		// Making the engine failed (allocation): the pieces not run
+		// count as cancelled.
+	}
+	task.finish();
 }
 
 } // namespace copyoffload

@@ -19,6 +19,10 @@ struct CopyResult {
 	// The method whose error ended the request; none when it succeeded or
 	// ended before any backend ran (a rejection, cancellation).
 	std::optional<copyoffload_method> failed_method;
+	// Of bytes_done, those at its end that were holes of the source: the
+	// destination has them only once it is long enough (nothing was
+	// written there).
+	std::uint64_t trailing_hole = 0;
 
 	static CopyResult failed(int error)
 	{

@@ -1,33 +1,15 @@
 #include "copy_service.hpp"
 
-#include "descriptor_check.hpp"
+#include "device_copy.hpp"
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace copyoffload {
 
 namespace {
-
-// What the planner needs from the descriptors; the error of fstat if not.
-int inspect_geometry(const copyoffload_copy_request &request, int source,
-		     int destination, CopyGeometry &geometry)
-{
-	struct stat src{};
-	struct stat dst{};
-	if (::fstat(source, &src) != 0 || ::fstat(destination, &dst) != 0) {
-		return errno;
-	}
-	geometry = {
-		.source_offset = request.src_offset,
-		.destination_offset = request.dst_offset,
-		.length = request.length,
-		.block_size = static_cast<std::uint64_t>(dst.st_blksize > 0 ? dst.st_blksize : 0),
-		.source_size = static_cast<std::uint64_t>(src.st_size > 0 ? src.st_size : 0),
-	};
-	return 0;
-}
 
 // The kernel answers EINVAL for a clone past the source's EOF; say ENODATA
 // there, as every other copy does.
@@ -40,42 +22,131 @@ bool source_ends_early(const copyoffload_copy_request &request, int source)
 
 } // namespace
 
-CopyOutcome execute_copy(const copyoffload_copy_request &request, int source,
-			 int destination, std::stop_token stop, const CopySettings &settings)
+CopyRange request_range(const copyoffload_copy_request &request, const DescriptorPair &pair)
 {
-	if (auto rejection = check_copy_descriptors(source, destination, request)) {
-		return {CopyResult::failed(rejection->status), rejection->reason};
+	return {.source = pair.source(),
+		.destination = pair.destination(),
+		.source_offset = request.src_offset,
+		.destination_offset = request.dst_offset,
+		.length = request.length};
+}
+
+std::variant<PreparedCopy, CopyOutcome> prepare_copy(const copyoffload_copy_request &request,
+						    DescriptorPair &pair,
+						    const CopySettings &settings)
+{
+	const auto &checked = pair.check();
+	if (const auto *rejection = std::get_if<DescriptorRejection>(&checked)) {
+		return CopyOutcome{CopyResult::failed(rejection->status), rejection->reason};
+	}
+	const PairIdentity &identity = std::get<PairIdentity>(checked);
+	if (auto rejection = check_copy_range(identity, request)) {
+		return CopyOutcome{CopyResult::failed(rejection->status), rejection->reason};
+	}
+	if (identity.block_devices) {
+		return prepare_device_copy(request, pair, identity, settings);
 	}
 	const bool clone_only = (request.flags & COPYOFFLOAD_COPY_CLONE_ONLY) != 0;
-	if (int error = plan_methods(request.methods, request.flags, settings.order).error;
-	    error != 0) {
-		return {CopyResult::failed(error),
-			clone_only ? "clone-only copy without the clone method"
-				   : "no allowed method is implemented"};
+	const CopyPlan methods = plan_methods(request.methods, request.flags, settings.order);
+	if (methods.error != 0) {
+		return CopyOutcome{CopyResult::failed(methods.error),
+				   clone_only ? "clone-only copy without the clone method"
+					      : "no allowed method is implemented"};
 	}
 	if (request.length == 0) {
-		return {};
+		return CopyOutcome{};
 	}
-	CopyGeometry geometry;
-	if (int error = inspect_geometry(request, source, destination, geometry); error != 0) {
-		return {CopyResult::failed(error), "descriptors cannot be inspected"};
+	std::uint32_t mask = request.methods;
+	if (!clone_only) {
+		const std::uint32_t usable = mask & ~pair.refusals().mask();
+		if (plan_methods(usable, request.flags, settings.order).error == 0) {
+			mask = usable;
+		}
 	}
-	CopyRange range{
-		.source = source,
-		.destination = destination,
+	CopyGeometry geometry{
 		.source_offset = request.src_offset,
 		.destination_offset = request.dst_offset,
 		.length = request.length,
+		.block_size = identity.destination_block_size,
 	};
-	CopyResult result = CopyEngine(settings.slices, settings.hooks)
-				    .copy(range,
-					  plan_copy(request.methods, request.flags, geometry,
-						    settings.order),
-					  std::move(stop));
-	if (clone_only && result.status == EINVAL && source_ends_early(request, source)) {
+	// Only a clone-first plan looks at the source's size (a tail that
+	// ends at its EOF is cloned too): a copy of a pair that cannot clone
+	// needs no fstat.
+	if (plan_methods(mask, request.flags, settings.order).methods.front() ==
+	    COPYOFFLOAD_METHOD_CLONE) {
+		struct stat src{};
+		if (::fstat(pair.source(), &src) != 0) {
+			return CopyOutcome{CopyResult::failed(errno),
+					   "descriptors cannot be inspected"};
+		}
+		geometry.source_size = static_cast<std::uint64_t>(src.st_size > 0 ? src.st_size : 0);
+	}
+	return PreparedCopy{
+		.range = request_range(request, pair),
+		.plan = plan_copy(mask, request.flags, geometry, settings.order),
+	};
+}
+
+void settle_trailing_hole(std::uint64_t destination_offset, int destination,
+			  SparseFiles &sparse, CopyResult &result)
+{
+	if (result.trailing_hole == 0 || result.bytes_done == 0) {
+		return;
+	}
+	std::uint64_t size = 0;
+	const int error = sparse.extend_to(destination, destination_offset + result.bytes_done,
+					   size);
+	if (error == 0) {
+		return;
+	}
+	const std::uint64_t kept =
+		size > destination_offset ? std::min(size - destination_offset, result.bytes_done) : 0;
+	// The bytes taken back were zeros counted for some data method;
+	// which one does not matter, only that the sum stays bytes_done.
+	std::uint64_t excess = result.bytes_done - kept;
+	for (auto method = result.bytes_by_method.size(); method-- > 0 && excess > 0;) {
+		const std::uint64_t taken = std::min(excess, result.bytes_by_method[method]);
+		result.bytes_by_method[method] -= taken;
+		excess -= taken;
+	}
+	result.bytes_done = kept;
+	result.trailing_hole = 0;
+	if (result.status == 0) {
+		result.status = error;
+	}
+}
+
+void finish_copy(const copyoffload_copy_request &request, const DescriptorPair &pair,
+		 CopyResult &result)
+{
+	if ((request.flags & COPYOFFLOAD_COPY_CLONE_ONLY) != 0 && result.status == EINVAL &&
+	    source_ends_early(request, pair.source())) {
 		result.status = ENODATA;
 	}
+	RealSparseFiles sparse;
+	settle_trailing_hole(request.dst_offset, pair.destination(), sparse, result);
+}
+
+CopyOutcome execute_copy(const copyoffload_copy_request &request, DescriptorPair &pair,
+			 std::stop_token stop, const CopySettings &settings)
+{
+	auto prepared = prepare_copy(request, pair, settings);
+	if (auto *outcome = std::get_if<CopyOutcome>(&prepared)) {
+		return *outcome;
+	}
+	const PreparedCopy &copy = std::get<PreparedCopy>(prepared);
+	CopyEngine engine;
+	CopyResult result = engine.copy(copy.range, copy.plan, std::move(stop), settings.slices,
+					settings.hooks, &pair.refusals());
+	finish_copy(request, pair, result);
 	return {result, {}};
+}
+
+CopyOutcome execute_copy(const copyoffload_copy_request &request, int source,
+			 int destination, std::stop_token stop, const CopySettings &settings)
+{
+	DescriptorPair pair(source, destination, DescriptorPair::Borrowed{});
+	return execute_copy(request, pair, std::move(stop), settings);
 }
 
 } // namespace copyoffload

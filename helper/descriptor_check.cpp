@@ -33,9 +33,8 @@ bool ranges_overlap(std::uint64_t a, std::uint64_t b, std::uint64_t length)
 
 } // namespace
 
-std::optional<DescriptorRejection>
-check_copy_descriptors(int source, int destination,
-		       const copyoffload_copy_request &request)
+std::variant<PairIdentity, DescriptorRejection> check_descriptor_pair(int source,
+								      int destination)
 {
 	auto src = inspect(source);
 	if (!src) {
@@ -53,10 +52,12 @@ check_copy_descriptors(int source, int destination,
 	if ((dst->open_flags & O_PATH) != 0) {
 		return DescriptorRejection{EBADF, "destination is an O_PATH descriptor"};
 	}
-	if (!S_ISREG(src->status.st_mode)) {
+	// Block devices only in pairs, for the device path (checked below).
+	const bool block_pair = S_ISBLK(src->status.st_mode) && S_ISBLK(dst->status.st_mode);
+	if (!S_ISREG(src->status.st_mode) && !block_pair) {
 		return DescriptorRejection{EBADF, "source is not a regular file"};
 	}
-	if (!S_ISREG(dst->status.st_mode)) {
+	if (!S_ISREG(dst->status.st_mode) && !block_pair) {
 		return DescriptorRejection{EBADF, "destination is not a regular file"};
 	}
 
@@ -72,13 +73,52 @@ check_copy_descriptors(int source, int destination,
 	if ((dst->open_flags & O_APPEND) != 0) {
 		return DescriptorRejection{EBADF, "destination is open with O_APPEND"};
 	}
+	std::optional<device::BlockPairLayout> block_devices;
+	if (block_pair) {
+		auto checked = device::check_block_device_pair(source, destination);
+		if (const auto *rejection = std::get_if<device::PairRejection>(&checked)) {
+			return DescriptorRejection{rejection->status, rejection->reason};
+		}
+		block_devices = std::get<device::BlockPairLayout>(checked);
+	}
+	return PairIdentity{
+		.source_device = src->status.st_dev,
+		.source_inode = src->status.st_ino,
+		.destination_device = dst->status.st_dev,
+		.destination_inode = dst->status.st_ino,
+		.destination_block_size =
+			block_devices ? block_devices->block_size
+				      : static_cast<std::uint64_t>(
+						dst->status.st_blksize > 0 ? dst->status.st_blksize : 0),
+		.block_devices = block_devices,
+	};
+}
 
-	if (src->status.st_dev == dst->status.st_dev &&
-	    src->status.st_ino == dst->status.st_ino &&
+std::optional<DescriptorRejection>
+check_copy_range(const PairIdentity &pair, const copyoffload_copy_request &request)
+{
+	if (pair.source_device == pair.destination_device &&
+	    pair.source_inode == pair.destination_inode &&
 	    ranges_overlap(request.src_offset, request.dst_offset, request.length)) {
 		return DescriptorRejection{EINVAL, "overlapping ranges in the same file"};
 	}
+	if (pair.block_devices &&
+	    device::block_ranges_overlap(*pair.block_devices, request.src_offset,
+					 request.dst_offset, request.length)) {
+		return DescriptorRejection{EINVAL, "overlapping ranges on the same disk"};
+	}
 	return std::nullopt;
+}
+
+std::optional<DescriptorRejection>
+check_copy_descriptors(int source, int destination,
+		       const copyoffload_copy_request &request)
+{
+	auto checked = check_descriptor_pair(source, destination);
+	if (const auto *rejection = std::get_if<DescriptorRejection>(&checked)) {
+		return *rejection;
+	}
+	return check_copy_range(std::get<PairIdentity>(checked), request);
 }
 
 } // namespace copyoffload

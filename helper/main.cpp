@@ -1,5 +1,7 @@
 // copyoffloadd: performs server-side copies for the Samba copyoffload VFS
 // module on descriptors smbd passes over a unix socket.
+#include "device_privileges.hpp"
+#include "device_session.hpp"
 #include "listening_socket.hpp"
 #include "logging.hpp"
 #include "options.hpp"
@@ -88,7 +90,17 @@ int main(int argc, char **argv)
 				    "passed, {}",
 				    options.socket_path, listener.path());
 		}
-		drop_all_privileges();
+		const std::vector<int> missing =
+			drop_all_privileges(options.device_copy
+						    ? std::span<const int>(device::device_capabilities)
+						    : std::span<const int>());
+		for (int capability : missing) {
+			log.warning("--device-copy: {} is not available (the capability bounding "
+				    "set lacks it); device passthrough that needs it is refused "
+				    "and those copies read and write instead",
+				    capability == CAP_SYS_ADMIN ? "CAP_SYS_ADMIN" : "CAP_SYS_RAWIO");
+		}
+		device::enable_device_copy(options.device_copy);
 		Server server(options, log, std::move(signals), std::move(listener));
 		restore_root_file_ids(); // the workers keep the unprivileged ones
 		return server.run();

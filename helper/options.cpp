@@ -1,5 +1,7 @@
 #include "options.hpp"
 
+#include "copyoffload_config_parse.h"
+
 #include <charconv>
 #include <optional>
 
@@ -7,16 +9,50 @@ namespace copyoffload {
 
 namespace {
 
-std::optional<unsigned> parse_worker_count(std::string_view text)
+std::optional<unsigned> parse_number(std::string_view text, unsigned low, unsigned high)
 {
 	unsigned value = 0;
 	const char *end = text.data() + text.size();
 	auto [stop, error] = std::from_chars(text.data(), end, value);
-	if (error != std::errc{} || stop != end || value == 0 ||
-	    value > max_workers) {
+	if (error != std::errc{} || stop != end || value < low || value > high) {
 		return std::nullopt;
 	}
 	return value;
+}
+
+// The options that take a number in a range.
+struct NumberOption {
+	std::string_view name;
+	unsigned low, high;
+	void (*set)(Options &options, unsigned value);
+};
+
+constexpr NumberOption number_options[] = {
+	{"--workers", 1, max_workers, [](Options &o, unsigned v) { o.workers = v; }},
+	{"--queue-depth", 1, max_queue_depth, [](Options &o, unsigned v) { o.queue_depth = v; }},
+	{"--worker-nice", 0, max_worker_nice,
+	 [](Options &o, unsigned v) { o.worker_nice = static_cast<int>(v); }},
+	{"--poll-us", 0, max_poll_usec, [](Options &o, unsigned v) { o.poll_usec = v; }},
+};
+
+const NumberOption *number_option(std::string_view name)
+{
+	for (const NumberOption &option : number_options) {
+		if (option.name == name) {
+			return &option;
+		}
+	}
+	return nullptr;
+}
+
+std::optional<std::uint64_t> parse_segment(std::string_view text)
+{
+	std::uint64_t bytes = 0;
+	if (!copyoffload_parse_size(std::string(text).c_str(), &bytes) ||
+	    bytes < COPYOFFLOAD_MIN_SEGMENT || bytes > COPYOFFLOAD_MAX_SEGMENT) {
+		return std::nullopt;
+	}
+	return bytes;
 }
 
 CommandLine usage_error(std::string message)
@@ -56,7 +92,16 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 						: CommandLine::Action::show_help;
 			return result;
 		}
-		if (name != "--socket" && name != "--workers" && name != "--log-level") {
+		if (name == "--device-copy") {
+			if (value) {
+				return usage_error(fmt::format("option '{}' takes no value", name));
+			}
+			result.options.device_copy = true;
+			continue;
+		}
+		const NumberOption *number = number_option(name);
+		if (name != "--socket" && name != "--log-level" && name != "--segment-size" &&
+		    number == nullptr) {
 			if (argument.starts_with("-")) {
 				return usage_error(fmt::format("unknown option '{}'", argument));
 			}
@@ -69,19 +114,26 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 			value = arguments[++i];
 		}
 
-		if (name == "--socket") {
+		if (number != nullptr) {
+			auto parsed = parse_number(*value, number->low, number->high);
+			if (!parsed) {
+				return usage_error(fmt::format("{} must be a number from {} to {}, not '{}'",
+							       name, number->low, number->high, *value));
+			}
+			number->set(result.options, *parsed);
+		} else if (name == "--socket") {
 			if (value->empty()) {
 				return usage_error("--socket needs a non-empty path");
 			}
 			result.options.socket_path = std::string(*value);
-		} else if (name == "--workers") {
-			auto workers = parse_worker_count(*value);
-			if (!workers) {
+		} else if (name == "--segment-size") {
+			auto bytes = parse_segment(*value);
+			if (!bytes) {
 				return usage_error(fmt::format(
-					"--workers must be a number from 1 to {}, not '{}'",
-					max_workers, *value));
+					"--segment-size must be a size from 64K to 1G, not '{}'",
+					*value));
 			}
-			result.options.workers = *workers;
+			result.options.segment_size = *bytes;
 		} else {
 			auto level = parse_log_level(*value);
 			if (!level) {
@@ -103,7 +155,9 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 std::string usage_text(std::string_view program)
 {
 	return fmt::format(
-		"Usage: {} --socket PATH [--workers N] [--log-level LEVEL]\n"
+		"Usage: {} --socket PATH [--workers N] [--segment-size SIZE]\n"
+		"       [--queue-depth N] [--worker-nice N] [--poll-us N] [--device-copy]\n"
+		"       [--log-level LEVEL]\n"
 		"\n"
 		"Server-side copy helper for the Samba copyoffload VFS module.\n"
 		"Runs in the foreground and serves copy requests on a unix\n"
@@ -113,10 +167,21 @@ std::string usage_text(std::string_view program)
 		"  --socket PATH       listen on PATH (mode 0600; a stale socket is replaced);\n"
 		"                      not needed with socket activation\n"
 		"  --workers N         copy worker threads (default: online CPUs, max {})\n"
+		"  --segment-size SIZE largest piece of data one worker copies at a time;\n"
+		"                      larger copies are spread over the workers\n"
+		"                      (64K to 1G, default 1M)\n"
+		"  --queue-depth N     io_uring reads and writes in flight per worker,\n"
+		"                      each through a 256 KiB registered buffer (1 to {}, default 8)\n"
+		"  --worker-nice N     add N to the workers' nice value (0 to {}, default 10)\n"
+		"  --poll-us N         after a piece, look for the next request without\n"
+		"                      sleeping for N microseconds (0 to {}, default 150)\n"
+		"  --device-copy       copy between two block devices with the devices' own\n"
+		"                      copy commands (NVMe Copy, SCSI EXTENDED COPY); keeps\n"
+		"                      CAP_SYS_ADMIN and CAP_SYS_RAWIO for them\n"
 		"  --log-level LEVEL   error, warning, info (default) or debug\n"
 		"  -h, --help          show this help and exit\n"
 		"  --version           show the version and exit\n",
-		program, max_workers);
+		program, max_workers, max_queue_depth, max_worker_nice, max_poll_usec);
 }
 
 } // namespace copyoffload

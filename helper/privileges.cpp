@@ -29,7 +29,7 @@ void set_file_ids(unsigned id)
 
 } // namespace
 
-void drop_all_privileges()
+std::vector<int> drop_all_privileges(std::span<const int> keep_permitted)
 {
 	if (::setgroups(0, nullptr) != 0) {
 		throw std::system_error(errno, std::generic_category(),
@@ -41,7 +41,21 @@ void drop_all_privileges()
 	__user_cap_header_struct header{};
 	header.version = _LINUX_CAPABILITY_VERSION_3;
 	header.pid = 0; // this thread
+	__user_cap_data_struct current[_LINUX_CAPABILITY_U32S_3]{};
+	if (::syscall(SYS_capget, &header, current) != 0) {
+		throw std::system_error(errno, std::generic_category(), "capget()");
+	}
 	__user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+	std::vector<int> missing;
+	for (int capability : keep_permitted) {
+		const unsigned word = static_cast<unsigned>(capability) / 32;
+		const unsigned bit = 1u << (static_cast<unsigned>(capability) % 32);
+		if ((current[word].permitted & bit) != 0) {
+			data[word].permitted |= bit;
+		} else {
+			missing.push_back(capability);
+		}
+	}
 	if (::syscall(SYS_capset, &header, data) != 0) {
 		throw std::system_error(errno, std::generic_category(),
 					"capset() to drop all capabilities");
@@ -50,6 +64,7 @@ void drop_all_privileges()
 		throw std::system_error(errno, std::generic_category(),
 					"prctl(PR_SET_NO_NEW_PRIVS)");
 	}
+	return missing;
 }
 
 void restore_root_file_ids()

@@ -1,6 +1,9 @@
 // Gives up every capability the daemon was started with.
 #pragma once
 
+#include <span>
+#include <vector>
+
 namespace copyoffload {
 
 // Empties the effective, permitted and inheritable capability sets and sets
@@ -16,10 +19,16 @@ namespace copyoffload {
 // below, with no supplementary groups; I/O on passed descriptors does not
 // depend on them.
 //
+// `keep_permitted` (copyoffloadd --device-copy: CAP_SYS_ADMIN and
+// CAP_SYS_RAWIO, device/device_privileges.hpp) stay in the permitted set
+// only, never effective: a worker raises one around a device passthrough
+// call and lowers it at once. Those not permitted at start (a bounding set
+// without them) cannot be kept; the list of them is returned.
+//
 // Capabilities and file-system ids belong to threads: call this before
 // starting any thread, so every worker inherits them. Throws
 // std::system_error.
-void drop_all_privileges();
+std::vector<int> drop_all_privileges(std::span<const int> keep_permitted = {});
 
 // The file-system uid and gid copies run with ("nobody").
 inline constexpr unsigned unprivileged_file_id = 65534;

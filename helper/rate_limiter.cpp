@@ -30,9 +30,26 @@ RateLimiter::Clock::time_point RateLimiter::reserve(std::uint64_t bytes,
 	return start;
 }
 
+RateLimiter::Clock::time_point RateLimiter::ready_at()
+{
+	if (rate_.load() == 0) {
+		return {};
+	}
+	std::lock_guard lock(mutex_);
+	return next_free_;
+}
+
 bool RateLimiter::acquire(std::uint64_t bytes, const std::stop_token &stop)
 {
-	Clock::time_point start = reserve(bytes, Clock::now());
+	const Clock::time_point now = Clock::now();
+	const Clock::time_point start = reserve(bytes, now);
+	// No wait due (no limit, or an idle share): return without touching the
+	// condition variable. A wait_until for a time already past still
+	// sleeps in the kernel for the timer slack (50 us by default), which
+	// cost every unlimited copy that much per slice.
+	if (start <= now) {
+		return !stop.stop_requested();
+	}
 	std::unique_lock lock(mutex_);
 	wake_.wait_until(lock, stop, start, [] { return false; });
 	return !stop.stop_requested();

@@ -28,6 +28,11 @@ public:
 	// The reservation alone: when `bytes` may start, given the time now.
 	Clock::time_point reserve(std::uint64_t bytes, Clock::time_point now);
 
+	// When the next reservation may start at once: the worker pool takes
+	// a piece of a limited share only then, instead of having a worker
+	// sleep in acquire(). The epoch when there is no limit.
+	[[nodiscard]] Clock::time_point ready_at();
+
 private:
 	std::atomic<std::uint64_t> rate_{0};
 	std::mutex mutex_;

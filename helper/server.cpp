@@ -1,5 +1,7 @@
 #include "server.hpp"
 
+#include "epoll_set.hpp"
+
 #include "service_manager.hpp"
 #include "termination_signals.hpp"
 
@@ -15,34 +17,34 @@ namespace copyoffload {
 
 namespace {
 
-UniqueFd checked(int fd, const char *what)
-{
-	if (fd < 0) {
-		throw std::system_error(errno, std::generic_category(), what);
-	}
-	return UniqueFd(fd);
-}
-
-constexpr std::uint32_t connection_events = EPOLLIN | EPOLLRDHUP;
-
 // At shutdown, the most messages taken from one connection's socket as
 // "received before the signal"; what comes later is answered ESHUTDOWN.
 constexpr int drain_limit = 4096;
+
+PoolOptions pool_options(const Options &options)
+{
+	return PoolOptions{
+		.workers = options.workers,
+		.segment_size = options.segment_size,
+		.queue_depth = options.queue_depth,
+		.nice = options.worker_nice,
+		.poll_usec = options.poll_usec,
+	};
+}
 
 } // namespace
 
 Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 	       ListeningSocket listener)
 	: log_(log),
-	  worker_count_(options.workers),
+	  options_(options),
 	  socket_path_(listener.path()),
 	  signals_(std::move(signals)),
 	  listener_(std::move(listener)),
-	  epoll_(checked(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
-	  job_finished_(checked(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
-	  pool_(options.workers,
-		[&log](CopyJob &job) { run_copy_job(job, log); },
-		[fd = job_finished_.get()] {
+	  epoll_(checked_fd(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
+	  notified_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+	  pool_(pool_options(options), log,
+		[fd = notified_.get()] {
 			std::uint64_t one = 1;
 			// Only fails if the counter would overflow, in which
 			// case the main thread is already due to wake up.
@@ -50,7 +52,7 @@ Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 		})
 {
 	watch(signals_.get(), EPOLLIN);
-	watch(job_finished_.get(), EPOLLIN);
+	watch(notified_.get(), EPOLLIN);
 	watch(listener_.fd(), EPOLLIN);
 }
 
@@ -58,12 +60,7 @@ Server::~Server() = default;
 
 void Server::watch(int fd, std::uint32_t events)
 {
-	epoll_event event{};
-	event.events = events;
-	event.data.fd = fd;
-	if (::epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, fd, &event) != 0) {
-		throw std::system_error(errno, std::generic_category(), "epoll_ctl(ADD)");
-	}
+	epoll_add(epoll_.get(), fd, events);
 }
 
 void Server::unwatch(int fd)
@@ -71,16 +68,23 @@ void Server::unwatch(int fd)
 	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 }
 
+bool Server::finished() const
+{
+	return shutting_down_ && pool_.drained() && pool_.jobs_in_flight() == 0;
+}
+
 int Server::run()
 {
 	std::string status = fmt::format("listening on {} with {} workers", socket_path_,
-					 worker_count_);
+					 pool_.size());
 	log_.info("{}{}", status,
 		  listener_.adopted() ? " (socket passed by the service manager)" : "");
+	log_.debug("pieces of data up to {} bytes, io_uring queue depth {}, worker nice {}",
+		   options_.segment_size, options_.queue_depth, options_.worker_nice);
 	notify_ready(status);
 
-	std::array<epoll_event, 64> events{};
-	while (!(shutting_down_ && pool_.idle())) {
+	std::array<epoll_event, 16> events{};
+	while (!finished()) {
 		int ready = ::epoll_wait(epoll_.get(), events.data(),
 					 static_cast<int>(events.size()), -1);
 		if (ready < 0) {
@@ -94,26 +98,24 @@ int Server::run()
 			int fd = events[i].data.fd;
 			if (fd == signals_.get()) {
 				handle_signal();
-			} else if (fd == job_finished_.get()) {
-				handle_job_finished();
+			} else if (fd == notified_.get()) {
+				handle_notification();
 			} else if (listener_.is_open() && fd == listener_.fd()) {
 				accept_connections();
-			} else {
-				handle_connection_event(fd, events[i].events);
 			}
 		}
 	}
 
 	log_.info("shut down: every received copy was answered, closing {} connections",
-		  connections_.size());
-	connections_.clear();
+		  pool_.connections());
 	return 0;
 }
 
 void Server::accept_connections()
 {
 	for (;;) {
-		UniqueFd socket(::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC));
+		UniqueFd socket(::accept4(listener_.fd(), nullptr, nullptr,
+					  SOCK_CLOEXEC));
 		if (socket) {
 			admit(std::move(socket));
 			continue;
@@ -134,7 +136,7 @@ void Server::accept_connections()
 		case ENOBUFS:
 		case ENOMEM:
 			// The pending connection stays queued; retry once a
-			// connection or a job has released descriptors.
+			// connection or a copy has released descriptors.
 			log_.warning("cannot accept connections for now: {}", describe_errno(error));
 			pause_accepting();
 			return;
@@ -163,49 +165,8 @@ void Server::admit(UniqueFd socket)
 	}
 	auto connection = std::make_shared<Connection>(
 		std::move(socket), PeerCredentials{peer.pid, peer.uid, peer.gid}, log_, shares_);
-	watch(connection->fd(), connection_events);
-	connections_.emplace(connection->fd(), connection);
 	log_.debug("accepted connection from {}", connection->describe());
-}
-
-void Server::handle_connection_event(int fd, std::uint32_t events)
-{
-	auto found = connections_.find(fd);
-	if (found == connections_.end()) {
-		return;
-	}
-	if ((events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0) {
-		disconnect(fd, "disconnected");
-		return;
-	}
-	if ((events & EPOLLIN) == 0) {
-		return;
-	}
-	std::vector<CopyJob> jobs;
-	if (found->second->read_messages(jobs) == Connection::ReadOutcome::close) {
-		disconnect(fd, "closed by the daemon");
-		return; // jobs of this batch are dropped with `jobs`
-	}
-	for (CopyJob &job : jobs) {
-		pool_.submit(std::move(job));
-	}
-}
-
-void Server::disconnect(int fd, const char *why)
-{
-	auto found = connections_.find(fd);
-	if (found == connections_.end()) {
-		return;
-	}
-	std::shared_ptr<Connection> connection = std::move(found->second);
-	connections_.erase(found);
-	unwatch(fd);
-	// Running copies notice at their next slice; the socket itself closes
-	// when the last of them lets go of the connection.
-	connection->cancel();
-	std::size_t dropped = pool_.drop_queued_jobs_for(*connection);
-	log_.debug("{} {}; dropped {} queued copies", connection->describe(), why, dropped);
-	resume_accepting();
+	pool_.adopt(std::move(connection));
 }
 
 void Server::handle_signal()
@@ -225,43 +186,29 @@ void Server::handle_signal()
 		unwatch(listener_.fd());
 	}
 	listener_.close();
-	std::size_t drained = drain_connections();
-	log_.info("received {}: no longer accepting, finishing {} copies in flight "
-		  "({} of them read at the signal); later copies are refused with ESHUTDOWN",
-		  signal, pool_.jobs_in_flight(), drained);
+	// Copies a client sent before the signal count as received: each
+	// worker takes every message already waiting on its connections and
+	// runs those copies; from then on a connection answers new copies
+	// ESHUTDOWN at once, so no client waits for a reply that will not
+	// come (the module hands those copies back).
+	signal_ = signal;
+	pool_.watch(true);
+	pool_.drain(drain_limit);
 }
 
-// Copies a client sent before the signal count as received: take every
-// message already waiting on each connection and run its copies. From then
-// on, a connection answers new copies ESHUTDOWN at once, so no client waits
-// for a reply that will not come (the module hands those copies back).
-std::size_t Server::drain_connections()
-{
-	std::vector<int> closing;
-	std::size_t drained = 0;
-	for (const auto &[fd, connection] : connections_) {
-		std::vector<CopyJob> jobs;
-		if (connection->read_messages(jobs, drain_limit) == Connection::ReadOutcome::close) {
-			closing.push_back(fd);
-			continue;
-		}
-		connection->refuse_new_copies();
-		drained += jobs.size();
-		for (CopyJob &job : jobs) {
-			pool_.submit(std::move(job));
-		}
-	}
-	for (int fd : closing) {
-		disconnect(fd, "closed by the daemon");
-	}
-	return drained;
-}
-
-void Server::handle_job_finished()
+void Server::handle_notification()
 {
 	std::uint64_t count = 0;
-	[[maybe_unused]] auto ignored = ::read(job_finished_.get(), &count, sizeof(count));
+	[[maybe_unused]] auto ignored = ::read(notified_.get(), &count, sizeof(count));
 	resume_accepting();
+	if (shutting_down_ && !drain_reported_ && pool_.drained()) {
+		// Only now: a copy sent after this line is refused for sure.
+		drain_reported_ = true;
+		log_.info("received {}: no longer accepting, finishing {} copies in flight "
+			  "(those sent before the signal included); later copies are refused "
+			  "with ESHUTDOWN",
+			  signal_, pool_.jobs_in_flight());
+	}
 }
 
 void Server::pause_accepting()
@@ -269,6 +216,7 @@ void Server::pause_accepting()
 	if (!accepting_paused_ && listener_.is_open()) {
 		unwatch(listener_.fd());
 		accepting_paused_ = true;
+		pool_.watch(true);
 	}
 }
 
@@ -277,6 +225,9 @@ void Server::resume_accepting()
 	if (accepting_paused_ && listener_.is_open()) {
 		accepting_paused_ = false;
 		watch(listener_.fd(), EPOLLIN);
+	}
+	if (!shutting_down_) {
+		pool_.watch(false);
 	}
 }
 

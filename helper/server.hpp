@@ -1,7 +1,7 @@
 // The daemon's top-level object: one epoll loop on the main thread over the
-// listening socket, the client connections, the termination signals and
-// the workers' completion events. The main thread only accepts, decodes and
-// dispatches; all data I/O happens on the worker pool.
+// listening socket, the termination signals and the workers'
+// notifications. The main thread only accepts connections, checks the
+// peer and hands each to a worker; the workers read, copy and answer.
 #pragma once
 
 #include "connection.hpp"
@@ -14,7 +14,6 @@
 
 #include <cstdint>
 #include <memory>
-#include <unordered_map>
 
 namespace copyoffload {
 
@@ -39,25 +38,24 @@ private:
 
 	void accept_connections();
 	void admit(UniqueFd socket);
-	void handle_connection_event(int fd, std::uint32_t events);
-	void disconnect(int fd, const char *why);
 	void handle_signal();
-	std::size_t drain_connections();
-	void handle_job_finished();
+	void handle_notification();
 	void pause_accepting();
 	void resume_accepting();
+	[[nodiscard]] bool finished() const;
 
 	const Logger &log_;
-	unsigned worker_count_;
+	Options options_;
 	std::string socket_path_;
 	UniqueFd signals_;
 	ListeningSocket listener_;
 	UniqueFd epoll_;
-	UniqueFd job_finished_; // eventfd the workers poke after each job
+	UniqueFd notified_; // eventfd the workers poke while watched
 	ShareRegistry shares_;
-	std::unordered_map<int, std::shared_ptr<Connection>> connections_;
 	bool accepting_paused_ = false;
 	bool shutting_down_ = false;
+	std::string signal_;          // the one that started the shutdown
+	bool drain_reported_ = false; // its log line, once the workers drained
 	// Last member: destroyed first, so no worker outlives what it uses.
 	WorkerPool pool_;
 };

@@ -1,103 +1,74 @@
 #include "worker_pool.hpp"
 
-#include <algorithm>
-#include <optional>
+#include "worker.hpp"
 
 namespace copyoffload {
 
-WorkerPool::WorkerPool(unsigned workers, JobHandler handle_job,
-		       FinishedCallback job_finished)
-	: handle_job_(std::move(handle_job)), job_finished_(std::move(job_finished))
+WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
+	: log_(log), options_(options), notify_(std::move(notify)),
+	  scheduler_(options.workers == 0 ? 1 : options.workers,
+		     [this](std::size_t worker) { workers_.at(worker)->wake(); })
 {
-	workers_.reserve(workers);
-	for (unsigned i = 0; i < workers; i++) {
-		workers_.emplace_back([this](std::stop_token stop) { work(stop); });
+	const unsigned count = options.workers == 0 ? 1 : options.workers;
+	workers_.reserve(count);
+	for (unsigned i = 0; i < count; i++) {
+		workers_.push_back(std::make_unique<Worker>(*this, i));
 	}
 }
 
 WorkerPool::~WorkerPool()
 {
-	for (auto &worker : workers_) {
-		worker.request_stop();
+	// All stop before any goes: a running worker may still wake another.
+	for (const auto &worker : workers_) {
+		worker->stop();
 	}
-	workers_.clear(); // joins
-}
-
-void WorkerPool::submit(CopyJob job)
-{
-	{
-		std::lock_guard lock(mutex_);
-		queue_.push_back(std::move(job));
+	for (const auto &worker : workers_) {
+		worker->join();
 	}
-	work_available_.notify_one();
+	workers_.clear();
 }
 
-std::size_t WorkerPool::drop_queued_jobs_for(const Connection &connection)
+void WorkerPool::adopt(std::shared_ptr<Connection> connection)
 {
-	std::deque<CopyJob> dropped;
-	{
-		std::lock_guard lock(mutex_);
-		auto first = std::stable_partition(
-			queue_.begin(), queue_.end(), [&](const CopyJob &job) {
-				return job.connection.get() != &connection;
-			});
-		std::move(first, queue_.end(), std::back_inserter(dropped));
-		queue_.erase(first, queue_.end());
+	Worker *least = workers_.front().get();
+	for (const auto &worker : workers_) {
+		if (worker->connection_count() < least->connection_count()) {
+			least = worker.get();
+		}
 	}
-	// The descriptors close here, outside the lock.
-	return dropped.size();
-}
-
-std::size_t WorkerPool::jobs_in_flight() const
-{
-	std::lock_guard lock(mutex_);
-	return queue_.size() + running_;
-}
-
-std::deque<CopyJob>::iterator WorkerPool::next_runnable()
-{
-	return std::find_if(queue_.begin(), queue_.end(), [](const CopyJob &job) {
-		return !job.share.share || job.share.share->concurrency().admits();
+	least->expect_connection();
+	least->post([least, connection = std::move(connection)]() mutable {
+		least->adopt(std::move(connection));
 	});
 }
 
-void WorkerPool::work(std::stop_token stop)
+void WorkerPool::drain(int limit)
 {
-	for (;;) {
-		std::optional<CopyJob> job;
-		std::shared_ptr<ShareState> share;
-		{
-			std::unique_lock lock(mutex_);
-			auto runnable = queue_.end();
-			work_available_.wait(lock, stop, [&] {
-				runnable = next_runnable();
-				return runnable != queue_.end();
-			});
-			if (stop.stop_requested()) {
-				return; // whatever is still queued is dropped with the pool
-			}
-			job.emplace(std::move(*runnable));
-			queue_.erase(runnable);
-			share = job->share.share;
-			if (share) {
-				share->concurrency().enter();
-			}
-			running_++;
-		}
-		handle_job_(*job);
-		job.reset(); // closes leftover descriptors, releases the connection
-		{
-			std::lock_guard lock(mutex_);
-			if (share) {
-				share->concurrency().leave();
-			}
-			running_--;
-		}
-		// A job held back by its share's limit may run now. (A raised
-		// limit is noticed here too: a job can only be held back while
-		// another of its share runs.)
-		work_available_.notify_all();
-		job_finished_();
+	drained_ = 0;
+	for (const auto &worker : workers_) {
+		Worker *w = worker.get();
+		w->post([w, limit] { w->drain(limit); });
+	}
+}
+
+bool WorkerPool::drained() const
+{
+	return drained_.load() == workers_.size();
+}
+
+std::size_t WorkerPool::connections() const
+{
+	std::size_t total = 0;
+	for (const auto &worker : workers_) {
+		total += worker->connection_count();
+	}
+	return total;
+}
+
+void WorkerPool::notify_if_watched()
+{
+	if (watching_.load()) {
+		notify_();
 	}
 }
 

@@ -1,58 +1,86 @@
-// Fixed set of worker threads taking copy jobs from one FIFO queue. A job
-// whose share is at its concurrency limit stays queued (it never fails for
-// it) while later jobs of other shares go ahead.
+// The workers: one thread per core (by default), each owning some of the
+// client connections and an io_uring ring with registered buffers.
+//
+// A worker reads its connections' messages, turns their copies into
+// tasks, and adds them to the scheduler shared by all workers; then it
+// takes pieces from the scheduler, whichever copy they belong to, and
+// runs them; the worker that completes a copy's last piece answers it.
+// So a copy of one piece (smbd's 1 MiB chunk) is read, copied and
+// answered on one thread with no hand-off, while the pieces of a larger
+// copy spread over every idle worker. Between pieces a worker looks at its
+// sockets, so new copies never wait for a long one to end.
 #pragma once
 
-#include "copy_job.hpp"
+#include "connection.hpp"
+#include "logging.hpp"
+#include "scheduler.hpp"
 
-#include <condition_variable>
+#include <atomic>
 #include <cstddef>
-#include <deque>
+#include <cstdint>
 #include <functional>
-#include <mutex>
-#include <stop_token>
-#include <thread>
+#include <memory>
 #include <vector>
 
 namespace copyoffload {
 
+struct PoolOptions {
+	unsigned workers = 1;
+	// Largest piece of data one worker moves in one go: what a copy is
+	// split into and spread over the workers. 0: the engine's default.
+	std::uint64_t segment_size = 0;
+	unsigned queue_depth = 8;  // io_uring reads and writes in flight per worker
+	int nice = 0;              // added to the workers' nice value
+	unsigned poll_usec = 0;    // look for work this long after a piece before sleeping
+};
+
 class WorkerPool {
 public:
-	using JobHandler = std::function<void(CopyJob &)>;
-	// Called on the worker after each job, once its descriptors are closed
-	// and it no longer counts as running.
-	using FinishedCallback = std::function<void()>;
+	// Called on a worker thread while watch() is on, after a copy was
+	// answered, a connection closed or a drain finished: the main thread
+	// wants to look again.
+	using Notify = std::function<void()>;
 
-	WorkerPool(unsigned workers, JobHandler handle_job, FinishedCallback job_finished);
-	// Lets running jobs finish, drops queued ones, joins every worker.
+	WorkerPool(const PoolOptions &options, const Logger &log, Notify notify);
+	// Stops and joins every worker; their connections close. Copies still
+	// running stop at their next piece and are not answered.
 	~WorkerPool();
-
 	WorkerPool(const WorkerPool &) = delete;
 	WorkerPool &operator=(const WorkerPool &) = delete;
 
-	void submit(CopyJob job);
+	// Main thread: gives an accepted connection to the worker that has
+	// the fewest.
+	void adopt(std::shared_ptr<Connection> connection);
 
-	// Discards queued jobs of a connection (closing their descriptors);
-	// returns how many. Running ones are stopped via the connection.
-	std::size_t drop_queued_jobs_for(const Connection &connection);
+	// Main thread, at shutdown: each worker reads up to `limit` messages
+	// already waiting on each of its connections, starts those copies,
+	// and from then on answers new copies ESHUTDOWN. Returns at once;
+	// drained() turns true when every worker has done it.
+	void drain(int limit);
+	[[nodiscard]] bool drained() const;
 
-	[[nodiscard]] std::size_t jobs_in_flight() const; // queued + running
-	[[nodiscard]] bool idle() const { return jobs_in_flight() == 0; }
+	void watch(bool on) { watching_.store(on); }
+
+	// Copies read and not yet answered (or dropped).
+	[[nodiscard]] std::size_t jobs_in_flight() const { return jobs_in_flight_.load(); }
+	[[nodiscard]] std::size_t connections() const;
+	[[nodiscard]] unsigned size() const { return static_cast<unsigned>(workers_.size()); }
 
 private:
-	void work(std::stop_token stop);
-	// The first queued job its share lets run now; end() if none. Needs
-	// mutex_.
-	std::deque<CopyJob>::iterator next_runnable();
+	class Worker;
+	friend class Worker;
 
-	JobHandler handle_job_;
-	FinishedCallback job_finished_;
-	mutable std::mutex mutex_;
-	std::condition_variable_any work_available_;
-	std::deque<CopyJob> queue_;
-	std::size_t running_ = 0;
-	// Last member: the threads are joined before anything they use dies.
-	std::vector<std::jthread> workers_;
+	void notify_if_watched();
+
+	const Logger &log_;
+	PoolOptions options_;
+	Notify notify_;
+	std::atomic<bool> watching_{false};
+	std::atomic<std::size_t> jobs_in_flight_{0};
+	std::atomic<std::size_t> drained_{0};
+	Scheduler scheduler_;
+	// Last member: workers stop before anything they use goes.
+	std::vector<std::unique_ptr<Worker>> workers_;
 };
 
 } // namespace copyoffload

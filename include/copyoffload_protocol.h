@@ -6,8 +6,9 @@
  * message is a little-endian record: a 24-byte header followed by a
  * type-specific body. All bodies have a fixed size except STATS_REPLY, whose
  * size is its record count times a fixed record size, bounded. A COPY
- * request carries exactly two descriptors (source, destination) as
- * SCM_RIGHTS; no other message carries any.
+ * request carries two descriptors (source, destination) as SCM_RIGHTS, or
+ * none when it names a descriptor handle registered before; no other
+ * message carries any.
  *
  * The session starts with HELLO (client) / HELLO_REPLY (daemon), which
  * settles the protocol version. After that the client sends:
@@ -17,7 +18,14 @@
  *          sent after its SHARE finds it declared. Declaring an id again
  *          replaces its binding for later COPYs.
  *   COPY   answered with exactly one COPY_REPLY carrying the same request
- *          id. Replies may arrive in any order.
+ *          id. Replies may arrive in any order. A COPY with descriptors and
+ *          a non-zero handle also registers the pair under that handle
+ *          for this connection; later COPYs of the same pair name the
+ *          handle and carry no descriptors (no SCM_RIGHTS, no fstat per
+ *          copy). The daemon keeps a bounded number of pairs per
+ *          connection and answers a handle it does not hold with ESTALE
+ *          (nothing copied): the client then sends the descriptors again.
+ *   RELEASE drops a handle (the client closed one of its files). No reply.
  *   STATS  answered with one STATS_REPLY: a page of per-share counters.
  *
  * This header is plain C (C99) and is compiled by both the C module and the
@@ -38,7 +46,8 @@ extern "C" {
 #define COPYOFFLOAD_DEFAULT_SOCKET "/run/copyoffload/copyoffloadd.sock"
 
 #define COPYOFFLOAD_MAGIC 0x46464f43u /* "COFF" as little-endian bytes */
-#define COPYOFFLOAD_PROTOCOL_VERSION 1
+/* 2: COPY names a descriptor handle (@60, reserved in 1); RELEASE. */
+#define COPYOFFLOAD_PROTOCOL_VERSION 2
 
 enum copyoffload_msg_type {
 	COPYOFFLOAD_MSG_HELLO = 1,
@@ -48,6 +57,7 @@ enum copyoffload_msg_type {
 	COPYOFFLOAD_MSG_SHARE = 5,
 	COPYOFFLOAD_MSG_STATS = 6,
 	COPYOFFLOAD_MSG_STATS_REPLY = 7,
+	COPYOFFLOAD_MSG_RELEASE = 8,
 };
 
 /* Data movement methods, in the order the engine prefers them. */
@@ -104,6 +114,7 @@ enum copyoffload_method {
 #define COPYOFFLOAD_SHARE_SIZE \
 	(COPYOFFLOAD_HEADER_SIZE + 32 + COPYOFFLOAD_SHARE_NAME_SIZE)
 #define COPYOFFLOAD_STATS_SIZE (COPYOFFLOAD_HEADER_SIZE + 8)
+#define COPYOFFLOAD_RELEASE_SIZE (COPYOFFLOAD_HEADER_SIZE + 8)
 #define COPYOFFLOAD_STATS_SLOT_SIZE 56
 #define COPYOFFLOAD_STATS_RECORD_SIZE \
 	(COPYOFFLOAD_SHARE_NAME_SIZE + 8 + \
@@ -146,6 +157,9 @@ struct copyoffload_copy_request {
 	uint32_t methods; /* COPYOFFLOAD_METHOD_BIT mask the engine may use */
 	uint32_t flags;   /* COPYOFFLOAD_COPY_* */
 	uint32_t share_id; /* declared by a SHARE on this connection; 0: none */
+	/* Descriptor handle of this connection; 0: none (the descriptors
+	 * come with this COPY and are not kept). */
+	uint32_t handle;
 };
 
 struct copyoffload_copy_reply {
@@ -165,6 +179,11 @@ struct copyoffload_share {
 	uint64_t max_bytes_per_second; /* for the share as a whole; 0: none */
 	uint32_t max_concurrent;       /* copies running at once; 0: no limit */
 	char name[COPYOFFLOAD_SHARE_NAME_SIZE]; /* NUL-terminated, NUL-padded */
+};
+
+struct copyoffload_release {
+	uint64_t request_id; /* not answered; only for the daemon's log */
+	uint32_t handle;     /* never 0 */
 };
 
 struct copyoffload_stats_request {
@@ -290,6 +309,7 @@ copyoffload_message_size(unsigned type)
 	case COPYOFFLOAD_MSG_SHARE: return COPYOFFLOAD_SHARE_SIZE;
 	case COPYOFFLOAD_MSG_STATS: return COPYOFFLOAD_STATS_SIZE;
 	case COPYOFFLOAD_MSG_STATS_REPLY: return COPYOFFLOAD_STATS_REPLY_MIN_SIZE;
+	case COPYOFFLOAD_MSG_RELEASE: return COPYOFFLOAD_RELEASE_SIZE;
 	}
 	return 0;
 }
@@ -477,7 +497,7 @@ copyoffload_encode_copy_request(uint8_t buf[COPYOFFLOAD_COPY_SIZE],
 	copyoffload_put32(buf + 48, m->methods);
 	copyoffload_put32(buf + 52, m->flags);
 	copyoffload_put32(buf + 56, m->share_id);
-	copyoffload_put32(buf + 60, 0);
+	copyoffload_put32(buf + 60, m->handle);
 	return COPYOFFLOAD_COPY_SIZE;
 }
 
@@ -507,9 +527,9 @@ copyoffload_decode_copy_request(const uint8_t *buf, size_t len,
 	m->methods = copyoffload_get32(buf + 48);
 	m->flags = copyoffload_get32(buf + 52);
 	m->share_id = copyoffload_get32(buf + 56);
+	m->handle = copyoffload_get32(buf + 60);
 
-	if (copyoffload_get32(buf + 60) != 0 ||
-	    m->length > COPYOFFLOAD_MAX_COPY_LENGTH ||
+	if (m->length > COPYOFFLOAD_MAX_COPY_LENGTH ||
 	    !copyoffload_range_fits(m->src_offset, m->length) ||
 	    !copyoffload_range_fits(m->dst_offset, m->length) ||
 	    m->methods == 0 || (m->methods & ~COPYOFFLOAD_METHODS_ALL) != 0 ||
@@ -813,36 +833,77 @@ copyoffload_decode_share(const uint8_t *buf, size_t len,
 	return COPYOFFLOAD_DECODE_OK;
 }
 
+/* --- one-word messages (RELEASE, STATS) -------------------------------- */
+
+/* A header and a body of one 32-bit word and 4 reserved bytes. */
+static inline size_t
+copyoffload_encode_word_message(uint8_t *buf, enum copyoffload_msg_type type,
+				uint64_t request_id, uint32_t word)
+{
+	copyoffload_encode_header(buf, type, COPYOFFLOAD_PROTOCOL_VERSION,
+				  request_id);
+	copyoffload_put32(buf + 24, word);
+	copyoffload_put32(buf + 28, 0);
+	return copyoffload_message_size(type);
+}
+
+static inline enum copyoffload_decode_result
+copyoffload_decode_word_message(const uint8_t *buf, size_t len,
+				enum copyoffload_msg_type type,
+				uint64_t *request_id, uint32_t *word)
+{
+	struct copyoffload_header h;
+	enum copyoffload_decode_result r =
+		copyoffload_decode_body_header(buf, len, type, &h);
+
+	if (r != COPYOFFLOAD_DECODE_OK) {
+		return r;
+	}
+	*request_id = h.request_id;
+	*word = copyoffload_get32(buf + 24);
+	return copyoffload_get32(buf + 28) == 0 ? COPYOFFLOAD_DECODE_OK
+						: COPYOFFLOAD_DECODE_BAD_FIELD;
+}
+
+/* --- RELEASE ---------------------------------------------------------- */
+
+static inline size_t
+copyoffload_encode_release(uint8_t buf[COPYOFFLOAD_RELEASE_SIZE],
+			   const struct copyoffload_release *m)
+{
+	return copyoffload_encode_word_message(buf, COPYOFFLOAD_MSG_RELEASE,
+					       m->request_id, m->handle);
+}
+
+static inline enum copyoffload_decode_result
+copyoffload_decode_release(const uint8_t *buf, size_t len,
+			   struct copyoffload_release *m)
+{
+	enum copyoffload_decode_result r = copyoffload_decode_word_message(
+		buf, len, COPYOFFLOAD_MSG_RELEASE, &m->request_id, &m->handle);
+
+	if (r == COPYOFFLOAD_DECODE_OK && m->handle == 0) {
+		return COPYOFFLOAD_DECODE_BAD_FIELD;
+	}
+	return r;
+}
+
 /* --- STATS ------------------------------------------------------------ */
 
 static inline size_t
 copyoffload_encode_stats_request(uint8_t buf[COPYOFFLOAD_STATS_SIZE],
 				 const struct copyoffload_stats_request *m)
 {
-	copyoffload_encode_header(buf, COPYOFFLOAD_MSG_STATS,
-				  COPYOFFLOAD_PROTOCOL_VERSION, m->request_id);
-	copyoffload_put32(buf + 24, m->cursor);
-	copyoffload_put32(buf + 28, 0);
-	return COPYOFFLOAD_STATS_SIZE;
+	return copyoffload_encode_word_message(buf, COPYOFFLOAD_MSG_STATS,
+					       m->request_id, m->cursor);
 }
 
 static inline enum copyoffload_decode_result
 copyoffload_decode_stats_request(const uint8_t *buf, size_t len,
 				 struct copyoffload_stats_request *m)
 {
-	struct copyoffload_header h;
-	enum copyoffload_decode_result r = copyoffload_decode_body_header(
-		buf, len, COPYOFFLOAD_MSG_STATS, &h);
-
-	if (r != COPYOFFLOAD_DECODE_OK) {
-		return r;
-	}
-	m->request_id = h.request_id;
-	m->cursor = copyoffload_get32(buf + 24);
-	if (copyoffload_get32(buf + 28) != 0) {
-		return COPYOFFLOAD_DECODE_BAD_FIELD;
-	}
-	return COPYOFFLOAD_DECODE_OK;
+	return copyoffload_decode_word_message(buf, len, COPYOFFLOAD_MSG_STATS,
+					       &m->request_id, &m->cursor);
 }
 
 /* --- STATS_REPLY ------------------------------------------------------ */

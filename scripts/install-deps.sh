@@ -22,6 +22,12 @@ packages=(
 	# the ASan/UBSan build and libFuzzer targets (scripts/sanitize-build.sh);
 	# llvm for llvm-symbolizer in sanitizer reports
 	clang libclang-rt-14-dev llvm
+	# the block-device test (selftest/blockdev): QEMU with emulated NVMe, a
+	# static busybox for the guest's initramfs, ldd (libc-bin) for the
+	# helper's libraries; the guest kernel is fetched and cached by the test
+	# itself (apt-get download linux-image-*), the LIO SCSI target is set up
+	# through configfs directly
+	qemu-system-x86 busybox-static libc-bin
 )
 
 missing=()

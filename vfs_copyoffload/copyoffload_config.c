@@ -20,10 +20,8 @@
 
 #define MODULE "copyoffload"
 
-#define DEFAULT_METHODS "clone, copy_file_range, read_write"
-/* What this version's helper has a backend for: all but device copy. */
-#define IMPLEMENTED_METHODS \
-	(COPYOFFLOAD_METHODS_ALL & ~COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_DEVICE))
+/* Device copy applies only to copies between two block devices. */
+#define DEFAULT_METHODS "clone, copy_file_range, device, read_write"
 
 static const char *load_helper_socket(int snum)
 {
@@ -113,16 +111,19 @@ static void load_methods(int snum, uint8_t order[COPYOFFLOAD_METHOD_COUNT])
 	count = copyoffload_parse_methods(value, order, log_rejected_method,
 					  &ctx);
 	if (count > 0 &&
-	    (copyoffload_method_order_mask(order) & IMPLEMENTED_METHODS) != 0) {
+	    copyoffload_method_order_mask(order) ==
+		    COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_DEVICE)) {
+		DBG_WARNING("copyoffload: share %s: \"copyoffload:methods = "
+			    "%s\" names only device: the helper copies block "
+			    "devices, and refuses copies of files\n",
+			    lp_const_servicename(snum), value);
+	}
+	if (count > 0) {
 		return;
 	}
 	DBG_ERR("copyoffload: share %s: \"copyoffload:methods = %s\" names "
-		"%s; using %s\n",
-		lp_const_servicename(snum), value,
-		count == 0 ? "no method"
-			   : "no implemented method (device copy is not "
-			     "implemented yet)",
-		DEFAULT_METHODS);
+		"no method; using %s\n",
+		lp_const_servicename(snum), value, DEFAULT_METHODS);
 	copyoffload_parse_methods(DEFAULT_METHODS, order, NULL, NULL);
 }
 

@@ -19,6 +19,15 @@
  * reply) right before the first COPY that names it; the helper handles one
  * connection's messages in order. After a reconnect every share is
  * declared again on first use.
+ *
+ * smbd copies a file one chunk at a time, each chunk a round trip. The
+ * first copy between two files passes their descriptors (SCM_RIGHTS) and a
+ * handle; the helper keeps its duplicates under that handle, and the later
+ * chunks name the handle instead: no descriptor passing, and none of the
+ * helper's per-descriptor checks. When either file closes, a talloc child
+ * of its files_struct releases the handle (RELEASE). The helper keeps a
+ * bounded number of pairs and answers a handle it has let go of with
+ * ESTALE: the copy is then sent again with the descriptors.
  */
 
 #include "includes.h"
@@ -48,6 +57,7 @@
 #define REPLY_TIMEOUT_SECONDS 120
 
 struct helper_call;
+struct helper_pair_watch;
 
 /* A share as declared to the helper, under a share id of this connection. */
 struct helper_share {
@@ -71,7 +81,45 @@ struct helper_conn {
 	time_t retry_after;
 	int last_error;
 	bool reported_down;
-	struct tevent_timer *reply_timer; /* while calls are outstanding */
+	/*
+	 * The reply timeout: the timer is armed once and only looks at when
+	 * the helper last spoke when it fires, so a chunk costs no timer
+	 * allocation and no option lookup.
+	 */
+	struct tevent_timer *reply_timer;
+	int timeout_seconds; /* read at connect; 0: wait forever */
+	struct timeval last_heard; /* a message came, or the wait began */
+	struct helper_pair *pairs;
+	uint32_t next_handle;
+	struct helper_release *releases; /* RELEASEs not sent yet */
+};
+
+/*
+ * A source and destination whose descriptors the helper keeps under a
+ * handle of this connection, from the first copy between them until
+ * either file closes.
+ */
+struct helper_pair {
+	struct helper_pair *prev, *next;
+	struct helper_conn *conn;
+	const void *src_owner;
+	const void *dst_owner;
+	int src_fd;
+	int dst_fd;
+	uint32_t handle;
+	bool registered; /* the helper got the descriptors on this socket */
+	struct helper_pair_watch *watches[2]; /* on src_owner, dst_owner */
+};
+
+/* A talloc child of a pair's owner: its destructor ends the pair. */
+struct helper_pair_watch {
+	struct helper_pair *pair; /* NULL once the pair ended otherwise */
+};
+
+/* A handle whose RELEASE waits for room on the socket. */
+struct helper_release {
+	struct helper_release *prev, *next;
+	uint32_t handle;
 };
 
 /* Per smbd process: the connections outlive any share or request. */
@@ -81,13 +129,13 @@ struct helper_call {
 	struct helper_call *prev, *next;
 	struct helper_conn *conn; /* NULL once answered or failed */
 	struct helper_share *share; /* NULL: counts for no share */
+	struct helper_pair *pair; /* NULL: descriptors go with every copy */
 	struct tevent_req *req;
-	uint64_t request_id;
-	uint64_t length;
+	struct copyoffload_copy_request request;
 	int src_fd;
 	int dst_fd;
 	bool sent;
-	uint8_t msg[COPYOFFLOAD_COPY_SIZE];
+	bool sent_descriptors; /* with SCM_RIGHTS, not only the handle */
 	struct copyoffload_copy_reply reply;
 };
 
@@ -120,6 +168,7 @@ static struct helper_conn *helper_conn_get(struct tevent_context *ev,
 	conn->fd = -1;
 	conn->next_request_id = 1;
 	conn->next_share_id = 1;
+	conn->next_handle = 1;
 	DLIST_ADD(helper_conns, conn);
 	return conn;
 }
@@ -160,13 +209,25 @@ static struct helper_share *helper_share_get(struct helper_conn *conn,
 	return entry;
 }
 
-/* The socket is gone: every share must be declared again on the next. */
+/*
+ * The socket is gone: every share must be declared again on the next, and
+ * every pair's descriptors passed again; the old helper let go of all.
+ */
 static void helper_conn_forget_declarations(struct helper_conn *conn)
 {
 	struct helper_share *entry = NULL;
+	struct helper_pair *pair = NULL;
 
 	for (entry = conn->shares; entry != NULL; entry = entry->next) {
 		entry->declared = false;
+	}
+	for (pair = conn->pairs; pair != NULL; pair = pair->next) {
+		pair->registered = false;
+	}
+	while (conn->releases != NULL) {
+		struct helper_release *release = conn->releases;
+		DLIST_REMOVE(conn->releases, release);
+		TALLOC_FREE(release);
 	}
 }
 
@@ -213,6 +274,8 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 	}
 }
 
+static void helper_conn_watch(struct helper_conn *conn);
+
 static void helper_conn_timed_out(struct tevent_context *ev,
 				  struct tevent_timer *te,
 				  struct timeval now,
@@ -220,27 +283,36 @@ static void helper_conn_timed_out(struct tevent_context *ev,
 {
 	struct helper_conn *conn = talloc_get_type_abort(
 		private_data, struct helper_conn);
+	struct timeval deadline = tevent_timeval_add(&conn->last_heard,
+						     conn->timeout_seconds, 0);
 
 	conn->reply_timer = NULL; /* tevent frees it */
+	if (conn->calls == NULL || conn->fd == -1) {
+		return; /* nothing is waiting: armed again by the next copy */
+	}
+	if (tevent_timeval_compare(&now, &deadline) < 0) {
+		helper_conn_watch(conn); /* the helper spoke since */
+		return;
+	}
 	conn->last_error = ETIMEDOUT;
-	conn->retry_after = now.tv_sec + lp_parm_int(
-		GLOBAL_SECTION_SNUM, "copyoffload", "helper timeout",
-		REPLY_TIMEOUT_SECONDS);
+	conn->retry_after = now.tv_sec + conn->timeout_seconds;
 	helper_conn_fail(conn, ETIMEDOUT, "waiting for a reply");
 }
 
-/* (Re)starts the wait for the helper's next message, or ends it. */
+/*
+ * Makes sure the wait for the helper's next message is timed while copies
+ * are outstanding: a timer at the time the helper last spoke plus the
+ * timeout, armed only if none is.
+ */
 static void helper_conn_watch(struct helper_conn *conn)
 {
-	int seconds = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload",
-				  "helper timeout", REPLY_TIMEOUT_SECONDS);
-
-	TALLOC_FREE(conn->reply_timer);
-	if (conn->calls == NULL || conn->fd == -1 || seconds <= 0) {
+	if (conn->reply_timer != NULL || conn->calls == NULL || conn->fd == -1 ||
+	    conn->timeout_seconds <= 0) {
 		return;
 	}
 	conn->reply_timer = tevent_add_timer(
-		conn->ev, conn, tevent_timeval_current_ofs(seconds, 0),
+		conn->ev, conn,
+		tevent_timeval_add(&conn->last_heard, conn->timeout_seconds, 0),
 		helper_conn_timed_out, conn);
 }
 
@@ -292,7 +364,11 @@ static int helper_conn_open(struct helper_conn *conn)
 		return ENOMEM;
 	}
 	conn->fd = fd;
-	conn->fd_owner = getpid();
+	conn->fd_owner = tevent_cached_getpid();
+	/* Read once per connection, not once per chunk. */
+	conn->timeout_seconds = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload",
+					    "helper timeout",
+					    REPLY_TIMEOUT_SECONDS);
 	return 0;
 }
 
@@ -302,7 +378,8 @@ static int helper_conn_ensure(struct helper_conn *conn)
 	time_t now = time(NULL);
 	int err;
 
-	if (conn->fd != -1 && conn->fd_owner != getpid()) {
+	/* tevent caches the pid (and renews it at fork): no syscall per chunk. */
+	if (conn->fd != -1 && conn->fd_owner != tevent_cached_getpid()) {
 		/* Forked: the socket and its replies stay with the parent. */
 		TALLOC_FREE(conn->fde);
 		TALLOC_FREE(conn->reply_timer);
@@ -348,6 +425,10 @@ static int helper_conn_ensure(struct helper_conn *conn)
 	return 0;
 }
 
+/*
+ * Sends the COPY: with its descriptors unless the helper holds its pair's
+ * already, then only with the pair's handle.
+ */
 static int helper_send_copy(int fd, struct helper_call *call)
 {
 	int fds[2] = { call->src_fd, call->dst_fd };
@@ -355,23 +436,31 @@ static int helper_send_copy(int fd, struct helper_call *call)
 		struct cmsghdr hdr;
 		uint8_t buf[CMSG_SPACE(sizeof(fds))];
 	} control = { .buf = { 0 } };
+	uint8_t msg[COPYOFFLOAD_COPY_SIZE];
 	struct iovec iov = {
-		.iov_base = call->msg,
-		.iov_len = sizeof(call->msg),
+		.iov_base = msg,
+		.iov_len = sizeof(msg),
 	};
 	struct msghdr mh = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
-		.msg_control = control.buf,
-		.msg_controllen = sizeof(control.buf),
 	};
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&mh);
+	bool descriptors = call->pair == NULL || !call->pair->registered;
 	ssize_t sent;
 
-	cmsg->cmsg_level = SOL_SOCKET;
-	cmsg->cmsg_type = SCM_RIGHTS;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cmsg), fds, sizeof(fds));
+	call->request.handle = call->pair != NULL ? call->pair->handle : 0;
+	copyoffload_encode_copy_request(msg, &call->request);
+	if (descriptors) {
+		struct cmsghdr *cmsg = NULL;
+
+		mh.msg_control = control.buf;
+		mh.msg_controllen = sizeof(control.buf);
+		cmsg = CMSG_FIRSTHDR(&mh);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(fds));
+		memcpy(CMSG_DATA(cmsg), fds, sizeof(fds));
+	}
 
 	do {
 		sent = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -380,22 +469,56 @@ static int helper_send_copy(int fd, struct helper_call *call)
 		return errno;
 	}
 	/* SOCK_SEQPACKET sends whole records or nothing. */
-	return sent == (ssize_t)sizeof(call->msg) ? 0 : EPROTO;
+	if (sent != (ssize_t)sizeof(msg)) {
+		return EPROTO;
+	}
+	call->sent_descriptors = descriptors;
+	if (descriptors && call->pair != NULL) {
+		/* The helper reads in order: later copies may name the handle. */
+		call->pair->registered = true;
+	}
+	return 0;
+}
+
+/* A message without descriptors: 0, or why it was not sent. */
+static int helper_send_message(int fd, const uint8_t *msg, size_t size)
+{
+	ssize_t sent;
+
+	do {
+		sent = send(fd, msg, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+	} while (sent == -1 && errno == EINTR);
+	if (sent == -1) {
+		return errno;
+	}
+	/* SOCK_SEQPACKET sends whole records or nothing. */
+	return sent == (ssize_t)size ? 0 : EPROTO;
+}
+
+static int helper_send_release(int fd, struct helper_conn *conn,
+			       const struct helper_release *release)
+{
+	struct copyoffload_release message = {
+		.request_id = conn->next_request_id++,
+		.handle = release->handle,
+	};
+	uint8_t msg[COPYOFFLOAD_RELEASE_SIZE];
+
+	copyoffload_encode_release(msg, &message);
+	return helper_send_message(fd, msg, sizeof(msg));
 }
 
 static int helper_send_share(int fd, struct helper_share *share)
 {
 	uint8_t msg[COPYOFFLOAD_SHARE_SIZE];
-	ssize_t sent;
 
 	copyoffload_encode_share(msg, &share->declaration);
-	do {
-		sent = send(fd, msg, sizeof(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
-	} while (sent == -1 && errno == EINTR);
-	if (sent == -1) {
-		return errno;
-	}
-	return sent == (ssize_t)sizeof(msg) ? 0 : EPROTO;
+	return helper_send_message(fd, msg, sizeof(msg));
+}
+
+static bool helper_send_would_block(int err)
+{
+	return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
 }
 
 static void helper_conn_flush(struct helper_conn *conn)
@@ -403,6 +526,21 @@ static void helper_conn_flush(struct helper_conn *conn)
 	struct helper_call *call = NULL;
 	int err;
 
+	while (conn->releases != NULL) {
+		struct helper_release *release = conn->releases;
+
+		err = helper_send_release(conn->fd, conn, release);
+		if (helper_send_would_block(err)) {
+			TEVENT_FD_WRITEABLE(conn->fde);
+			return;
+		}
+		if (err != 0) {
+			helper_conn_fail(conn, err, "sending a release");
+			return;
+		}
+		DLIST_REMOVE(conn->releases, release);
+		TALLOC_FREE(release);
+	}
 	for (call = conn->calls; call != NULL; call = call->next) {
 		if (call->sent) {
 			continue;
@@ -418,7 +556,7 @@ static void helper_conn_flush(struct helper_conn *conn)
 		if (err == 0) {
 			err = helper_send_copy(conn->fd, call);
 		}
-		if (err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS) {
+		if (helper_send_would_block(err)) {
 			TEVENT_FD_WRITEABLE(conn->fde);
 			return;
 		}
@@ -437,7 +575,7 @@ static struct helper_call *helper_conn_find(struct helper_conn *conn,
 	struct helper_call *call = NULL;
 
 	for (call = conn->calls; call != NULL; call = call->next) {
-		if (call->sent && call->request_id == request_id) {
+		if (call->sent && call->request.request_id == request_id) {
 			return call;
 		}
 	}
@@ -469,6 +607,28 @@ static void helper_conn_take_hello_reply(struct helper_conn *conn,
 	conn->hello_answered = true;
 }
 
+/*
+ * The helper no longer holds the pair a copy named (it keeps a bounded
+ * number): the copy goes again, with the descriptors. If the pair ended
+ * meanwhile, its descriptor numbers may belong to other files by now, and
+ * the copy is handed back instead.
+ */
+static void helper_call_resend(struct helper_conn *conn,
+			       struct helper_call *call)
+{
+	if (call->pair == NULL) {
+		helper_call_finish(call, ESTALE);
+		return;
+	}
+	DBG_DEBUG("copyoffload: helper at %s forgot handle %" PRIu32
+		  ", sending the descriptors again\n",
+		  conn->socket_path, call->pair->handle);
+	call->pair->registered = false;
+	call->sent = false;
+	call->request.request_id = conn->next_request_id++;
+	helper_conn_flush(conn);
+}
+
 static void helper_conn_take_copy_reply(struct helper_conn *conn,
 					const uint8_t *buf, size_t len)
 {
@@ -494,13 +654,18 @@ static void helper_conn_take_copy_reply(struct helper_conn *conn,
 			  reply.request_id);
 		return;
 	}
-	if (reply.bytes_done > call->length ||
-	    (reply.status == 0 && reply.bytes_done != call->length)) {
+	if (reply.bytes_done > call->request.length ||
+	    (reply.status == 0 && reply.bytes_done != call->request.length)) {
 		DBG_ERR("copyoffload: helper at %s reported %" PRIu64
 			" bytes for a %" PRIu64 "-byte copy with status %d\n",
-			conn->socket_path, reply.bytes_done, call->length,
+			conn->socket_path, reply.bytes_done, call->request.length,
 			(int)reply.status);
 		helper_conn_fail(conn, EPROTO, "reading a reply");
+		return;
+	}
+	if (reply.status == ESTALE && reply.bytes_done == 0 &&
+	    !call->sent_descriptors) {
+		helper_call_resend(conn, call);
 		return;
 	}
 	call->reply = reply;
@@ -566,22 +731,139 @@ static void helper_conn_handler(struct tevent_context *ev,
 		}
 	}
 	if (flags & TEVENT_FD_READ) {
+		conn->last_heard = tevent_timeval_current(); /* alive */
 		helper_conn_read(conn);
-		helper_conn_watch(conn); /* the helper is alive */
 	}
 }
 
 static int helper_call_destructor(struct helper_call *call)
 {
-	/* A late reply for it is then dropped by request id. */
+	/*
+	 * A late reply for it is then dropped by request id. The reply
+	 * timer stays: it finds nothing waiting when it fires.
+	 */
 	if (call->conn != NULL) {
 		DLIST_REMOVE(call->conn->calls, call);
-		if (call->conn->calls == NULL) {
-			TALLOC_FREE(call->conn->reply_timer);
-		}
 		call->conn = NULL;
 	}
 	return 0;
+}
+
+/*
+ * One of the pair's files is closing: smbd may reuse its descriptor number
+ * at once, so a copy of the pair not sent yet must not be sent, and the
+ * helper lets go of its duplicates.
+ */
+static void helper_pair_end(struct helper_pair *pair)
+{
+	struct helper_conn *conn = pair->conn;
+	struct helper_call *call = NULL;
+	struct helper_call *next = NULL;
+	unsigned i;
+
+	for (call = conn->calls; call != NULL; call = next) {
+		next = call->next;
+		if (call->pair != pair) {
+			continue;
+		}
+		call->pair = NULL;
+		if (!call->sent) {
+			helper_call_finish(call, EBADF);
+		}
+	}
+	for (i = 0; i < ARRAY_SIZE(pair->watches); i++) {
+		if (pair->watches[i] != NULL) {
+			pair->watches[i]->pair = NULL;
+			TALLOC_FREE(pair->watches[i]);
+		}
+	}
+	if (pair->registered && conn->fd != -1) {
+		struct helper_release *release = talloc_zero(conn, struct helper_release);
+
+		/* Without memory the helper keeps it until the connection ends. */
+		if (release != NULL) {
+			release->handle = pair->handle;
+			DLIST_ADD_END(conn->releases, release);
+			helper_conn_flush(conn);
+		}
+	}
+	DLIST_REMOVE(conn->pairs, pair);
+	TALLOC_FREE(pair);
+}
+
+static int helper_pair_watch_destructor(struct helper_pair_watch *watch)
+{
+	struct helper_pair *pair = watch->pair;
+	unsigned i;
+
+	if (pair == NULL) {
+		return 0;
+	}
+	for (i = 0; i < ARRAY_SIZE(pair->watches); i++) {
+		if (pair->watches[i] == watch) {
+			pair->watches[i] = NULL; /* being freed already */
+		}
+	}
+	helper_pair_end(pair);
+	return 0;
+}
+
+/*
+ * The connection's pair for these two files, made on first use; NULL when
+ * the caller gave no owners (or without memory): the descriptors then go
+ * with every copy.
+ */
+static struct helper_pair *helper_pair_get(struct helper_conn *conn,
+					   const struct copyoffload_copy_args *args)
+{
+	const void *owners[2] = { args->src_owner, args->dst_owner };
+	struct helper_pair *pair = NULL;
+	unsigned i;
+
+	if (args->src_owner == NULL || args->dst_owner == NULL) {
+		return NULL;
+	}
+	for (pair = conn->pairs; pair != NULL; pair = pair->next) {
+		/* The descriptors too: smbd may reopen a file under one fsp. */
+		if (pair->src_owner == args->src_owner &&
+		    pair->dst_owner == args->dst_owner &&
+		    pair->src_fd == args->src_fd && pair->dst_fd == args->dst_fd) {
+			return pair;
+		}
+	}
+	pair = talloc_zero(conn, struct helper_pair);
+	if (pair == NULL) {
+		return NULL;
+	}
+	*pair = (struct helper_pair) {
+		.conn = conn,
+		.src_owner = args->src_owner,
+		.dst_owner = args->dst_owner,
+		.src_fd = args->src_fd,
+		.dst_fd = args->dst_fd,
+		.handle = conn->next_handle++,
+	};
+	if (conn->next_handle == 0) {
+		conn->next_handle = 1; /* 0 means "no handle" */
+	}
+	DLIST_ADD(conn->pairs, pair);
+	/* One watch per distinct owner: a copy within one file has one. */
+	for (i = 0; i < ARRAY_SIZE(owners); i++) {
+		struct helper_pair_watch *watch = NULL;
+
+		if (i == 1 && owners[1] == owners[0]) {
+			break;
+		}
+		watch = talloc_zero(owners[i], struct helper_pair_watch);
+		if (watch == NULL) {
+			helper_pair_end(pair);
+			return NULL;
+		}
+		watch->pair = pair;
+		talloc_set_destructor(watch, helper_pair_watch_destructor);
+		pair->watches[i] = watch;
+	}
+	return pair;
 }
 
 struct tevent_req *copyoffload_helper_copy_send(
@@ -594,7 +876,6 @@ struct tevent_req *copyoffload_helper_copy_send(
 	struct tevent_req *req = NULL;
 	struct helper_call *call = NULL;
 	struct helper_conn *conn = NULL;
-	struct copyoffload_copy_request request;
 	int err;
 
 	req = tevent_req_create(mem_ctx, &call, struct helper_call);
@@ -621,7 +902,8 @@ struct tevent_req *copyoffload_helper_copy_send(
 		}
 	}
 
-	request = (struct copyoffload_copy_request) {
+	call->pair = helper_pair_get(conn, args);
+	call->request = (struct copyoffload_copy_request) {
 		.request_id = conn->next_request_id++,
 		.src_offset = args->src_offset,
 		.dst_offset = args->dst_offset,
@@ -632,20 +914,19 @@ struct tevent_req *copyoffload_helper_copy_send(
 				    ? call->share->declaration.share_id
 				    : 0,
 	};
-	copyoffload_encode_copy_request(call->msg, &request);
-	call->request_id = request.request_id;
-	call->length = args->length;
 	call->src_fd = args->src_fd;
 	call->dst_fd = args->dst_fd;
 	call->conn = conn;
+	if (conn->calls == NULL) {
+		/* The wait for the helper starts now, not when it last spoke. */
+		conn->last_heard = tevent_timeval_current();
+	}
 	DLIST_ADD_END(conn->calls, call);
 	talloc_set_destructor(call, helper_call_destructor);
 
 	/* If sending fails, helper_conn_fail() finishes req (deferred). */
 	helper_conn_flush(conn);
-	if (conn->reply_timer == NULL) {
-		helper_conn_watch(conn);
-	}
+	helper_conn_watch(conn);
 	return req;
 }
 

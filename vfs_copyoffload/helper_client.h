@@ -22,6 +22,16 @@ struct copyoffload_copy_args {
 	uint64_t length;
 	uint32_t methods;
 	uint32_t flags;
+	/*
+	 * Talloc objects that live exactly as long as src_fd and dst_fd are
+	 * open (smbd's files_struct of each), or NULL. With both, the helper
+	 * keeps its duplicates of the two descriptors between copies: the
+	 * later copies of the same pair (the other chunks of a copychunk)
+	 * name a handle instead of passing descriptors, and the helper lets
+	 * go of them when either object is freed.
+	 */
+	const void *src_owner;
+	const void *dst_owner;
 };
 
 /*

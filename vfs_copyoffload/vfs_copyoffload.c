@@ -19,6 +19,8 @@
  */
 
 #include "includes.h"
+#include <sys/ioctl.h>
+#include <sys/mount.h> /* BLKGETSIZE64 */
 #include "smbd/smbd.h"
 #include "smbd/globals.h"
 #include "librpc/gen_ndr/ioctl.h"
@@ -356,6 +358,37 @@ static NTSTATUS copyoffload_not_ours(const struct copyoffload_write_state *state
 }
 
 /*
+ * A copy between two block-device nodes in a share (raw volumes): smbd
+ * serves such a node as a file whose size is 0, so stock Samba refuses any
+ * chunk of it with INVALID_VIEW_SIZE. This module sends these pairs to the
+ * helper's device path (NVMe Copy, SCSI EXTENDED COPY, which claims both
+ * devices exclusively) and checks the range against the device's real
+ * size. A pair of a device and a file keeps smbd's view.
+ */
+static bool copyoffload_device_pair(const files_struct *src_fsp,
+				    const files_struct *dst_fsp)
+{
+	return S_ISBLK(src_fsp->fsp_name->st.st_ex_mode) &&
+	       S_ISBLK(dst_fsp->fsp_name->st.st_ex_mode);
+}
+
+/* The source's size: its st_size, or a block device's real size. */
+static off_t copyoffload_source_size(files_struct *src_fsp, bool device_pair)
+{
+	uint64_t bytes = 0;
+
+	if (!device_pair) {
+		return src_fsp->fsp_name->st.st_ex_size;
+	}
+	if (ioctl(fsp_get_io_fd(src_fsp), BLKGETSIZE64, &bytes) != 0) {
+		DBG_WARNING("copyoffload: %s: BLKGETSIZE64: %s\n",
+			    fsp_str_dbg(src_fsp), strerror(errno));
+		return 0;
+	}
+	return bytes > INT64_MAX ? INT64_MAX : (off_t)bytes;
+}
+
+/*
  * The checks smbd's own copy path makes, in the same order, so clients see
  * the same statuses: token, access, source size, strict locks (copychunk
  * only: a clone ignores byte-range locks, as on ReFS). On success smbd is
@@ -414,7 +447,9 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	if (!NT_STATUS_IS_OK(status)) {
 		return status;
 	}
-	if (src_fsp->fsp_name->st.st_ex_size < state->src_off + state->num) {
+	if (copyoffload_source_size(src_fsp,
+				    copyoffload_device_pair(src_fsp, dst_fsp)) <
+	    state->src_off + state->num) {
 		/*
 		 * MS-SMB2 3.3.5.15.6 <240>: what Windows returns for a chunk;
 		 * MS-FSCC 2.3.8: NOT_SUPPORTED for a clone.
@@ -456,7 +491,9 @@ static bool copyoffload_write_inline_clone(
 	const struct copyoffload_config *config = state->config;
 
 	if (!config->inline_clone || state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE ||
-	    config->share.method_order[0] != COPYOFFLOAD_METHOD_CLONE) {
+	    config->share.method_order[0] != COPYOFFLOAD_METHOD_CLONE ||
+	    !S_ISREG(src_fsp->fsp_name->st.st_ex_mode) ||
+	    !S_ISREG(state->dst_fsp->fsp_name->st.st_ex_mode)) {
 		return false;
 	}
 	return copyoffload_inline_clone(
@@ -575,6 +612,9 @@ static struct tevent_req *copyoffload_offload_write_send(
 		.length = num,
 		.methods = copyoffload_config_methods(config),
 		.flags = 0,
+		/* The helper keeps both descriptors until either closes. */
+		.src_owner = src_fsp,
+		.dst_owner = dest_fsp,
 	};
 	if (fsctl == FSCTL_DUP_EXTENTS_TO_FILE && !config->dup_extents_fallback) {
 		/* A clone must not silently become a full copy. */

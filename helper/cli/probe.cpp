@@ -3,6 +3,7 @@
 #include "clone_backend.hpp"
 #include "copy_file_range_backend.hpp"
 #include "copy_service.hpp"
+#include "device_probe.hpp"
 #include "logging.hpp"
 #include "read_write_backend.hpp"
 #include "text_format.hpp"
@@ -313,23 +314,43 @@ void probe_directory(const std::string &directory, int dir, ProbeReport &report)
 		try_backend(copy_file_range, dir, source.get(), data, method_length));
 	report.methods.push_back({.method = "device",
 				  .result = "no",
-				  .detail = "device copy offload is not implemented in this version"});
+				  .detail = "device copy works between block devices (raw volumes), "
+					    "not files: probe a device"});
 	report.methods.push_back(try_backend(read_write, dir, source.get(), data, method_length));
 	report.engine = try_engine(dir, source.get(), data, engine_length);
 }
 
-void describe_device(ProbeReport &report)
+void describe_device(const std::string &path, ProbeReport &report)
 {
+	UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+	if (!fd) {
+		throw ProbeError{"cannot open it: " + describe_errno(errno)};
+	}
+	device::DeviceProbe probe = device::probe_block_device(fd.get());
+	if (!probe.error.empty()) {
+		throw ProbeError{probe.error};
+	}
 	const std::string elsewhere = "copies are made between files: probe a directory of "
 				      "the filesystem on this device";
 	for (const char *method : {"clone", "copy_file_range"}) {
 		report.methods.push_back({.method = method, .result = "n/a", .detail = elsewhere});
 	}
 	report.methods.push_back({.method = "device",
-				  .result = "no",
-				  .detail = "device copy offload (NVMe Copy, SCSI XCOPY) is not "
-					    "implemented in this version"});
-	report.methods.push_back({.method = "read_write", .result = "n/a", .detail = elsewhere});
+				  .result = probe.device_copy ? "yes" : "no",
+				  .detail = probe.detail});
+	report.methods.push_back({.method = "read_write",
+				  .result = "n/a",
+				  .detail = "copies what the device does not (a head or tail "
+					    "that is not whole blocks, refused commands); not "
+					    "tried: the probe never writes to a device"});
+	for (const auto &[name, value] : probe.facts) {
+		if (name == "logical block size") {
+			report.block_size = std::stoull(value);
+		}
+	}
+	report.device = DeviceReport{.copy = probe.device_copy,
+				     .detail = std::move(probe.detail),
+				     .facts = std::move(probe.facts)};
 }
 
 } // namespace
@@ -344,7 +365,7 @@ ProbeReport probe(const std::string &path)
 		}
 		if (S_ISBLK(status.st_mode)) {
 			report.kind = "block device";
-			describe_device(report);
+			describe_device(path, report);
 			return report;
 		}
 		std::string directory = path;
@@ -383,6 +404,11 @@ std::string probe_table(const ProbeReport &report)
 		out += fmt::format("filesystem:  {}{}, block size {}\n", report.filesystem,
 				   report.source.empty() ? "" : " on " + report.source,
 				   report.block_size);
+	}
+	if (report.device) {
+		for (const auto &[name, value] : report.device->facts) {
+			out += fmt::format("{:<13}{}\n", name + ":", value);
+		}
 	}
 	if (!report.error.empty()) {
 		return out + fmt::format("error:       {}\n", report.error);
@@ -425,7 +451,21 @@ std::string probe_json(const ProbeReport &report)
 				   i == 0 ? "" : ",", json_string(v.method), json_string(v.result),
 				   json_string(v.detail), optional_number(v.shared_bytes));
 	}
-	out += "\n], \"engine\": ";
+	out += "\n], \"device\": ";
+	if (report.device) {
+		out += fmt::format("{{\"copy\": {}, \"detail\": {}, \"facts\": {{",
+				   report.device->copy ? "true" : "false",
+				   json_string(report.device->detail));
+		for (std::size_t i = 0; i < report.device->facts.size(); i++) {
+			const auto &[name, value] = report.device->facts[i];
+			out += fmt::format("{}\n  {}: {}", i == 0 ? "" : ",", json_string(name),
+					   json_string(value));
+		}
+		out += "}}";
+	} else {
+		out += "null";
+	}
+	out += ", \"engine\": ";
 	if (report.engine) {
 		const EngineTrial &e = *report.engine;
 		out += fmt::format("{{\"length\": {}, \"status\": {}, \"bytes_done\": {}, "

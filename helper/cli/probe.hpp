@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace copyoffload::cli {
@@ -28,6 +29,13 @@ struct EngineTrial {
 	std::optional<std::uint64_t> shared_bytes{};
 };
 
+// A block device: what it reports about copy offload (device_probe.hpp).
+struct DeviceReport {
+	bool copy = false;  // the helper can copy on it with device commands
+	std::string detail; // how, or why not
+	std::vector<std::pair<std::string, std::string>> facts;
+};
+
 struct ProbeReport {
 	std::string path{};
 	std::string kind{};        // "directory", "file", "block device"
@@ -37,11 +45,12 @@ struct ProbeReport {
 	std::string error{};       // set when the probe could not run at all
 	std::vector<MethodVerdict> methods{};
 	std::optional<EngineTrial> engine{};
+	std::optional<DeviceReport> device{};
 };
 
 // Probes a directory (or a regular file's directory) with scratch files
 // that are never linked into it (O_TMPFILE), or a block device, which is
-// only described.
+// only asked (NVMe Identify, SCSI copy parameters), never written.
 ProbeReport probe(const std::string &path);
 
 std::string probe_table(const ProbeReport &report);

@@ -14,7 +14,8 @@
 //     blob: the packet's bytes
 //
 // Oracles, beyond the sanitizers:
-//   - every packet the daemon sends decodes as a HELLO_REPLY or COPY_REPLY;
+//   - every packet the daemon sends is a valid message of its type (a
+//     HELLO_REPLY only with a status the handshake allows);
 //   - a COPY_REPLY answers a request: success means bytes_done == length,
 //     never more than requested; a request that did not decode gets an
 //     error with bytes_done 0;
@@ -61,7 +62,7 @@ constexpr std::size_t max_packets = 48;
 constexpr std::chrono::milliseconds job_deadline{200};
 
 // The descriptors a client may attach. Files are memfds: regular files with
-// no disk behind them, reset before every input.
+// no disk behind them, reset after every job.
 enum Kind : unsigned {
 	source_rw,   // the source file, read-write (also a valid destination)
 	source_ro,   // the source file, read-only
@@ -468,6 +469,26 @@ void write_seeds(const char *dir)
 		}
 	}
 	fuzz_write_seed(dir, "copies", &all);
+
+	// A descriptor handle: registered by a COPY with descriptors, named by
+	// one without, released, then named again.
+	const fuzz_message_kind *copy_kind = fuzz_kind_for_type(COPYOFFLOAD_MSG_COPY);
+	const fuzz_message_kind *release = fuzz_kind_for_type(COPYOFFLOAD_MSG_RELEASE);
+	out.size = 0;
+	fuzz_put_u8(&out, 1);
+	copy_kind->sample(0, &m);
+	m.copy.handle = 9;
+	put_packet(out, {source_ro, dest_rw}, bytes, copy_kind->encode(bytes, sizeof(bytes), &m));
+	m.copy.request_id++;
+	put_packet(out, {}, bytes, copy_kind->encode(bytes, sizeof(bytes), &m));
+	release->sample(0, &m);
+	m.release.handle = 9;
+	put_packet(out, {}, bytes, release->encode(bytes, sizeof(bytes), &m));
+	copy_kind->sample(0, &m);
+	m.copy.handle = 9;
+	m.copy.request_id = 99;
+	put_packet(out, {}, bytes, copy_kind->encode(bytes, sizeof(bytes), &m));
+	fuzz_write_seed(dir, "handle", &out);
 
 	const fuzz_message_kind *copy = fuzz_kind_for_type(COPYOFFLOAD_MSG_COPY);
 	copy->sample(0, &m);

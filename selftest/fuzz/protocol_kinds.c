@@ -22,6 +22,7 @@ FUZZ_KIND_CODEC(hello_reply, hello_reply)
 FUZZ_KIND_CODEC(copy, copy_request)
 FUZZ_KIND_CODEC(copy_reply, copy_reply)
 FUZZ_KIND_CODEC(share, share)
+FUZZ_KIND_CODEC(release, release)
 FUZZ_KIND_CODEC(stats, stats_request)
 FUZZ_KIND_CODEC(stats_reply, stats_reply)
 FUZZ_KIND_FIXED_ENCODER(hello, hello, COPYOFFLOAD_HELLO_SIZE)
@@ -29,6 +30,7 @@ FUZZ_KIND_FIXED_ENCODER(hello_reply, hello_reply, COPYOFFLOAD_HELLO_REPLY_SIZE)
 FUZZ_KIND_FIXED_ENCODER(copy, copy_request, COPYOFFLOAD_COPY_SIZE)
 FUZZ_KIND_FIXED_ENCODER(copy_reply, copy_reply, COPYOFFLOAD_COPY_REPLY_SIZE)
 FUZZ_KIND_FIXED_ENCODER(share, share, COPYOFFLOAD_SHARE_SIZE)
+FUZZ_KIND_FIXED_ENCODER(release, release, COPYOFFLOAD_RELEASE_SIZE)
 FUZZ_KIND_FIXED_ENCODER(stats, stats_request, COPYOFFLOAD_STATS_SIZE)
 
 static size_t fuzz_encode_stats_reply(uint8_t *buf, size_t buf_size,
@@ -101,6 +103,11 @@ static const char *fuzz_share_invariant(const union fuzz_message *m)
 		       : "invalid share name";
 }
 
+static const char *fuzz_release_invariant(const union fuzz_message *m)
+{
+	return m->release.handle == 0 ? "handle 0" : NULL;
+}
+
 static const char *fuzz_stats_invariant(const union fuzz_message *m)
 {
 	(void)m;
@@ -151,7 +158,7 @@ static bool fuzz_copy_sample(size_t i, union fuzz_message *m)
 		{.request_id = 3, .src_offset = 4096, .dst_offset = 8192, .length = 16384,
 		 .methods = FUZZ_BIT(CLONE), .flags = COPYOFFLOAD_COPY_CLONE_ONLY},
 		{.request_id = 4, .src_offset = 10, .dst_offset = 10, .length = 100,
-		 .methods = FUZZ_BIT(COPY_FILE_RANGE), .share_id = 7},
+		 .methods = FUZZ_BIT(COPY_FILE_RANGE), .share_id = 7, .handle = 5},
 		{.request_id = 5, .length = 0, .methods = COPYOFFLOAD_METHODS_ALL},
 		{.request_id = 6, .dst_offset = UINT64_C(1) << 62,
 		 .length = COPYOFFLOAD_MAX_COPY_LENGTH,
@@ -198,6 +205,13 @@ static bool fuzz_share_sample(size_t i, union fuzz_message *m)
 		m->share.max_concurrent = 2;
 	}
 	copyoffload_share_name_set(m->share.name, i == 0 ? "share" : "d\xc3\xa9p\xc3\xb4t");
+	return i < 2;
+}
+
+static bool fuzz_release_sample(size_t i, union fuzz_message *m)
+{
+	m->release = (struct copyoffload_release){.request_id = 40 + i,
+						  .handle = (uint32_t)(1 + i)};
 	return i < 2;
 }
 
@@ -256,6 +270,7 @@ const struct fuzz_message_kind fuzz_message_kinds[] = {
 	FUZZ_KIND(COPY, copy),
 	FUZZ_KIND(COPY_REPLY, copy_reply),
 	FUZZ_KIND(SHARE, share),
+	FUZZ_KIND(RELEASE, release),
 	FUZZ_KIND(STATS, stats),
 	FUZZ_KIND(STATS_REPLY, stats_reply),
 };

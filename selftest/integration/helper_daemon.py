@@ -109,8 +109,9 @@ def summarize(records):
 
 
 class HelperDaemon:
-    def __init__(self, binary, workdir, log_level="debug"):
+    def __init__(self, binary, workdir, log_level="debug", extra_args=()):
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.dir = os.path.join(workdir, "helper")
         self.socket_path = os.path.join(self.dir, "copyoffloadd.sock")
         self.log_path = os.path.join(self.dir, "copyoffloadd.log")
@@ -122,7 +123,7 @@ class HelperDaemon:
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         argv = [self.binary, "--socket", self.socket_path,
-                "--log-level", self.log_level]
+                "--log-level", self.log_level, *self.extra_args]
         try:
             with cleanup.critical():
                 self.proc, self._token = processes.spawn_daemon(

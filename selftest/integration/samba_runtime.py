@@ -90,6 +90,15 @@ class SambaRuntime:
         return self.release >= (4, 22)
 
     @property
+    def serves_device_nodes(self):
+        """4.17 opens a block-device node in a share like a file (of size
+        0) and reads and writes it; 4.22 treats every special file as a
+        reparse point and refuses to open it for data
+        (NT_STATUS_IO_REPARSE_TAG_NOT_HANDLED). Releases between are not
+        tested."""
+        return self.release < (4, 22)
+
+    @property
     def fake_fscaps_enable(self):
         """Since 4.22 share:fake_fscaps is part of the share's capabilities
         (vfs_get_fs_capabilities, below every module), so faked

@@ -9,6 +9,8 @@ import contextlib
 import dataclasses
 import os
 
+import cleanup
+
 import helper_daemon
 import loop_filesystem
 import samba_server
@@ -81,8 +83,18 @@ OPS_SHARES = {
     "bad_socket": [MODULE],
 }
 
+# Block-device nodes in a share (test_blockdev_share.py): raw volumes, with
+# the helper run with --device-copy.
+BLOCKDEV_SHARES = {
+    "raw": [MODULE],
+}
+
 KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
-               "faults": FAULT_SHARES, "load": LOAD_SHARES, "ops": OPS_SHARES}
+               "faults": FAULT_SHARES, "load": LOAD_SHARES, "ops": OPS_SHARES,
+               "blockdev": BLOCKDEV_SHARES}
+
+# Extra copyoffloadd options per scenario kind.
+HELPER_ARGS = {"blockdev": ["--device-copy"]}
 
 # Extra smb.conf options per scenario kind and share.
 SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
@@ -188,6 +200,10 @@ def load(fs_type):
     return Scenario("load", fs_type)
 
 
+def blockdev(fs_type):
+    return Scenario("blockdev", fs_type)
+
+
 @dataclasses.dataclass
 class Options:
     stock: bool
@@ -252,7 +268,9 @@ class Environment:
         if not self.stock:
             # In the helper-down scenario the daemon object only names a
             # socket and a log that never come into existence.
-            self.helper = helper_daemon.HelperDaemon(self.options.helper_path, self.dir)
+            self.helper = helper_daemon.HelperDaemon(
+                self.options.helper_path, self.dir,
+                extra_args=HELPER_ARGS.get(self.scenario.kind, ()))
             if self.scenario.wants_helper:
                 self._stack.enter_context(self.helper)
 
@@ -279,6 +297,12 @@ class Environment:
         runtime = self.server.runtime
         self.smbclient = smb_clients.SmbClient(self.server.port, self.user, conf, runtime)
         self.torture = smb_clients.SmbTorture(self.server.port, self.user, conf, runtime)
+
+    def defer(self, description, callback):
+        """Runs callback() when the scenario is torn down (before smbd,
+        the helper and the filesystems go), and on any exit path."""
+        token = cleanup.register(description, callback)
+        self._stack.callback(cleanup.release, token)
 
     def filesystem(self, share):
         """The LoopFilesystem a share lives on."""

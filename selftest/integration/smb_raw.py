@@ -46,13 +46,21 @@ class SmbError(Exception):
         self.status = status
 
 
+def error_code(error):
+    """The NTSTATUS of impacket's SessionError: smbconnection's calls it
+    getErrorCode(), smb3's get_error_code()."""
+    if hasattr(error, "getErrorCode"):
+        return error.getErrorCode()
+    return error.get_error_code()
+
+
 def _raises_smb_error(what):
     def wrap(fn):
         def call(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
             except (SessionError, smb3.SessionError) as e:
-                raise SmbError(what, e.get_error_code()) from None
+                raise SmbError(what, error_code(e)) from None
         return call
     return wrap
 
@@ -126,7 +134,7 @@ class Session:
                                  inputBlob=blob, maxInputResponse=0,
                                  maxOutputResponse=max_output)
         except (SessionError, smb3.SessionError) as e:
-            raise SmbError(f"FSCTL 0x{code:08x}", e.get_error_code()) from None
+            raise SmbError(f"FSCTL 0x{code:08x}", error_code(e)) from None
         return out if isinstance(out, bytes) else b""
 
     def dup_extents(self, src_id, dst_id, src_off, dst_off, length):

@@ -25,7 +25,7 @@ Cases (FS = ext4):
     NT_STATUS_DISK_FULL, exactly as a plain put of the same size does: the
     helper, without CAP_SYS_RESOURCE, gets no root reserve either. The
     source is untouched (size, sha256, mtime); the helper logged ENOSPC.
-  * `FS:faults:source truncated mid-copy`: a 64 MiB scopy through the
+  * `FS:faults:source truncated mid-copy`: a 16 MiB scopy through the
     throttled helper; the source is truncated to 0 after a few chunks. The
     copy fails with an NT status, the helper keeps running, smbd serves the
     next copy.
@@ -37,7 +37,7 @@ Cases (FS = ext4):
     with an NT status, and smbd logged the timeout. Once the helper runs
     again it drops what it was sent, releases the descriptors, and copies
     again.
-  * `FS:faults:client disconnects mid-copy`: three scopy of 64 MiB through
+  * `FS:faults:client disconnects mid-copy`: three scopy of 32 MiB through
     the throttled helper, the smbclient processes killed (SIGKILL) once the
     helper has work for each. The helper logs each smbd process as
     disconnected, does no more than the chunk it was running for it, and
@@ -67,11 +67,11 @@ MiB = 1 << 20
 KILL_CLIENTS = 16
 KILL_FILE_SIZE = 16 * MiB
 KILL_THROTTLE = 16 * MiB           # bytes/s for all of the helper's reads
-CUT_FILE_SIZE = 64 * MiB
+CUT_FILE_SIZE = 16 * MiB
 CUT_THROTTLE = 8 * MiB
 VANISH_CLIENTS = 3
-VANISH_FILE_SIZE = 64 * MiB
-VANISH_THROTTLE = 4 * MiB
+VANISH_FILE_SIZE = 32 * MiB
+VANISH_THROTTLE = 2 * MiB
 DISK_FULL_SIZE = 2 * MiB
 HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["faults"]["copyoffload:helper timeout"])
 HANG_FILE_SIZE = 2 * MiB + 1

@@ -91,7 +91,7 @@ BAD_VALUE_LINES = (
     r'"copyoffload:methods = fast, reflink": "fast" dropped: unknown method',
     r'"copyoffload:methods = fast, reflink": "reflink" dropped: unknown method',
     r'"copyoffload:methods = fast, reflink" names no method; using clone, '
-    r'copy_file_range, read_write',
+    r'copy_file_range, device, read_write',
     r'"copyoffload:max segment = 4K" is not 0 or a size from 65536 to 1073741824 '
     r'bytes .*; using 0',
     r'"copyoffload:max bytes per second = lots" is not 0 or a size from 1 to '
@@ -109,7 +109,7 @@ def bad_values(env, check):
         found = env.server.log_matches(r"copyoffload: share bad_values: " + line, flags=0)
         check.require(found, f"smbd's log lacks /{line}/")
     declared = helper_declaration(env, check, "bad_values")
-    check.require(declared == "methods=clone,copy_file_range,read_write max_segment=0 "
+    check.require(declared == "methods=clone,copy_file_range,device,read_write max_segment=0 "
                               "max_bytes_per_second=0 max_concurrent=0",
                   f"the helper got {declared!r}, not the defaults")
     check.note(f"{len(BAD_VALUE_LINES)} log lines; defaults used; {summary.describe()}")

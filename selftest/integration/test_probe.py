@@ -1,7 +1,7 @@
 """`copyoffload probe` on each filesystem says what copies really do there
 (scenario "ops", share "share"): XFS (reflink=1) and btrfs clone, ext4 does
-not; copy_file_range works everywhere; device copy is not implemented. Then
-real copies must agree with the probe:
+not; copy_file_range works everywhere; device copy is for block devices, not
+files. Then real copies must agree with the probe:
 
 `FS:probe:matches copies`:
   * the probe's own engine trial cloned bytes exactly where it says clone

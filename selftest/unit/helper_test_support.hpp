@@ -9,10 +9,12 @@
 #include "unique_fd.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -132,6 +134,27 @@ inline std::vector<unsigned char> read_file(const std::string &path)
 		}
 		bytes.insert(bytes.end(), buffer, buffer + n);
 	}
+}
+
+// Sends one packet with `descriptors` attached (SCM_RIGHTS), as smbd does.
+inline void send_with_descriptors(int fd, const std::uint8_t *data, std::size_t size,
+				  const std::vector<int> &descriptors)
+{
+	iovec iov{const_cast<std::uint8_t *>(data), size};
+	msghdr header{};
+	header.msg_iov = &iov;
+	header.msg_iovlen = 1;
+	std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * descriptors.size()));
+	if (!descriptors.empty()) {
+		header.msg_control = control.data();
+		header.msg_controllen = control.size();
+		cmsghdr *cmsg = CMSG_FIRSTHDR(&header);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * descriptors.size());
+		std::memcpy(CMSG_DATA(cmsg), descriptors.data(), sizeof(int) * descriptors.size());
+	}
+	assert_int_equal(::sendmsg(fd, &header, 0), static_cast<ssize_t>(size));
 }
 
 inline copyoffload::UniqueFd open_file(const std::string &path, int flags)

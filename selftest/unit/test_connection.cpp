@@ -1,9 +1,10 @@
 // The per-client protocol handling (handshake, decoding, descriptor
-// counting, error replies), the worker pool's queue, and a whole copy job
-// with its reply and log line, all over real socket pairs in-process.
+// counting and handles, error replies), the scheduler's order and limits,
+// and a whole copy job with its reply and log line, all over real socket
+// pairs in-process.
 #include "connection.hpp"
 #include "copy_job.hpp"
-#include "worker_pool.hpp"
+#include "scheduler.hpp"
 
 #include <dirent.h>
 #include <sys/socket.h>
@@ -19,6 +20,8 @@
 
 using namespace copyoffload;
 using namespace test_support;
+using namespace test_support::methods;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -61,25 +64,13 @@ Pair connected_pair(const Logger &log, ShareRegistry &shares = registry())
 void send_message(int fd, const std::uint8_t *data, std::size_t size,
 		  const std::vector<int> &descriptors = {})
 {
-	iovec iov{const_cast<std::uint8_t *>(data), size};
-	msghdr header{};
-	header.msg_iov = &iov;
-	header.msg_iovlen = 1;
-	std::vector<unsigned char> control(CMSG_SPACE(sizeof(int) * descriptors.size()));
-	if (!descriptors.empty()) {
-		header.msg_control = control.data();
-		header.msg_controllen = control.size();
-		cmsghdr *cmsg = CMSG_FIRSTHDR(&header);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int) * descriptors.size());
-		std::memcpy(CMSG_DATA(cmsg), descriptors.data(), sizeof(int) * descriptors.size());
-	}
-	assert_int_equal(::sendmsg(fd, &header, 0), static_cast<ssize_t>(size));
+	send_with_descriptors(fd, data, size, descriptors);
 }
 
-void send_hello(int fd, std::uint16_t min_version = 1, std::uint16_t max_version = 1,
-		std::uint64_t id = 1)
+constexpr std::uint16_t version = COPYOFFLOAD_PROTOCOL_VERSION;
+
+void send_hello(int fd, std::uint16_t min_version = version,
+		std::uint16_t max_version = version, std::uint64_t id = 1)
 {
 	std::uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
 	copyoffload_hello hello{id, min_version, max_version};
@@ -151,7 +142,8 @@ Pair ready_pair(const Logger &log = quiet)
 
 void test_handshake(void **)
 {
-	for (auto [min, max] : {std::pair{1, 1}, std::pair{1, 7}}) {
+	for (auto [min, max] : {std::pair<std::uint16_t, std::uint16_t>{version, version},
+				std::pair<std::uint16_t, std::uint16_t>{1, version + 5}}) {
 		Pair pair = connected_pair(quiet);
 		send_hello(pair.client.get(), min, max, 0xabcdef);
 		std::vector<CopyJob> jobs;
@@ -168,7 +160,7 @@ void test_handshake(void **)
 void test_unsupported_version_refused(void **)
 {
 	Pair pair = connected_pair(quiet);
-	send_hello(pair.client.get(), 2, 3, 5);
+	send_hello(pair.client.get(), version + 1, version + 2, 5);
 	std::vector<CopyJob> jobs;
 	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::close);
 	copyoffload_hello_reply reply = receive_hello_reply(pair.client.get());
@@ -275,7 +267,7 @@ void test_bad_headers_get_ebadmsg(void **)
 	expect_ebadmsg(buf, size + 1, 3);                 // longer than its type
 	expect_ebadmsg(buf, sizeof(buf), 3);              // longer than any message
 
-	copyoffload_put16(buf + 4, 2);                    // bad version
+	copyoffload_put16(buf + 4, COPYOFFLOAD_PROTOCOL_VERSION + 1); // bad version
 	expect_ebadmsg(buf, size, 3);
 	copyoffload_encode_copy_request(buf, &r);
 	copyoffload_put16(buf + 6, 99);                   // unknown type
@@ -359,6 +351,20 @@ void test_wrong_descriptor_count_gets_ebadf(void **)
 	}
 }
 
+// Two empty files, the first open for reading, the second for writing.
+struct TwoFiles {
+	TempDir dir;
+	UniqueFd a, b;
+	TwoFiles()
+	{
+		write_file(dir.file("a"), {});
+		write_file(dir.file("b"), {});
+		a = open_file(dir.file("a"), O_RDONLY);
+		b = open_file(dir.file("b"), O_WRONLY);
+	}
+	[[nodiscard]] std::vector<int> fds() const { return {a.get(), b.get()}; }
+};
+
 void test_valid_copy_becomes_job(void **)
 {
 	Pair pair = ready_pair();
@@ -382,14 +388,106 @@ void test_valid_copy_becomes_job(void **)
 	// The job's descriptors are new ones for the same files, in order.
 	struct stat expected{}, actual{};
 	::fstat(a.get(), &expected);
-	::fstat(jobs[0].source.get(), &actual);
+	::fstat(jobs[0].files->source(), &actual);
 	assert_true(expected.st_ino == actual.st_ino);
 	::fstat(b.get(), &expected);
-	::fstat(jobs[0].destination.get(), &actual);
+	::fstat(jobs[0].files->destination(), &actual);
 	assert_true(expected.st_ino == actual.st_ino);
-	assert_int_not_equal(jobs[0].source.get(), a.get());
+	assert_int_not_equal(jobs[0].files->source(), a.get());
 	// Received with MSG_CMSG_CLOEXEC.
-	assert_true((::fcntl(jobs[0].source.get(), F_GETFD) & FD_CLOEXEC) != 0);
+	assert_true((::fcntl(jobs[0].files->source(), F_GETFD) & FD_CLOEXEC) != 0);
+}
+
+// A COPY with descriptors and a handle registers the pair; later COPYs
+// naming the handle carry none and get the same pair; an unknown or
+// released handle is answered ESTALE; a handle with the wrong count of
+// descriptors EBADF.
+void test_descriptor_handles(void **)
+{
+	Pair pair = ready_pair();
+	TwoFiles files;
+	const int a = files.a.get();
+	const int b = files.b.get();
+	const std::size_t before = open_descriptor_count();
+
+	copyoffload_copy_request request = copy_request(1);
+	request.handle = 7;
+	send_copy(pair.client.get(), request, {a, b});
+	request.request_id = 2;
+	send_copy(pair.client.get(), request, {});
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(jobs.size(), 2);
+	assert_ptr_equal(jobs[0].files.get(), jobs[1].files.get());
+	jobs.clear();
+	// The connection keeps the pair open after its copies are gone.
+	assert_int_equal(open_descriptor_count(), before + 2);
+
+	// Unknown handle: ESTALE, nothing copied, the client resends.
+	request.request_id = 3;
+	request.handle = 8;
+	send_copy(pair.client.get(), request, {});
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_true(jobs.empty());
+	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 3);
+	assert_int_equal(reply.status, ESTALE);
+	assert_true(reply.bytes_done == 0);
+
+	// One descriptor with a handle: EBADF, and nothing is registered.
+	request.request_id = 4;
+	send_copy(pair.client.get(), request, {a});
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(receive_copy_reply(pair.client.get()).status, EBADF);
+
+	// Released: the descriptors close and the handle is unknown.
+	std::uint8_t buf[COPYOFFLOAD_RELEASE_SIZE];
+	copyoffload_release release{.request_id = 5, .handle = 7};
+	send_message(pair.client.get(), buf, copyoffload_encode_release(buf, &release));
+	request.request_id = 6;
+	request.handle = 7;
+	send_copy(pair.client.get(), request, {});
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_true(jobs.empty());
+	assert_int_equal(receive_copy_reply(pair.client.get()).status, ESTALE);
+	assert_int_equal(open_descriptor_count(), before);
+
+	// Registering again replaces the pair; the connection's end closes it.
+	request.request_id = 7;
+	send_copy(pair.client.get(), request, {b, a});
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(jobs.size(), 1);
+	jobs.clear();
+	assert_int_equal(open_descriptor_count(), before + 2);
+	pair.connection.reset(); // its socket closes too
+	assert_int_equal(open_descriptor_count(), before - 1);
+}
+
+// The table keeps at most its capacity, forgetting the least recently
+// used pair; a pair still in use stays open until its user lets go.
+void test_descriptor_table_bound(void **)
+{
+	TempDir dir;
+	write_file(dir.file("f"), {});
+	auto pair_of = [&] {
+		return DescriptorPair::make(open_file(dir.file("f"), O_RDONLY),
+					    open_file(dir.file("f"), O_WRONLY));
+	};
+	DescriptorTable table(2);
+	table.add(1, pair_of());
+	table.add(2, pair_of());
+	assert_non_null(table.find(1).get()); // 1 is now the most recent
+	std::shared_ptr<DescriptorPair> in_use = table.find(2);
+	table.add(3, pair_of());               // forgets 1, the least recent
+	assert_null(table.find(1).get());
+	assert_non_null(table.find(3).get());
+	assert_int_equal(table.size(), 2);
+	table.add(4, pair_of()); // forgets 2, which stays open while in use
+	assert_null(table.find(2).get());
+	assert_true(::fcntl(in_use->source(), F_GETFD) >= 0);
+	assert_true(table.remove(3));
+	assert_false(table.remove(3));
+	assert_int_equal(table.size(), 1);
 }
 
 void test_peer_close_and_cancel(void **)
@@ -482,11 +580,12 @@ void test_copy_job_replies_and_logs(void **state)
 	auto bytes = pattern(100000);
 	write_file(dir.file("src"), bytes);
 	write_file(dir.file("dst"), {});
-	CopyJob job{pair.connection, copy_request(90, 99000), open_file(dir.file("src"), O_RDONLY),
-		    open_file(dir.file("dst"), O_WRONLY)};
+	auto files = DescriptorPair::make(open_file(dir.file("src"), O_RDONLY),
+					  open_file(dir.file("dst"), O_WRONLY));
+	std::weak_ptr<DescriptorPair> watch = files;
+	CopyJob job{pair.connection, copy_request(90, 99000), std::move(files)};
 	run_copy_job(job, log);
-	assert_false(job.source.valid()); // closed before the reply went out
-	assert_false(job.destination.valid());
+	assert_true(watch.expired()); // closed before the reply went out
 
 	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
 	assert_true(reply.request_id == 90);
@@ -510,8 +609,9 @@ void test_copy_job_replies_and_logs(void **state)
 				" clone=0 copy_file_range=99000 device=0 read_write=0 share=\"\""));
 
 	// A refused job: EBADF reply, its own log line, a warning with the reason.
-	CopyJob bad{pair.connection, copy_request(91), open_file(dir.path(), O_RDONLY | O_DIRECTORY),
-		    open_file(dir.file("dst"), O_WRONLY)};
+	CopyJob bad{pair.connection, copy_request(91),
+		    DescriptorPair::make(open_file(dir.path(), O_RDONLY | O_DIRECTORY),
+					 open_file(dir.file("dst"), O_WRONLY))};
 	run_copy_job(bad, log);
 	reply = receive_copy_reply(pair.client.get());
 	assert_true(reply.request_id == 91);
@@ -525,8 +625,9 @@ void test_copy_job_replies_and_logs(void **state)
 
 	// A job of a cancelled connection: logged, never answered.
 	pair.connection->cancel();
-	CopyJob gone{pair.connection, copy_request(92), open_file(dir.file("src"), O_RDONLY),
-		     open_file(dir.file("dst"), O_WRONLY)};
+	CopyJob gone{pair.connection, copy_request(92),
+		     DescriptorPair::make(open_file(dir.file("src"), O_RDONLY),
+					  open_file(dir.file("dst"), O_WRONLY))};
 	run_copy_job(gone, log);
 	assert_no_reply(pair.client.get());
 	text = read_log(dir.file("log"));
@@ -541,18 +642,6 @@ void send_share(int fd, const copyoffload_share &share)
 	send_message(fd, buf, copyoffload_encode_share(buf, &share));
 }
 
-struct TwoFiles {
-	TempDir dir;
-	UniqueFd a, b;
-	TwoFiles()
-	{
-		write_file(dir.file("a"), {});
-		write_file(dir.file("b"), {});
-		a = open_file(dir.file("a"), O_RDONLY);
-		b = open_file(dir.file("b"), O_WRONLY);
-	}
-	[[nodiscard]] std::vector<int> fds() const { return {a.get(), b.get()}; }
-};
 
 void test_share_binds_copies(void **)
 {
@@ -724,142 +813,230 @@ void test_read_limit(void **)
 	assert_int_equal(jobs.size(), 5);
 }
 
-/* --- worker pool ------------------------------------------------------ */
+/* --- scheduler and parallel pieces ----------------------------------- */
 
-void test_worker_pool_drops_queued_jobs_of_a_connection(void **)
+// A task copying `length` bytes of a fresh source to a fresh destination
+// in `dir` with copy_file_range or read/write, in pieces of `piece`.
+std::shared_ptr<CopyTask> file_task(const Pair &pair, const TempDir &dir, std::uint64_t id,
+				    std::uint64_t length, std::uint64_t piece,
+				    ShareBinding share = {})
 {
+	const std::string name = std::to_string(id);
+	write_file(dir.file("src" + name), pattern(length, static_cast<unsigned>(id)));
+	write_file(dir.file("dst" + name), {});
+	copyoffload_copy_request request = copy_request(id, length, bit(CFR) | bit(RW));
+	request.src_offset = 0;
+	request.dst_offset = 0;
+	CopyJob job{pair.connection, request,
+		    DescriptorPair::make(open_file(dir.file("src" + name), O_RDONLY),
+					 open_file(dir.file("dst" + name), O_WRONLY)),
+		    std::move(share)};
+	return std::make_shared<CopyTask>(std::move(job), quiet, piece);
+}
+
+// What a piece would report had it copied everything.
+PieceResult whole(const CopyPiece &piece)
+{
+	PieceResult result;
+	result.credit(CFR, piece.length);
+	return result;
+}
+
+// Takes every assignment for worker 0 and completes it at once; returns
+// the request ids in the order their pieces were handed out.
+std::vector<std::uint64_t> run_in_turns(Scheduler &scheduler)
+{
+	std::vector<std::uint64_t> order;
+	while (auto assignment = scheduler.next(0)) {
+		assert_true(assignment->piece.has_value());
+		order.push_back(assignment->task->job().request.request_id);
+		if (scheduler.done(*assignment, whole(*assignment->piece))) {
+			assignment->task->finish();
+		}
+	}
+	return order;
+}
+
+void test_scheduler_takes_turns(void **)
+{
+	TempDir dir;
 	Pair a = ready_pair();
 	Pair b = ready_pair();
-	std::binary_semaphore first_started{0}, release_first{0};
-	std::counting_semaphore<16> finished{0};
-	std::vector<std::uint64_t> ran; // only touched by the single worker
-
-	{
-		WorkerPool pool(
-			1,
-			[&](CopyJob &job) {
-				ran.push_back(job.request.request_id);
-				if (job.request.request_id == 1) {
-					first_started.release();
-					release_first.acquire();
-				}
-			},
-			[&] { finished.release(); });
-
-		pool.submit(CopyJob{a.connection, copy_request(1), {}, {}});
-		first_started.acquire();
-		pool.submit(CopyJob{a.connection, copy_request(2), {}, {}});
-		pool.submit(CopyJob{b.connection, copy_request(3), {}, {}});
-		pool.submit(CopyJob{a.connection, copy_request(4), {}, {}});
-		assert_int_equal(pool.jobs_in_flight(), 4);
-
-		assert_int_equal(pool.drop_queued_jobs_for(*a.connection), 2);
-		assert_int_equal(pool.jobs_in_flight(), 2); // running 1, queued 3
-		assert_false(pool.idle());
-
-		release_first.release();
-		finished.acquire();
-		finished.acquire();
-		assert_true(pool.idle());
+	Scheduler scheduler(1, [](std::size_t) {});
+	// Connection a has two copies of three pieces, b one: a connection
+	// gets a turn, not a copy; a connection's copies take turns too.
+	scheduler.add(file_task(a, dir, 1, 3 * 4096, 4096), 0);
+	scheduler.add(file_task(a, dir, 2, 3 * 4096, 4096), 0);
+	scheduler.add(file_task(b, dir, 3, 3 * 4096, 4096), 0);
+	assert_int_equal(scheduler.tasks(), 3);
+	auto order = run_in_turns(scheduler);
+	assert_true(order == (std::vector<std::uint64_t>{1, 3, 2, 3, 1, 3, 2, 1, 2}));
+	assert_int_equal(scheduler.tasks(), 0);
+	// Each copy was answered once, in full (the results were made up:
+	// nothing was really copied).
+	for (std::uint64_t id : {1u, 2u}) {
+		copyoffload_copy_reply reply = receive_copy_reply(a.client.get());
+		assert_int_equal(reply.status, 0);
+		assert_true(reply.bytes_done == 3 * 4096);
+		assert_true(reply.request_id == id || reply.request_id == 3 - id);
 	}
-	assert_int_equal(ran.size(), 2);
-	assert_true(ran[0] == 1);
-	assert_true(ran[1] == 3);
-	// The pool held the last references of dropped jobs only briefly.
-	assert_int_equal(a.connection.use_count(), 1);
+	assert_int_equal(receive_copy_reply(b.client.get()).status, 0);
+	assert_no_reply(a.client.get());
 }
 
-void test_worker_pool_destructor_does_not_wait_for_queue(void **)
+void test_scheduler_wakes_for_extra_pieces(void **)
 {
+	TempDir dir;
 	Pair a = ready_pair();
-	std::binary_semaphore started{0};
-	std::counting_semaphore<16> release{0};
-	int ran = 0;
-	{
-		WorkerPool pool(
-			1,
-			[&](CopyJob &) {
-				if (ran++ == 0) {
-					started.release();
-				}
-				release.acquire();
-			},
-			[] {});
-		pool.submit(CopyJob{a.connection, copy_request(1), {}, {}});
-		started.acquire();
-		for (int i = 0; i < 5; i++) {
-			pool.submit(CopyJob{a.connection, copy_request(2), {}, {}});
-		}
-		release.release();
-		// Leaving the scope stops the pool: the running job finishes,
-		// the queued ones may or may not start but the pool must not
-		// hang on them.
-		for (int i = 0; i < 5; i++) {
-			release.release();
-		}
-	}
-	assert_true(ran >= 1);
+	std::vector<std::size_t> woken;
+	Scheduler scheduler(3, [&](std::size_t worker) { woken.push_back(worker); });
+	// Workers 1 and 2 look for work, find none and idle.
+	assert_false(scheduler.next(1).has_value());
+	assert_false(scheduler.next(2).has_value());
+
+	// A copy of one piece runs on the worker that read it: nobody woken.
+	scheduler.add(file_task(a, dir, 1, 4096, 4096), 0);
+	assert_true(woken.empty());
+	run_in_turns(scheduler);
+
+	// Three pieces: the adder takes one, two idle workers are woken,
+	// each once.
+	assert_false(scheduler.next(1).has_value());
+	assert_false(scheduler.next(2).has_value());
+	scheduler.add(file_task(a, dir, 2, 3 * 4096, 4096), 0);
+	assert_true(woken == (std::vector<std::size_t>{1, 2}));
+	scheduler.add(file_task(a, dir, 3, 3 * 4096, 4096), 0);
+	assert_int_equal(woken.size(), 2); // they were woken and have not idled since
+	run_in_turns(scheduler);
 }
 
-// A share at its concurrency limit holds its further jobs back (they wait,
-// they do not fail) while jobs of other shares go ahead.
-void test_worker_pool_share_concurrency_limit(void **)
+void test_scheduler_drops_a_gone_connection(void **)
 {
+	TempDir dir;
+	Pair a = ready_pair();
+	Scheduler scheduler(2, [](std::size_t) {});
+	scheduler.add(file_task(a, dir, 1, 2 * 4096, 4096), 0);
+	scheduler.add(file_task(a, dir, 2, 4096, 4096), 0);
+	auto running = scheduler.next(0); // copy 1 starts
+	assert_true(running.has_value());
+	assert_true(running->task->job().request.request_id == 1);
+
+	a.connection->cancel();
+	Scheduler::Dropped dropped = scheduler.drop(*a.connection);
+	assert_int_equal(dropped.unstarted.size(), 1); // copy 2
+	assert_true(dropped.unstarted[0]->job().request.request_id == 2);
+	assert_true(dropped.finish.empty()); // copy 1 still has a piece running
+	assert_false(scheduler.next(1).has_value());
+	// Its running piece ends it: complete, cut short, not answered.
+	assert_true(scheduler.done(*running, whole(*running->piece)));
+	running->task->finish();
+	assert_int_equal(scheduler.tasks(), 0);
+	assert_no_reply(a.client.get());
+}
+
+// Pieces of one copy finish in any order; the reply counts the contiguous
+// prefix only, and no piece is handed out once one has failed.
+void test_parallel_pieces_report_the_prefix(void **)
+{
+	TempDir dir;
+	Pair a = ready_pair();
+	Scheduler scheduler(4, [](std::size_t) {});
+	scheduler.add(file_task(a, dir, 1, 5 * 4096, 4096), 0);
+	std::vector<Scheduler::Assignment> taken;
+	for (std::size_t worker = 0; worker < 4; worker++) {
+		taken.push_back(*scheduler.next(worker));
+		assert_true(taken.back().piece->offset == worker * 4096);
+	}
+	PieceResult half;
+	half.credit(RW, 2048);
+	half.error = ENOSPC;
+	half.failed_method = RW;
+	assert_false(scheduler.done(taken[3], whole(*taken[3].piece)));
+	assert_false(scheduler.done(taken[1], half));
+	// The fifth piece is not handed out after the failure.
+	assert_false(scheduler.next(0).has_value());
+	assert_false(scheduler.done(taken[0], whole(*taken[0].piece)));
+	assert_true(scheduler.done(taken[2], whole(*taken[2].piece)));
+	taken[2].task->finish();
+
+	copyoffload_copy_reply reply = receive_copy_reply(a.client.get());
+	assert_int_equal(reply.status, ENOSPC);
+	assert_true(reply.bytes_done == 4096 + 2048);
+	assert_true(reply.bytes_by_method[COPYOFFLOAD_METHOD_COPY_FILE_RANGE] == 4096);
+	assert_true(reply.bytes_by_method[COPYOFFLOAD_METHOD_READ_WRITE] == 2048);
+}
+
+// A share over its bandwidth is passed over, not waited for: no worker
+// sleeps for it, copies of other shares go ahead, and the worker is told
+// when the share may go on.
+void test_scheduler_paces_without_sleeping(void **)
+{
+	TempDir dir;
+	Pair a = ready_pair();
+	ShareRegistry shares;
+	bool changed;
+	ShareBinding slow = shares.declare(share_declaration(1, "slow", {.rate = 1 << 20}), changed);
+	ShareBinding free = shares.declare(share_declaration(2, "free"), changed);
+	Scheduler scheduler(2, [](std::size_t) {});
+	scheduler.add(file_task(a, dir, 1, 2 * 65536, 65536, slow), 0);
+	scheduler.add(file_task(a, dir, 2, 65536, 65536, free), 0);
+
+	using Clock = Scheduler::Clock;
+	Clock::time_point retry;
+	const auto before = Clock::now();
+	auto first = scheduler.next(0, retry); // an idle share starts at once
+	assert_true(first->task->job().request.request_id == 1);
+	// Its next 64 KiB may start 62.5 ms after this one.
+	auto second = scheduler.next(1, retry);
+	assert_true(second->task->job().request.request_id == 2);
+	assert_true(scheduler.done(*second, whole(*second->piece)));
+	second->task->finish();
+	assert_false(scheduler.done(*first, whole(*first->piece)));
+	assert_false(scheduler.next(1, retry).has_value());
+	assert_true(retry > before + 50ms && retry <= Clock::now() + 63ms);
+	assert_true(Clock::now() - before < 60ms); // nothing slept 62.5 ms
+
+	std::this_thread::sleep_until(retry);
+	auto third = scheduler.next(1, retry);
+	assert_true(third.has_value());
+	assert_true(third->task->job().request.request_id == 1);
+	assert_true(scheduler.done(*third, whole(*third->piece)));
+	third->task->finish();
+}
+
+// A share at its concurrency limit holds its further copies back (they
+// wait, they do not fail) while copies of other shares go ahead.
+void test_scheduler_share_concurrency_limit(void **)
+{
+	TempDir dir;
 	Pair a = ready_pair();
 	ShareRegistry shares;
 	bool changed;
 	ShareBinding limited = shares.declare(share_declaration(1, "limited", {.limit = 1}), changed);
 	ShareBinding free = shares.declare(share_declaration(2, "free"), changed);
+	Scheduler scheduler(2, [](std::size_t) {});
+	scheduler.add(file_task(a, dir, 1, 2 * 4096, 4096, limited), 0);
+	scheduler.add(file_task(a, dir, 2, 2 * 4096, 4096, limited), 0);
+	scheduler.add(file_task(a, dir, 3, 4096, 4096, free), 0);
 
-	std::mutex mutex;
-	std::vector<std::uint64_t> started;
-	int running_limited = 0, most_limited = 0;
-	std::counting_semaphore<16> release{0}, finished{0};
-	std::binary_semaphore free_done{0};
-	{
-		WorkerPool pool(
-			3,
-			[&](CopyJob &job) {
-				bool is_limited = job.share.share == limited.share;
-				{
-					std::lock_guard lock(mutex);
-					started.push_back(job.request.request_id);
-					if (is_limited) {
-						most_limited = std::max(most_limited, ++running_limited);
-					}
-				}
-				if (is_limited) {
-					release.acquire();
-					std::lock_guard lock(mutex);
-					running_limited--;
-				} else {
-					free_done.release();
-				}
-			},
-			[&] { finished.release(); });
-
-		for (std::uint64_t id = 1; id <= 3; id++) {
-			pool.submit(CopyJob{a.connection, copy_request(id), {}, {}, limited});
-		}
-		pool.submit(CopyJob{a.connection, copy_request(4), {}, {}, free});
-		// The free share's job runs although two limited ones queue
-		// before it and workers are idle.
-		free_done.acquire();
-		finished.acquire();
-		{
-			std::lock_guard lock(mutex);
-			assert_int_equal(started.size(), 2);
-			assert_int_equal(limited.share->concurrency().running(), 1);
-		}
-		assert_int_equal(pool.jobs_in_flight(), 3);
-		for (int i = 0; i < 3; i++) {
-			release.release();
-			finished.acquire();
-		}
-		assert_true(pool.idle());
-	}
-	assert_int_equal(most_limited, 1);
-	assert_int_equal(started.size(), 4);
+	auto first = scheduler.next(0);
+	assert_true(first->task->job().request.request_id == 1);
+	assert_int_equal(limited.share->concurrency().running(), 1);
+	// Copy 2 may not start: copy 3 of the other share goes ahead.
+	auto second = scheduler.next(1);
+	assert_true(second->task->job().request.request_id == 3);
+	assert_true(scheduler.done(*second, whole(*second->piece)));
+	second->task->finish();
+	// Copy 1 may go on (it started); copy 2 still waits.
+	auto third = scheduler.next(1);
+	assert_true(third->task->job().request.request_id == 1);
+	assert_false(scheduler.done(*first, whole(*first->piece)));
+	assert_false(scheduler.next(0).has_value()); // copy 2 waits, not fails
+	assert_true(scheduler.done(*third, whole(*third->piece)));
+	third->task->finish();
+	assert_int_equal(limited.share->concurrency().running(), 0);
+	auto order = run_in_turns(scheduler);
+	assert_true(order == (std::vector<std::uint64_t>{2, 2}));
 	assert_int_equal(limited.share->concurrency().running(), 0);
 }
 
@@ -883,14 +1060,19 @@ int main()
 		cmocka_unit_test(test_peer_close_and_cancel),
 		cmocka_unit_test(test_reply_to_slow_reader),
 		WITH_DIR(test_copy_job_replies_and_logs),
-		cmocka_unit_test(test_worker_pool_drops_queued_jobs_of_a_connection),
-		cmocka_unit_test(test_worker_pool_destructor_does_not_wait_for_queue),
+		cmocka_unit_test(test_descriptor_handles),
+		cmocka_unit_test(test_descriptor_table_bound),
+		cmocka_unit_test(test_scheduler_takes_turns),
+		cmocka_unit_test(test_scheduler_wakes_for_extra_pieces),
+		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
+		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
 		cmocka_unit_test(test_undeclared_or_malformed_share_refused),
 		cmocka_unit_test(test_stats_request_answered),
 		cmocka_unit_test(test_copies_refused_while_shutting_down),
 		cmocka_unit_test(test_read_limit),
-		cmocka_unit_test(test_worker_pool_share_concurrency_limit),
+		cmocka_unit_test(test_scheduler_share_concurrency_limit),
+		cmocka_unit_test(test_scheduler_paces_without_sleeping),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_connection", tests, nullptr, nullptr);
 }

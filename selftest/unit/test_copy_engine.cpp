@@ -66,7 +66,13 @@ public:
 	{
 	}
 	copyoffload_method method() const override { return method_; }
-	bool is_unsupported(int error) const override { return error == EXDEV; }
+	// EXDEV stands for a refusal of one range (clone's EINVAL), EOPNOTSUPP
+	// for one of the two files as a whole (no reflink there).
+	bool is_unsupported(int error) const override
+	{
+		return error == EXDEV || error == EOPNOTSUPP;
+	}
+	bool refuses_files(int error) const override { return error == EOPNOTSUPP; }
 	BackendProgress copy_slice(const CopyRange &slice) override
 	{
 		std::size_t index = std::min(step_++, script_.size() - 1);
@@ -125,12 +131,12 @@ FakeRun run_plan(std::uint32_t mask, std::uint32_t flags, const CopyGeometry &wh
 							 run.calls, on_call));
 	backends.push_back(std::make_unique<FakeBackend>(RW, std::move(scripts.rw),
 							 run.calls, on_call));
-	CopyEngine engine(std::move(backends), slices);
+	CopyEngine engine(std::move(backends));
 	CopyRange range{.source = 3, .destination = 4, .source_offset = where.source_offset,
 			.destination_offset = where.destination_offset, .length = where.length};
 	CopyPlan plan = plan_copy(mask, flags, where);
 	assert_int_equal(plan.error, 0);
-	run.result = engine.copy(range, plan, stop.get_token());
+	run.result = engine.copy(range, plan, stop.get_token(), slices);
 	return run;
 }
 
@@ -142,6 +148,23 @@ FakeRun run_fakes(std::vector<Step> first, std::vector<Step> second,
 			{.source_offset = 100, .destination_offset = 200, .length = 10},
 			{.cfr = std::move(first), .rw = std::move(second)}, std::move(stop),
 			on_call);
+}
+
+// The methods of the calls, in order, as one string: "CCKKR" and so on.
+std::string sequence(const FakeRun &run)
+{
+	std::string text;
+	for (const Call &call : run.calls) {
+		text += call.method == CLONE ? 'K' : call.method == CFR ? 'C' : 'R';
+	}
+	return text;
+}
+
+void assert_sequence(const FakeRun &run, const char *expected)
+{
+	if (sequence(run) != expected) {
+		fail_msg("calls \"%s\", expected \"%s\"", sequence(run).c_str(), expected);
+	}
 }
 
 void assert_result(const CopyResult &result, int status, std::uint64_t cfr, std::uint64_t rw,
@@ -175,24 +198,36 @@ void test_slices_cover_range(void **)
 
 void test_fallback_before_any_byte(void **)
 {
-	FakeRun run = run_fakes({{0, EXDEV}}, {{}});
+	// Refused for the files as a whole: every piece goes to read/write,
+	// and copy_file_range is not asked again.
+	FakeRun run = run_fakes({{0, EOPNOTSUPP}}, {{}});
 	assert_result(run.result, 0, 0, 10);
 	assert_int_equal(run.of(CFR).size(), 1);
 	assert_int_equal(run.of(RW).size(), 3);
 	assert_true(run.of(RW)[0].source_offset == 100);
+
+	// Refused for a range only: each piece asks again, and falls back on
+	// its own.
+	run = run_fakes({{0, EXDEV}}, {{}});
+	assert_result(run.result, 0, 0, 10);
+	assert_int_equal(run.of(CFR).size(), 3);
+	assert_int_equal(run.of(RW).size(), 3);
 }
 
 void test_no_fallback_after_progress(void **)
 {
-	// First slice done, then "unsupported": that is now a real error.
-	FakeRun run = run_fakes({{}, {0, EXDEV}}, {{}});
-	assert_result(run.result, EXDEV, 4, 0);
-	assert_true(run.of(RW).empty());
-
-	// Partial progress within the very first slice also forbids it.
-	run = run_fakes({{1, EXDEV}}, {{}});
+	// A piece that moved bytes may not hand the rest over: "unsupported"
+	// after progress is a real error.
+	FakeRun run = run_fakes({{1, EXDEV}}, {{}});
 	assert_result(run.result, EXDEV, 1, 0);
 	assert_true(run.of(RW).empty());
+
+	// The next piece is a piece of its own: refused before its first
+	// byte, it goes to read/write although the piece before it was
+	// copied with copy_file_range.
+	run = run_fakes({{}, {0, EXDEV}}, {{}});
+	assert_result(run.result, 0, 4, 6);
+	assert_sequence(run, "CCRCR");
 }
 
 void test_no_fallback_for_real_errors(void **)
@@ -261,23 +296,6 @@ CopyGeometry split_range(std::uint64_t source_size = 1000)
 		.block_size = block, .source_size = source_size};
 }
 
-// The methods of the calls, in order, as one string: "CCKKR" and so on.
-std::string sequence(const FakeRun &run)
-{
-	std::string text;
-	for (const Call &call : run.calls) {
-		text += call.method == CLONE ? 'K' : call.method == CFR ? 'C' : 'R';
-	}
-	return text;
-}
-
-void assert_sequence(const FakeRun &run, const char *expected)
-{
-	if (sequence(run) != expected) {
-		fail_msg("calls \"%s\", expected \"%s\"", sequence(run).c_str(), expected);
-	}
-}
-
 void test_clone_middle_copy_edges(void **)
 {
 	FakeRun run = run_plan(ALL, 0, split_range(), {});
@@ -307,12 +325,24 @@ void test_tail_at_eof_is_cloned(void **)
 
 void test_refused_clone_falls_back_per_segment(void **)
 {
-	// The middle is refused, the EOF tail is cloned: each on its own.
+	// Both clone pieces of the middle are refused, the EOF tail is
+	// cloned: each piece on its own.
 	FakeRun run = run_plan(ALL, 0, split_range(60),
-			       {.clone = {{0, EXDEV}, {}}});
+			       {.clone = {{0, EXDEV}, {0, EXDEV}, {}}});
 	assert_result(run.result, 0, 6 + 32, 0, 12);
-	assert_sequence(run, "CCKCCCCCCCCK");
+	assert_sequence(run, "CCKCCCCKCCCCK");
 	assert_true(run.of(CFR)[2].source_offset == 16); // the middle, from its start
+
+	// A refusal of one piece does not keep the next from cloning.
+	run = run_plan(ALL, 0, split_range(60), {.clone = {{0, EXDEV}, {}}});
+	assert_result(run.result, 0, 6 + 16, 0, 16 + 12);
+	assert_sequence(run, "CCKCCCCKK");
+
+	// A filesystem that cannot clone at all: the rest of the middle and
+	// the tail are cut as data and never offered to clone again.
+	run = run_plan(ALL, 0, split_range(60), {.clone = {{0, EOPNOTSUPP}, {}}});
+	assert_result(run.result, 0, 6 + 32 + 12, 0, 0);
+	assert_sequence(run, "CCKCCCCCCCCCCC");
 
 	// The middle is cloned, the EOF tail is refused and copied.
 	run = run_plan(ALL, 0, split_range(60),
@@ -334,12 +364,17 @@ void test_refused_clone_after_clone_progress(void **)
 
 void test_copy_fallback_does_not_stick(void **)
 {
-	// CFR is refused for the head; read/write copies it. The middle is
-	// cloned, and the tail tries CFR first again.
+	// CFR is refused for the first piece of the head; read/write copies
+	// it. Every later piece tries CFR first again.
 	FakeRun run = run_plan(ALL, 0, split_range(),
 			       {.cfr = {{0, EXDEV}, {}}});
-	assert_result(run.result, 0, 12, 6, 32);
-	assert_sequence(run, "CRRKKCCC");
+	assert_result(run.result, 0, 2 + 12, 4, 32);
+	assert_sequence(run, "CRCKKCCC");
+
+	// Unless the refusal is for the files as a whole.
+	run = run_plan(ALL, 0, split_range(), {.cfr = {{0, EOPNOTSUPP}, {}}});
+	assert_result(run.result, 0, 0, 6 + 12, 32);
+	assert_sequence(run, "CRRKKRRR");
 }
 
 void test_clone_real_error_ends_request(void **)
@@ -451,7 +486,7 @@ void test_segments_must_tile_the_range(void **)
 	std::vector<std::unique_ptr<CopyBackend>> backends;
 	backends.push_back(std::make_unique<FakeBackend>(CFR, std::vector<Step>{{}}, calls,
 							 std::function<void()>{}));
-	CopyEngine engine(std::move(backends), fake_slices);
+	CopyEngine engine(std::move(backends));
 	CopyRange range{.source = 3, .destination = 4, .length = 10};
 	CopyPlan gap{.methods = {CFR}, .segments = {{0, 4, CFR}, {5, 5, CFR}}};
 	CopyPlan short_of_end{.methods = {CFR}, .segments = {{0, 9, CFR}}};
@@ -459,7 +494,7 @@ void test_segments_must_tile_the_range(void **)
 	for (const CopyPlan *plan : {&gap, &short_of_end, &unknown_method}) {
 		bool threw = false;
 		try {
-			engine.copy(range, *plan, {});
+			engine.copy(range, *plan, {}, fake_slices);
 		} catch (const std::logic_error &) {
 			threw = true;
 		}
@@ -651,10 +686,10 @@ HookedRun run_hooked(const CopyGeometry &where, std::span<const copyoffload_meth
 		},
 		.progress = [&](std::uint64_t done) { hooked.progress.push_back(done); },
 	};
-	CopyEngine engine(std::move(backends), slices, hooks);
+	CopyEngine engine(std::move(backends));
 	CopyRange range{.source = 3, .destination = 4, .source_offset = where.source_offset,
 			.destination_offset = where.destination_offset, .length = where.length};
-	hooked.run.result = engine.copy(range, plan_copy(ALL, 0, where, order), {});
+	hooked.run.result = engine.copy(range, plan_copy(ALL, 0, where, order), {}, slices, hooks);
 	return hooked;
 }
 

@@ -267,10 +267,10 @@ static int connect_ready(void)
 	int sock = try_connect();
 	assert_true(sock >= 0);
 	uint64_t id = new_id();
-	send_hello_versions(sock, 1, 1, id);
+	send_hello_versions(sock, COPYOFFLOAD_PROTOCOL_VERSION, COPYOFFLOAD_PROTOCOL_VERSION, id);
 	struct copyoffload_hello_reply reply = receive_hello_reply(sock);
 	assert_int_equal(reply.status, 0);
-	assert_int_equal(reply.version, 1);
+	assert_int_equal(reply.version, COPYOFFLOAD_PROTOCOL_VERSION);
 	assert_true(reply.request_id == id);
 	return sock;
 }
@@ -765,7 +765,7 @@ static void test_bad_header_gets_ebadmsg(void **state)
 		size_t offset, width, size;
 		uint32_t value;
 	} corruptions[] = {
-		{4, 2, COPYOFFLOAD_COPY_SIZE, 2},      /* version 2 after a v1 handshake */
+		{4, 2, COPYOFFLOAD_COPY_SIZE, 1},      /* version 1 after a v2 handshake */
 		{6, 2, COPYOFFLOAD_COPY_SIZE, 77},     /* unknown type */
 		{8, 4, COPYOFFLOAD_COPY_SIZE, 57},     /* length field */
 		{12, 4, COPYOFFLOAD_COPY_SIZE, 1},     /* reserved */
@@ -800,16 +800,17 @@ static void test_bad_header_gets_ebadmsg(void **state)
 static void test_wrong_version(void **state)
 {
 	(void)state;
-	/* A client that only speaks version 2 is told no, then dropped. */
+	/* A client that only speaks version 1 (without descriptor handles)
+	 * is told no, then dropped: its module hands copies to smbd. */
 	int sock = try_connect();
 	assert_true(sock >= 0);
-	send_hello_versions(sock, 2, 2, 5);
+	send_hello_versions(sock, 1, 1, 5);
 	struct copyoffload_hello_reply reply = receive_hello_reply(sock);
 	assert_int_equal(reply.status, EPROTONOSUPPORT);
-	assert_int_equal(reply.version, 1);
+	assert_int_equal(reply.version, COPYOFFLOAD_PROTOCOL_VERSION);
 	assert_true(reply.request_id == 5);
 	assert_closed_by_daemon(sock);
-	assert_log_contains("speaks protocol versions 2..2");
+	assert_log_contains("speaks protocol versions 1..1");
 	assert_daemon_serves();
 }
 
@@ -1113,8 +1114,9 @@ static void test_non_root_peer_refused(void **state)
 			_exit(3);
 		}
 		uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
-		struct copyoffload_hello hello = {.request_id = 1, .min_version = 1,
-						  .max_version = 1};
+		struct copyoffload_hello hello = {.request_id = 1,
+						  .min_version = COPYOFFLOAD_PROTOCOL_VERSION,
+						  .max_version = COPYOFFLOAD_PROTOCOL_VERSION};
 		copyoffload_encode_hello(buf, &hello);
 		send(sock, buf, sizeof(buf), MSG_NOSIGNAL);
 		struct pollfd p = {.fd = sock, .events = POLLIN};
@@ -1139,14 +1141,6 @@ static void test_non_root_peer_refused(void **state)
 }
 
 /* A large sparse source: quick to create, some work to copy. */
-static void make_sparse_file(const char *name, off_t size)
-{
-	int fd = open_in_dir(name, O_WRONLY | O_CREAT | O_TRUNC);
-	assert_int_equal(ftruncate(fd, size), 0);
-	assert_int_equal(pwrite(fd, "end", 3, size - 3), 3);
-	close(fd);
-}
-
 static int daemon_descriptor_count(void)
 {
 	char path[64];
@@ -1168,11 +1162,16 @@ static void test_client_vanishes_mid_copy(void **state)
 	(void)state;
 	const int before = daemon_descriptor_count();
 	int sock = connect_ready();
-	make_sparse_file("vanish-src", 64 << 20);
+	/* Real data (holes would be copied at once), paced to 1 MiB/s in
+	 * 256 KiB steps, two copies at a time: the copies are still running
+	 * or queued when the client hangs up. */
+	send_share(sock, 3, "vanishing", 256 << 10, 1 << 20, 2);
+	free(make_file("vanish-src", 8 << 20, 9));
 	int src = open_in_dir("vanish-src", O_RDONLY);
 	int dst = open_in_dir("vanish-dst", O_WRONLY | O_CREAT | O_TRUNC);
 	struct copyoffload_copy_request r = copy_request(
-		0, 0, 64 << 20, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+		0, 0, 8 << 20, COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_READ_WRITE));
+	r.share_id = 3;
 	for (int i = 0; i < 4; i++) { /* two run, others queue */
 		r.request_id = new_id();
 		send_copy(sock, &r, src, dst);
@@ -1187,11 +1186,13 @@ static void test_client_vanishes_mid_copy(void **state)
 	close(sock);
 	close(src);
 	close(dst);
-	for (int waited = 0; waited < TIMEOUT_MS && now != before; waited += 5) {
+	/* Not more than before: a connection of an earlier test that the
+	 * daemon had yet to notice closing may have counted in `before`. */
+	for (int waited = 0; waited < TIMEOUT_MS && now > before; waited += 5) {
 		sleep_ms(5);
 		now = daemon_descriptor_count();
 	}
-	assert_int_equal(now, before);
+	assert_true(now <= before);
 	/* A worker lets go of the descriptors before it logs. */
 	for (int waited = 0; waited < TIMEOUT_MS; waited += 5) {
 		char *log = read_log();

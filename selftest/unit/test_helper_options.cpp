@@ -33,6 +33,18 @@ void test_defaults(void **)
 	assert_string_equal(result.options.socket_path.c_str(), "/run/copyoffload.sock");
 	assert_int_equal(result.options.workers, 6);
 	assert_int_equal(result.options.log_level, LogLevel::info);
+	assert_false(result.options.device_copy);
+}
+
+void test_device_copy(void **)
+{
+	CommandLine result = parse({"--device-copy", "--socket", "/s"});
+	assert_int_equal(result.action, CommandLine::Action::run);
+	assert_true(result.options.device_copy);
+	assert_string_equal(result.options.socket_path.c_str(), "/s");
+	// A flag: it takes no value, and does not eat the next argument.
+	assert_usage_error({"--socket", "/s", "--device-copy=yes"}, "takes no value");
+	assert_true(usage_text("copyoffloadd").find("--device-copy") != std::string::npos);
 }
 
 void test_all_options_both_spellings(void **)
@@ -94,6 +106,40 @@ void test_usage_errors(void **)
 	assert_usage_error({"--help=yes"}, "takes no value");
 }
 
+// The engine's options: defaults, sizes with units, bounds.
+void test_engine_options(void **)
+{
+	CommandLine result = parse({"--socket", "/s"});
+	assert_true(result.options.segment_size == 1 << 20);
+	assert_int_equal(result.options.queue_depth, 8);
+	assert_int_equal(result.options.worker_nice, 10);
+	assert_int_equal(result.options.poll_usec, 150);
+
+	result = parse({"--socket", "/s", "--segment-size", "256K", "--queue-depth=64",
+			"--worker-nice", "0", "--poll-us=0"});
+	assert_int_equal(result.action, CommandLine::Action::run);
+	assert_true(result.options.segment_size == 256 << 10);
+	assert_int_equal(result.options.queue_depth, 64);
+	assert_int_equal(result.options.worker_nice, 0);
+	assert_int_equal(result.options.poll_usec, 0);
+	result = parse({"--socket", "/s", "--segment-size", "1G", "--worker-nice", "19"});
+	assert_true(result.options.segment_size == std::uint64_t{1} << 30);
+	assert_int_equal(result.options.worker_nice, 19);
+
+	assert_usage_error({"--socket", "/s", "--segment-size", "32K"}, "--segment-size must be");
+	assert_usage_error({"--socket", "/s", "--segment-size", "2G"}, "--segment-size must be");
+	assert_usage_error({"--socket", "/s", "--segment-size", "lots"}, "--segment-size must be");
+	assert_usage_error({"--socket", "/s", "--queue-depth", "0"}, "--queue-depth must be");
+	assert_usage_error({"--socket", "/s", "--queue-depth", "65"}, "--queue-depth must be");
+	assert_usage_error({"--socket", "/s", "--worker-nice", "20"}, "--worker-nice must be");
+	assert_usage_error({"--socket", "/s", "--worker-nice", "-1"}, "--worker-nice must be");
+	assert_usage_error({"--socket", "/s", "--poll-us", "10001"}, "--poll-us must be");
+	const std::string usage = usage_text("copyoffloadd");
+	for (const char *option : {"--segment-size", "--queue-depth", "--worker-nice", "--poll-us"}) {
+		assert_true(usage.find(option) != std::string::npos);
+	}
+}
+
 void test_socket_passed_by_service_manager(void **)
 {
 	// Socket activation supplies the socket: --socket is then optional.
@@ -144,11 +190,13 @@ int main()
 {
 	const CMUnitTest tests[] = {
 		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_device_copy),
 		cmocka_unit_test(test_all_options_both_spellings),
 		cmocka_unit_test(test_later_option_wins),
 		cmocka_unit_test(test_help_and_version),
 		cmocka_unit_test(test_usage_errors),
 		cmocka_unit_test(test_zero_cpus_defaults_to_one_worker),
+		cmocka_unit_test(test_engine_options),
 		cmocka_unit_test(test_socket_passed_by_service_manager),
 		cmocka_unit_test(test_log_levels),
 		cmocka_unit_test(test_errno_names),

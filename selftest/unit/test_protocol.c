@@ -45,6 +45,7 @@ static const struct copyoffload_copy_request sample_copy = {
 	.methods = COPYOFFLOAD_METHODS_ALL,
 	.flags = COPYOFFLOAD_COPY_CLONE_ONLY,
 	.share_id = 0xfffffffeu,
+	.handle = 0x80000001u,
 };
 
 static const struct copyoffload_copy_reply sample_copy_reply = {
@@ -63,6 +64,11 @@ static const struct copyoffload_share sample_share = {
 	.max_bytes_per_second = 100 << 20,
 	.max_concurrent = 3,
 	.name = "projekt-\xc3\xa4nderungen", /* UTF-8 "ä" */
+};
+
+static const struct copyoffload_release sample_release = {
+	.request_id = 0x0102030405060708ull,
+	.handle = 0xfffffffdu,
 };
 
 static const struct copyoffload_stats_request sample_stats = {
@@ -119,6 +125,8 @@ static size_t encode_sample(enum copyoffload_msg_type type, uint8_t *buf)
 	case COPYOFFLOAD_MSG_STATS_REPLY:
 		return copyoffload_encode_stats_reply(buf, COPYOFFLOAD_MAX_MESSAGE_SIZE,
 						      &sample_stats_reply);
+	case COPYOFFLOAD_MSG_RELEASE:
+		return copyoffload_encode_release(buf, &sample_release);
 	}
 	fail_msg("unknown type %d", type);
 	return 0;
@@ -135,6 +143,7 @@ decode_as(enum copyoffload_msg_type type, const uint8_t *buf, size_t len)
 	struct copyoffload_share share = {0};
 	struct copyoffload_stats_request stats = {0};
 	static struct copyoffload_stats_reply stats_reply;
+	struct copyoffload_release release = {0};
 
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO:
@@ -151,6 +160,8 @@ decode_as(enum copyoffload_msg_type type, const uint8_t *buf, size_t len)
 		return copyoffload_decode_stats_request(buf, len, &stats);
 	case COPYOFFLOAD_MSG_STATS_REPLY:
 		return copyoffload_decode_stats_reply(buf, len, &stats_reply);
+	case COPYOFFLOAD_MSG_RELEASE:
+		return copyoffload_decode_release(buf, len, &release);
 	}
 	fail_msg("unknown type %d", type);
 	return COPYOFFLOAD_DECODE_OK;
@@ -164,6 +175,7 @@ static const enum copyoffload_msg_type all_types[] = {
 	COPYOFFLOAD_MSG_SHARE,
 	COPYOFFLOAD_MSG_STATS,
 	COPYOFFLOAD_MSG_STATS_REPLY,
+	COPYOFFLOAD_MSG_RELEASE,
 };
 
 /* The result of decoding the first len bytes of a longer valid message. */
@@ -216,14 +228,15 @@ static void test_message_sizes(void **state)
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_SHARE), 184);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_STATS), 32);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_STATS_REPLY), 40);
+	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_RELEASE), 32);
 	assert_int_equal(copyoffload_message_max_size(COPYOFFLOAD_MSG_STATS_REPLY),
 			 40 + 32 * 416);
 	assert_int_equal(COPYOFFLOAD_STATS_RECORD_SIZE, 416);
 	assert_int_equal(copyoffload_message_size(0), 0);
-	assert_int_equal(copyoffload_message_size(8), 0);
+	assert_int_equal(copyoffload_message_size(9), 0);
 	assert_int_equal(copyoffload_message_size(0xffff), 0);
 	assert_int_equal(copyoffload_message_max_size(0), 0);
-	assert_int_equal(copyoffload_message_max_size(8), 0);
+	assert_int_equal(copyoffload_message_max_size(9), 0);
 	assert_int_equal(COPYOFFLOAD_MAX_MESSAGE_SIZE, 40 + 32 * 416);
 	assert_int_equal(COPYOFFLOAD_MAX_REQUEST_SIZE, 184);
 	for (size_t i = 0; i < ARRAY_SIZE(all_types); i++) {
@@ -236,6 +249,7 @@ static void test_message_sizes(void **state)
 	assert_true(COPYOFFLOAD_HELLO_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 	assert_true(COPYOFFLOAD_COPY_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 	assert_true(COPYOFFLOAD_STATS_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
+	assert_true(COPYOFFLOAD_RELEASE_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 }
 
 static void test_names(void **state)
@@ -347,7 +361,7 @@ static void test_copy_request_round_trip(void **state)
 	struct copyoffload_copy_request out;
 	(void)state;
 
-	memset(&out, 0, sizeof(out)); /* the struct has tail padding */
+	memset(&out, 0, sizeof(out)); /* in case the struct has padding */
 	assert_int_equal(copyoffload_encode_copy_request(buf, &sample_copy),
 			 COPYOFFLOAD_COPY_SIZE);
 	assert_header(buf, COPYOFFLOAD_MSG_COPY, COPYOFFLOAD_PROTOCOL_VERSION, UINT64_MAX);
@@ -357,7 +371,7 @@ static void test_copy_request_round_trip(void **state)
 	assert_int_equal(copyoffload_get32(buf + 48), COPYOFFLOAD_METHODS_ALL);
 	assert_int_equal(copyoffload_get32(buf + 52), COPYOFFLOAD_COPY_CLONE_ONLY);
 	assert_int_equal(copyoffload_get32(buf + 56), 0xfffffffeu);
-	assert_int_equal(copyoffload_get32(buf + 60), 0);
+	assert_int_equal(copyoffload_get32(buf + 60), 0x80000001u);
 
 	assert_int_equal(copyoffload_decode_copy_request(buf, sizeof(buf), &out),
 			 COPYOFFLOAD_DECODE_OK);
@@ -441,11 +455,14 @@ static void test_hello_acceptable(void **state)
 	struct copyoffload_hello h = {.request_id = 0};
 	(void)state;
 
-	h.min_version = 1; h.max_version = 1;
+	/* Version 2 only: 1 lacks descriptor handles and RELEASE. */
+	h.min_version = 2; h.max_version = 2;
 	assert_true(copyoffload_hello_acceptable(&h));
 	h.min_version = 1; h.max_version = 9;
 	assert_true(copyoffload_hello_acceptable(&h));
-	h.min_version = 2; h.max_version = 3;
+	h.min_version = 1; h.max_version = 1;
+	assert_false(copyoffload_hello_acceptable(&h));
+	h.min_version = 3; h.max_version = 4;
 	assert_false(copyoffload_hello_acceptable(&h));
 	h.min_version = 0; h.max_version = 0;
 	assert_false(copyoffload_hello_acceptable(&h));
@@ -505,7 +522,7 @@ static void test_bad_magic(void **state)
 static void test_bad_version(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t versions[] = {0, 2, UINT16_MAX};
+	static const uint16_t versions[] = {0, 1, 3, UINT16_MAX};
 	struct copyoffload_hello hello = {0};
 	(void)state;
 
@@ -522,7 +539,7 @@ static void test_bad_version(void **state)
 	}
 
 	/* A HELLO offering only newer versions decodes, but is not acceptable. */
-	struct copyoffload_hello newer = {.request_id = 1, .min_version = 2,
+	struct copyoffload_hello newer = {.request_id = 1, .min_version = 3,
 					  .max_version = 4};
 	copyoffload_encode_hello(buf, &newer);
 	assert_int_equal(copyoffload_decode_hello(buf, COPYOFFLOAD_HELLO_SIZE, &hello),
@@ -533,7 +550,7 @@ static void test_bad_version(void **state)
 static void test_unknown_type(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t types[] = {0, 8, 9, 0x100, UINT16_MAX};
+	static const uint16_t types[] = {0, 9, 10, 0x100, UINT16_MAX};
 	struct copyoffload_header h;
 	(void)state;
 
@@ -606,12 +623,13 @@ static void test_reserved_nonzero(void **state)
 		}
 	}
 
-	/* Padding inside bodies: HELLO 28..31, HELLO_REPLY 30..31, COPY 60..63,
-	 * COPY_REPLY 28..31, SHARE 52..55, STATS 28..31, STATS_REPLY 36..39. */
+	/* Padding inside bodies: HELLO 28..31, HELLO_REPLY 30..31, COPY_REPLY
+	 * 28..31, SHARE 52..55, STATS 28..31, STATS_REPLY 36..39, RELEASE
+	 * 28..31. (COPY 60..63 was padding in version 1; it is the handle.) */
 	struct { enum copyoffload_msg_type type; size_t offset; } padding[] = {
 		{COPYOFFLOAD_MSG_HELLO, 28}, {COPYOFFLOAD_MSG_HELLO, 31},
 		{COPYOFFLOAD_MSG_HELLO_REPLY, 30}, {COPYOFFLOAD_MSG_HELLO_REPLY, 31},
-		{COPYOFFLOAD_MSG_COPY, 60}, {COPYOFFLOAD_MSG_COPY, 63},
+		{COPYOFFLOAD_MSG_RELEASE, 28}, {COPYOFFLOAD_MSG_RELEASE, 31},
 		{COPYOFFLOAD_MSG_COPY_REPLY, 28}, {COPYOFFLOAD_MSG_COPY_REPLY, 31},
 		{COPYOFFLOAD_MSG_SHARE, 52}, {COPYOFFLOAD_MSG_SHARE, 55},
 		{COPYOFFLOAD_MSG_STATS, 28}, {COPYOFFLOAD_MSG_STATS, 31},
@@ -781,6 +799,30 @@ static void test_negative_status(void **state)
 
 /* --- COPY share id ---------------------------------------------------- */
 
+static void test_release_round_trip(void **state)
+{
+	uint8_t buf[COPYOFFLOAD_RELEASE_SIZE];
+	struct copyoffload_release out = {0};
+	(void)state;
+
+	assert_int_equal(copyoffload_encode_release(buf, &sample_release),
+			 COPYOFFLOAD_RELEASE_SIZE);
+	assert_header(buf, COPYOFFLOAD_MSG_RELEASE, COPYOFFLOAD_PROTOCOL_VERSION,
+		      sample_release.request_id);
+	assert_true(copyoffload_get32(buf + 24) == sample_release.handle);
+	assert_int_equal(copyoffload_decode_release(buf, sizeof(buf), &out),
+			 COPYOFFLOAD_DECODE_OK);
+	assert_memory_equal(&out, &sample_release, sizeof(out));
+
+	/* Handle 0 names nothing. */
+	struct copyoffload_release none = sample_release;
+	none.handle = 0;
+	copyoffload_encode_release(buf, &none);
+	assert_int_equal(copyoffload_decode_release(buf, sizeof(buf), &out),
+			 COPYOFFLOAD_DECODE_BAD_FIELD);
+}
+
+/* Share id @56 and descriptor handle @60 take any value, 0 (none) included. */
 static void test_copy_share_id(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_COPY_SIZE];
@@ -789,10 +831,14 @@ static void test_copy_share_id(void **state)
 
 	for (unsigned i = 0; i < 3; i++) {
 		in.share_id = (uint32_t[]){0, 1, UINT32_MAX}[i];
+		in.handle = (uint32_t[]){UINT32_MAX, 0, 1}[i];
 		copyoffload_encode_copy_request(buf, &in);
+		assert_true(copyoffload_get32(buf + 56) == in.share_id);
+		assert_true(copyoffload_get32(buf + 60) == in.handle);
 		assert_int_equal(copyoffload_decode_copy_request(buf, sizeof(buf), &out),
 				 COPYOFFLOAD_DECODE_OK);
 		assert_int_equal(out.share_id, in.share_id);
+		assert_int_equal(out.handle, in.handle);
 	}
 }
 
@@ -929,7 +975,7 @@ static void test_share_round_trip(void **state)
 	struct copyoffload_share out;
 	(void)state;
 
-	memset(&out, 0, sizeof(out)); /* the struct has tail padding */
+	memset(&out, 0, sizeof(out)); /* in case the struct has padding */
 	assert_int_equal(copyoffload_encode_share(buf, &sample_share), COPYOFFLOAD_SHARE_SIZE);
 	assert_header(buf, COPYOFFLOAD_MSG_SHARE, COPYOFFLOAD_PROTOCOL_VERSION,
 		      sample_share.request_id);
@@ -1216,6 +1262,7 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
 	struct copyoffload_share share = {0};
 	struct copyoffload_stats_request stats = {0};
 	static struct copyoffload_stats_reply stats_reply;
+	struct copyoffload_release release = {0};
 
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO:
@@ -1254,6 +1301,11 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
 		assert_int_equal(copyoffload_encode_stats_reply(out, COPYOFFLOAD_MAX_MESSAGE_SIZE,
 								&stats_reply),
 				 len);
+		break;
+	case COPYOFFLOAD_MSG_RELEASE:
+		assert_int_equal(copyoffload_decode_release(buf, len, &release),
+				 COPYOFFLOAD_DECODE_OK);
+		copyoffload_encode_release(out, &release);
 		break;
 	}
 }
@@ -1320,6 +1372,7 @@ int main(void)
 		cmocka_unit_test(test_copy_reply_inconsistent_bytes),
 		cmocka_unit_test(test_negative_status),
 		cmocka_unit_test(test_copy_share_id),
+		cmocka_unit_test(test_release_round_trip),
 		cmocka_unit_test(test_utf8_length),
 		cmocka_unit_test(test_share_name_valid),
 		cmocka_unit_test(test_share_name_set),

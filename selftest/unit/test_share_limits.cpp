@@ -54,6 +54,28 @@ void test_rate_limiter_schedule(void **)
 	assert_true(limiter.reserve(1, later) > later + std::chrono::hours(24 * 365));
 }
 
+// Without a limit (or with an idle share) acquire returns at once: no
+// wait for a time already past, which the kernel would round up by its
+// timer slack (50 us) and charge every piece of every copy.
+void test_rate_limiter_free_pass_does_not_sleep(void **)
+{
+	RateLimiter limiter;
+	std::stop_source stop;
+	const auto started = Clock::now();
+	for (int i = 0; i < 2000; i++) {
+		assert_true(limiter.acquire(1 << 20, stop.get_token()));
+	}
+	// 2000 slack sleeps would take 100 ms at least.
+	assert_true(Clock::now() - started < 50ms);
+	assert_true(limiter.ready_at() == Clock::time_point{});
+
+	// With a limit, ready_at says when the next slice may start at once.
+	limiter.set_rate(1 << 20);
+	const Clock::time_point t0 = Clock::now();
+	assert_true(limiter.reserve(512 << 10, t0) == t0);
+	assert_true(limiter.ready_at() == t0 + 500ms);
+}
+
 void test_rate_limiter_waits_and_stops(void **)
 {
 	RateLimiter limiter;
@@ -319,6 +341,7 @@ int main()
 {
 	const CMUnitTest tests[] = {
 		cmocka_unit_test(test_rate_limiter_schedule),
+		cmocka_unit_test(test_rate_limiter_free_pass_does_not_sleep),
 		cmocka_unit_test(test_rate_limiter_waits_and_stops),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_histogram_percentiles),

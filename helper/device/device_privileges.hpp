@@ -1,0 +1,67 @@
+// The two privileges device copy needs, held apart from everything else.
+//
+// copyoffloadd drops every capability at start (privileges.hpp). With
+// --device-copy it keeps exactly two in its permitted set, never in the
+// effective set:
+// - CAP_SYS_ADMIN: NVMe passthrough (Identify, Copy). Linux 6.1 allows no
+//   NVMe passthrough without it; from 6.2 on the Identify commands and I/O
+//   commands the controller's effects log lists are allowed without it on a
+//   descriptor open for writing.
+// - CAP_SYS_RAWIO: SG_IO with EXTENDED COPY and RECEIVE COPY RESULTS, which
+//   are not in the kernel's list of commands allowed without it.
+// A worker thread raises one of them into its own effective set only around
+// one passthrough call on a command it built itself (ScopedCapability), so
+// nothing else the daemon does (data writes, quota, reserved blocks) ever
+// runs with a capability. Capabilities belong to threads: raising one on a
+// worker affects no other thread.
+#pragma once
+
+#include <linux/capability.h>
+
+namespace copyoffload::device {
+
+// The capabilities --device-copy keeps permitted.
+inline constexpr int device_capabilities[] = {CAP_SYS_ADMIN, CAP_SYS_RAWIO};
+
+// Whether `capability` is in the calling thread's permitted set, so that
+// ScopedCapability can raise it.
+bool capability_permitted(int capability);
+
+// Raises `capability` into the calling thread's effective set if it is
+// permitted (and does nothing otherwise: the kernel then decides without
+// it); lowers it again on destruction. Never throws.
+class ScopedCapability {
+public:
+	explicit ScopedCapability(int capability) noexcept;
+	~ScopedCapability();
+	ScopedCapability(const ScopedCapability &) = delete;
+	ScopedCapability &operator=(const ScopedCapability &) = delete;
+
+	[[nodiscard]] bool raised() const noexcept { return raised_; }
+
+private:
+	int capability_;
+	bool raised_ = false;
+};
+
+// Gives the calling thread file-system uid and gid 0 (its real ids, so no
+// capability is needed) for its lifetime, and the previous ones back on
+// destruction: opening a device node (the helper's exclusive claim through
+// /proc/self/fd, an NVMe generic character device) is checked against the
+// node's owner, root. Never throws; root_ids() says whether it took.
+class ScopedRootFileIds {
+public:
+	ScopedRootFileIds() noexcept;
+	~ScopedRootFileIds();
+	ScopedRootFileIds(const ScopedRootFileIds &) = delete;
+	ScopedRootFileIds &operator=(const ScopedRootFileIds &) = delete;
+
+	[[nodiscard]] bool root_ids() const noexcept { return ok_; }
+
+private:
+	unsigned previous_uid_;
+	unsigned previous_gid_;
+	bool ok_ = false;
+};
+
+} // namespace copyoffload::device

@@ -1,0 +1,210 @@
+#include "scheduler.hpp"
+
+#include "connection.hpp"
+
+#include <algorithm>
+
+namespace copyoffload {
+
+Scheduler::Scheduler(std::size_t workers, WakeWorker wake)
+	: wake_(std::move(wake)), idle_(workers, false)
+{
+}
+
+bool Scheduler::admits(const CopyTask &task) const
+{
+	const auto &share = task.job().share.share;
+	return !share || share->concurrency().admits();
+}
+
+void Scheduler::leave_share(const CopyTask &task)
+{
+	const auto &share = task.job().share.share;
+	if (task.started() && share) {
+		share->concurrency().leave();
+	}
+}
+
+void Scheduler::wake_idle(std::size_t count, std::size_t self)
+{
+	for (std::size_t worker = 0; worker < idle_.size() && count > 0; worker++) {
+		if (worker != self && idle_[worker]) {
+			idle_[worker] = false; // woken once, not again until it idles
+			wake_(worker);
+			count--;
+		}
+	}
+}
+
+void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
+{
+	std::lock_guard lock(mutex_);
+	idle_.at(self) = false;
+	tasks_++;
+	const Connection *connection = task->job().connection.get();
+	auto found = by_connection_.find(connection);
+	if (found == by_connection_.end()) {
+		flows_.push_back(Flow{connection, {}});
+		found = by_connection_.emplace(connection, std::prev(flows_.end())).first;
+	}
+	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
+	const std::size_t pieces = admits(*task) ? task->pieces_left(idle + 1) : 0;
+	found->second->tasks.push_back(std::move(task));
+	// `self` takes the first piece itself.
+	wake_idle(pieces > 0 ? pieces - 1 : 0, self);
+}
+
+void Scheduler::remove(std::list<Flow>::iterator flow, std::size_t index)
+{
+	flow->tasks.erase(flow->tasks.begin() + static_cast<std::ptrdiff_t>(index));
+	if (flow->tasks.empty()) {
+		by_connection_.erase(flow->connection);
+		flows_.erase(flow);
+	}
+}
+
+bool Scheduler::paced_ready(const CopyTask &task, Clock::time_point now,
+			    Clock::time_point &retry)
+{
+	RateLimiter *rate = task.rate_limiter();
+	if (rate == nullptr) {
+		return true;
+	}
+	const Clock::time_point ready = rate->ready_at();
+	if (ready <= now) {
+		return true;
+	}
+	if (retry == Clock::time_point{} || ready < retry) {
+		retry = ready;
+	}
+	return false;
+}
+
+std::optional<Scheduler::Assignment> Scheduler::take(Clock::time_point now,
+						     Clock::time_point &retry)
+{
+	for (auto flow = flows_.begin(); flow != flows_.end();) {
+		bool flow_removed = false;
+		for (std::size_t i = 0; i < flow->tasks.size();) {
+			std::shared_ptr<CopyTask> task = flow->tasks[i];
+			if (!task->started() && !admits(*task)) {
+				i++; // its share is at its limit: the next one's turn
+				continue;
+			}
+			// A task whose client went away still comes through, to
+			// be completed; one that is only early waits its turn.
+			if (!task->job().connection->cancelled() &&
+			    !paced_ready(*task, now, retry)) {
+				i++;
+				continue;
+			}
+			const bool was_started = task->started();
+			if (auto piece = task->take_piece()) {
+				if (!was_started && task->job().share.share) {
+					task->job().share.share->concurrency().enter();
+				}
+				if (RateLimiter *rate = task->rate_limiter();
+				    rate != nullptr && piece->first != COPYOFFLOAD_METHOD_CLONE) {
+					rate->reserve(piece->length, now); // starts now: it was ready
+				}
+				// Turns: the task goes behind its connection's other
+				// tasks, the connection behind the others.
+				flow->tasks.erase(flow->tasks.begin() + static_cast<std::ptrdiff_t>(i));
+				if (task->pieces_left(1) > 0) {
+					flow->tasks.push_back(task);
+				}
+				if (flow->tasks.empty()) {
+					by_connection_.erase(flow->connection);
+					flows_.erase(flow);
+				} else {
+					flows_.splice(flows_.end(), flows_, flow);
+				}
+				return Assignment{std::move(task), piece};
+			}
+			// It takes no more pieces (cut, failed, client gone).
+			const bool last_in_flow = flow->tasks.size() == 1;
+			auto next_flow = std::next(flow);
+			remove(flow, i);
+			if (task->complete()) {
+				tasks_--;
+				leave_share(*task);
+				return Assignment{std::move(task), std::nullopt};
+			}
+			if (last_in_flow) {
+				flow = next_flow;
+				flow_removed = true;
+				break;
+			}
+		}
+		if (!flow_removed) {
+			++flow;
+		}
+	}
+	return std::nullopt;
+}
+
+std::optional<Scheduler::Assignment> Scheduler::next(std::size_t self,
+						     Clock::time_point &retry)
+{
+	std::lock_guard lock(mutex_);
+	idle_.at(self) = false;
+	retry = {};
+	auto assignment = take(Clock::now(), retry);
+	if (!assignment) {
+		idle_.at(self) = true;
+	}
+	return assignment;
+}
+
+bool Scheduler::done(const Assignment &assignment, const PieceResult &result)
+{
+	std::lock_guard lock(mutex_);
+	CopyTask &task = *assignment.task;
+	task.piece_done(*assignment.piece, result);
+	if (!task.complete()) {
+		return false;
+	}
+	if (auto flow = by_connection_.find(task.job().connection.get());
+	    flow != by_connection_.end()) {
+		auto &tasks = flow->second->tasks;
+		auto at = std::find(tasks.begin(), tasks.end(), assignment.task);
+		if (at != tasks.end()) {
+			remove(flow->second, static_cast<std::size_t>(at - tasks.begin()));
+		}
+	}
+	tasks_--;
+	leave_share(task);
+	return true;
+}
+
+Scheduler::Dropped Scheduler::drop(const Connection &connection)
+{
+	Dropped dropped;
+	std::lock_guard lock(mutex_);
+	auto found = by_connection_.find(&connection);
+	if (found == by_connection_.end()) {
+		return dropped;
+	}
+	for (std::shared_ptr<CopyTask> &task : found->second->tasks) {
+		if (!task->started()) {
+			tasks_--;
+			dropped.unstarted.push_back(std::move(task));
+		} else if (task->complete()) {
+			tasks_--;
+			leave_share(*task);
+			dropped.finish.push_back(std::move(task));
+		}
+		// Others have pieces running; the last of them completes them.
+	}
+	flows_.erase(found->second);
+	by_connection_.erase(found);
+	return dropped;
+}
+
+std::size_t Scheduler::tasks() const
+{
+	std::lock_guard lock(mutex_);
+	return tasks_;
+}
+
+} // namespace copyoffload

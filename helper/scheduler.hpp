@@ -1,0 +1,112 @@
+// The copies in flight and the order the workers take their pieces in.
+//
+// Fairness: copies are grouped by connection (one smbd process each), and
+// the connections take turns, one piece each; within a connection its
+// copies take turns too. So an smbd process with many copies queued gets
+// no more of the workers than one with a single copy, and a large copy
+// (the copyoffload tool's, or a clone-only request) cannot hold up the
+// 1 MiB chunks of others for longer than one piece.
+//
+// Limits: a copy that has not started while its share is at its
+// concurrency limit is passed over (never failed) until one of the
+// share's copies finishes. A copy of a share with a bandwidth limit is
+// passed over until the share's rate allows its next piece, whose time
+// is reserved when it is taken: no worker sleeps for a limited share, so
+// the other copies and the sockets go on meanwhile.
+//
+// Wake-ups: the worker that adds a copy asks for work itself right after,
+// so only the pieces beyond the first wake other, idle workers; a copy of
+// one piece (smbd's usual chunk) runs on the thread that read it, with no
+// hand-off.
+#pragma once
+
+#include "copy_job.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+namespace copyoffload {
+
+class Scheduler {
+public:
+	using WakeWorker = std::function<void(std::size_t worker)>;
+
+	Scheduler(std::size_t workers, WakeWorker wake);
+	Scheduler(const Scheduler &) = delete;
+	Scheduler &operator=(const Scheduler &) = delete;
+
+	// What a worker is handed: a piece of a task to run, or (no piece) a
+	// task that is complete and must be finished.
+	struct Assignment {
+		std::shared_ptr<CopyTask> task;
+		std::optional<CopyPiece> piece;
+	};
+
+	// A task with pieces to run, added by worker `self`, which asks for
+	// work next.
+	void add(std::shared_ptr<CopyTask> task, std::size_t self);
+
+	// The next assignment for worker `self`; none marks it idle (it is
+	// then woken when there is work). `retry` is set to when a copy held
+	// back by its share's bandwidth limit may go on (the epoch: none is).
+	using Clock = std::chrono::steady_clock;
+	std::optional<Assignment> next(std::size_t self, Clock::time_point &retry);
+	std::optional<Assignment> next(std::size_t self)
+	{
+		Clock::time_point ignored;
+		return next(self, ignored);
+	}
+
+	// A piece ran. True when its task is now complete: the caller
+	// finishes it.
+	bool done(const Assignment &assignment, const PieceResult &result);
+
+	// The connection went away: its copies that have not started are
+	// dropped (no reply, no statistics; the returned tasks hold them
+	// until the caller lets go), and those that did start take no more
+	// pieces. Started copies that are complete now are returned too;
+	// `finish` says which must be finished.
+	struct Dropped {
+		std::vector<std::shared_ptr<CopyTask>> unstarted;
+		std::vector<std::shared_ptr<CopyTask>> finish;
+	};
+	Dropped drop(const Connection &connection);
+
+	// Copies added and not yet complete.
+	[[nodiscard]] std::size_t tasks() const;
+
+private:
+	struct Flow {
+		const Connection *connection;
+		std::deque<std::shared_ptr<CopyTask>> tasks;
+	};
+
+	// Needs mutex_: the first task that may take a piece now.
+	std::optional<Assignment> take(Clock::time_point now, Clock::time_point &retry);
+	// Needs mutex_: whether the task's share's rate lets it have a piece
+	// now; if not, `retry` moves up to when it will.
+	static bool paced_ready(const CopyTask &task, Clock::time_point now,
+				Clock::time_point &retry);
+	void remove(std::list<Flow>::iterator flow, std::size_t index);
+	// Needs mutex_: wakes up to `count` idle workers other than `self`.
+	void wake_idle(std::size_t count, std::size_t self);
+	[[nodiscard]] bool admits(const CopyTask &task) const;
+	void leave_share(const CopyTask &task);
+
+	WakeWorker wake_;
+	mutable std::mutex mutex_;
+	std::list<Flow> flows_; // connections with tasks that want pieces, in turn order
+	std::unordered_map<const Connection *, std::list<Flow>::iterator> by_connection_;
+	std::vector<bool> idle_;
+	std::size_t tasks_ = 0;
+};
+
+} // namespace copyoffload

@@ -1,0 +1,309 @@
+#include "worker.hpp"
+
+#include "epoll_set.hpp"
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <system_error>
+
+namespace copyoffload {
+
+namespace {
+
+constexpr std::uint32_t connection_events = EPOLLIN | EPOLLRDHUP;
+
+// epoll_wait's timeout until `when` (the epoch: none, -1), rounded up so
+// the wake-up is not early.
+int timeout_until(Scheduler::Clock::time_point when)
+{
+	if (when == Scheduler::Clock::time_point{}) {
+		return -1;
+	}
+	const auto left = when - Scheduler::Clock::now();
+	if (left <= Scheduler::Clock::duration::zero()) {
+		return 0;
+	}
+	return static_cast<int>(
+		std::chrono::ceil<std::chrono::milliseconds>(left).count());
+}
+
+} // namespace
+
+WorkerPool::Worker::Worker(WorkerPool &pool, std::size_t index)
+	: pool_(pool),
+	  index_(index),
+	  epoll_(checked_fd(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
+	  wake_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+	  engine_(EngineOptions{.queue_depth = pool.options_.queue_depth})
+{
+	epoll_add(epoll_.get(), wake_.get(), EPOLLIN);
+	thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
+}
+
+WorkerPool::Worker::~Worker()
+{
+	stop();
+	join();
+}
+
+void WorkerPool::Worker::stop()
+{
+	thread_.request_stop();
+	wake();
+}
+
+void WorkerPool::Worker::join()
+{
+	if (thread_.joinable()) {
+		thread_.join();
+	}
+}
+
+void WorkerPool::Worker::post(std::function<void()> command)
+{
+	{
+		std::lock_guard lock(commands_mutex_);
+		commands_.push_back(std::move(command));
+	}
+	wake();
+}
+
+void WorkerPool::Worker::wake()
+{
+	std::uint64_t one = 1;
+	// Fails only when the counter would overflow: the worker is due to
+	// wake up anyway.
+	[[maybe_unused]] auto ignored = ::write(wake_.get(), &one, sizeof(one));
+}
+
+void WorkerPool::Worker::run_commands()
+{
+	std::vector<std::function<void()>> commands;
+	{
+		std::lock_guard lock(commands_mutex_);
+		commands.swap(commands_);
+	}
+	for (auto &command : commands) {
+		command();
+	}
+}
+
+void WorkerPool::Worker::run(std::stop_token stop)
+{
+	const Logger &log = pool_.log_;
+	if (pool_.options_.nice != 0 &&
+	    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+			  pool_.options_.nice) != 0) {
+		log.warning("worker {}: cannot change its nice value by {}: {}", index_,
+			    pool_.options_.nice, describe_errno(errno));
+	}
+	// The ring is made here: only the thread that made it submits to it.
+	log.debug("worker {}: read/write uses {}", index_, engine_.prepare());
+
+	// Sleeps only when the scheduler has nothing; between two pieces it
+	// takes a look at its sockets, so that new copies join the queue
+	// while a long one runs. Right after a look it runs the next piece
+	// without another: one chunk costs one epoll_wait.
+	bool looked = true;
+	while (!stop.stop_requested()) {
+		try {
+			if (!step(looked)) {
+				return;
+			}
+		} catch (const std::exception &e) {
+			// Only allocation fails here: what was being read or
+			// added is lost (its client times out or reconnects),
+			// the worker and its other connections go on.
+			log.error("worker {}: {}", index_, e.what());
+		}
+	}
+}
+
+bool WorkerPool::Worker::step(bool &looked)
+{
+	Scheduler::Clock::time_point retry;
+	auto assignment = pool_.scheduler_.next(index_, retry);
+	if (assignment && looked) {
+		looked = false;
+		execute(*assignment);
+		return true;
+	}
+	if (!assignment && retry == Scheduler::Clock::time_point{} && spin()) {
+		return true;
+	}
+	if (poll(assignment ? 0 : timeout_until(retry)) < 0) {
+		return false;
+	}
+	looked = true;
+	if (assignment) { // taken before the look: it must run
+		looked = false;
+		execute(*assignment);
+	}
+	return true;
+}
+
+int WorkerPool::Worker::poll(int timeout)
+{
+	std::array<epoll_event, 32> events{};
+	int ready = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
+				 timeout);
+	if (ready < 0) {
+		if (errno == EINTR) {
+			return 0;
+		}
+		pool_.log_.error("worker {}: epoll_wait: {}", index_, describe_errno(errno));
+		return -1;
+	}
+	for (int i = 0; i < ready; i++) {
+		if (events[i].data.fd == wake_.get()) {
+			std::uint64_t count = 0;
+			[[maybe_unused]] auto ignored = ::read(wake_.get(), &count, sizeof(count));
+			run_commands();
+		} else {
+			handle(events[i].data.fd, events[i].events);
+		}
+	}
+	return ready;
+}
+
+bool WorkerPool::Worker::spin()
+{
+	const auto budget = std::chrono::microseconds(pool_.options_.poll_usec);
+	if (budget.count() == 0 || std::chrono::steady_clock::now() - last_piece_ > budget) {
+		return false;
+	}
+	const auto until = last_piece_ + budget;
+	while (std::chrono::steady_clock::now() < until) {
+		int handled = poll(0);
+		if (handled != 0) {
+			return handled > 0;
+		}
+	}
+	return false;
+}
+
+void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
+{
+	const int fd = connection->fd();
+	try {
+		epoll_add(epoll_.get(), fd, connection_events);
+		connections_.emplace(fd, std::move(connection));
+	} catch (const std::exception &e) {
+		// The client sees its connection close and copies elsewhere.
+		pool_.log_.error("worker {}: cannot take {}: {}", index_,
+				 connection->describe(), e.what());
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+		connection_count_--;
+		pool_.notify_if_watched();
+	}
+}
+
+void WorkerPool::Worker::handle(int fd, std::uint32_t events)
+{
+	auto found = connections_.find(fd);
+	if (found == connections_.end()) {
+		return;
+	}
+	if ((events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0) {
+		disconnect(fd, "disconnected");
+		return;
+	}
+	if ((events & EPOLLIN) == 0) {
+		return;
+	}
+	// One message per readiness: epoll reports the socket again while it
+	// has more, and a client that sends one copy at a time (smbd) costs
+	// no recvmsg that finds nothing. Connections also take turns.
+	std::vector<CopyJob> jobs;
+	if (found->second->read_messages(jobs, 1) == Connection::ReadOutcome::close) {
+		disconnect(fd, "closed by the daemon");
+		return; // jobs of this batch are dropped with `jobs`
+	}
+	start(jobs);
+}
+
+void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
+{
+	for (CopyJob &job : jobs) {
+		pool_.jobs_in_flight_++;
+		auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
+						       pool_.options_.segment_size);
+		if (task->complete()) {
+			finish(*task); // refused, or nothing to copy
+		} else {
+			pool_.scheduler_.add(std::move(task), index_);
+		}
+	}
+}
+
+void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
+{
+	if (!assignment.piece) {
+		finish(*assignment.task);
+		return;
+	}
+	const PieceResult result =
+		assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
+	if (pool_.scheduler_.done(assignment, result)) {
+		finish(*assignment.task);
+	}
+	last_piece_ = std::chrono::steady_clock::now();
+}
+
+void WorkerPool::Worker::finish(CopyTask &task)
+{
+	task.finish();
+	pool_.jobs_in_flight_--;
+	pool_.notify_if_watched();
+}
+
+void WorkerPool::Worker::disconnect(int fd, const char *why)
+{
+	auto found = connections_.find(fd);
+	if (found == connections_.end()) {
+		return;
+	}
+	std::shared_ptr<Connection> connection = std::move(found->second);
+	connections_.erase(found);
+	connection_count_--;
+	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+	// Running copies notice at their next piece; the socket itself closes
+	// when the last of them lets go of the connection.
+	connection->cancel();
+	Scheduler::Dropped dropped = pool_.scheduler_.drop(*connection);
+	for (auto &task : dropped.finish) {
+		finish(*task);
+	}
+	pool_.jobs_in_flight_ -= dropped.unstarted.size();
+	pool_.log_.debug("{} {}; dropped {} queued copies", connection->describe(), why,
+			 dropped.unstarted.size());
+	dropped.unstarted.clear(); // their descriptors close here
+	pool_.notify_if_watched();
+}
+
+void WorkerPool::Worker::drain(int limit)
+{
+	std::vector<int> closing;
+	for (const auto &[fd, connection] : connections_) {
+		std::vector<CopyJob> jobs;
+		if (connection->read_messages(jobs, limit) == Connection::ReadOutcome::close) {
+			closing.push_back(fd);
+			continue;
+		}
+		connection->refuse_new_copies();
+		start(jobs);
+	}
+	for (int fd : closing) {
+		disconnect(fd, "closed by the daemon");
+	}
+	pool_.drained_++;
+	pool_.notify_if_watched();
+}
+
+} // namespace copyoffload

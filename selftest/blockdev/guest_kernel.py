@@ -1,0 +1,186 @@
+"""Debian's kernel for the QEMU guest: vmlinuz plus the few modules the test
+loads, cached by package name and version.
+
+The package is what linux-image-amd64 depends on (Debian 12: a 6.1 kernel).
+`apt-get download` fetches it once; the cache keeps vmlinuz, the modules
+(with everything they depend on, found in each module's .modinfo section)
+and their load order in
+
+    /var/cache/copyoffload/qemu/kernel/<package>_<version>/
+
+A second run only reads that directory. When apt cannot say which kernel is
+current (no package lists) or cannot fetch it, the package lists are
+refreshed once; failing that, the newest cached kernel is used.
+"""
+
+import glob
+import os
+import shutil
+import struct
+import subprocess
+import tempfile
+
+CACHE_ROOT = "/var/cache/copyoffload/qemu/kernel"
+
+# What the guest needs, by module name. Crypto providers first: crc-t10dif,
+# crc64-rocksoft and crc32c look their algorithm up at load time, and the
+# guest has no modprobe to load it on demand.
+WANTED = [
+    "crct10dif_generic", "crc64_rocksoft_generic", "crc32c_generic",
+    "nvme",                                   # NVMe namespaces, ngXnY
+    "target_core_mod", "tcm_loop", "sd_mod",  # LIO + tcm_loop SCSI disks
+    "ext4",                                   # a mounted device (busybox mke2fs)
+]
+
+
+def _run(argv):
+    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
+
+
+def current_package():
+    """(package, version) of the kernel linux-image-amd64 depends on, or None."""
+    try:
+        depends = _run(["apt-cache", "depends", "linux-image-amd64"])
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    package = None
+    for line in depends.splitlines():
+        line = line.strip()
+        if line.startswith("Depends: linux-image-"):
+            package = line.split(":", 1)[1].strip()
+            break
+    if package is None:
+        return None
+    policy = _run(["apt-cache", "policy", package])
+    for line in policy.splitlines():
+        line = line.strip()
+        if line.startswith("Candidate:"):
+            version = line.split(":", 1)[1].strip()
+            if version and version != "(none)":
+                return package, version
+    return None
+
+
+def _modinfo(path):
+    """The key=value strings of a module's .modinfo section."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if data[:4] != b"\x7fELF" or data[4] != 2:
+        raise RuntimeError(f"{path}: not a 64-bit ELF module")
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3a)
+    sections = []
+    for i in range(shnum):
+        name, _type, _flags, _addr, offset, size = struct.unpack_from(
+            "<IIQQQQ", data, shoff + i * shentsize)
+        sections.append((name, offset, size))
+    strtab = sections[shstrndx][1]
+    for name, offset, size in sections:
+        end = data.index(b"\0", strtab + name)
+        if data[strtab + name:end] == b".modinfo":
+            return [item.decode("utf-8", "replace")
+                    for item in data[offset:offset + size].split(b"\0") if item]
+    return []
+
+
+def module_order(modules_dir, wanted):
+    """Paths of `wanted` and everything they need, each after its needs."""
+    index = {}
+    for path in glob.glob(os.path.join(modules_dir, "kernel", "**", "*.ko"),
+                          recursive=True):
+        index[os.path.basename(path)[:-3].replace("-", "_")] = path
+    order, state = [], {}
+
+    def visit(name):
+        name = name.replace("-", "_")
+        if state.get(name) == "done":
+            return
+        if state.get(name) == "visiting":
+            raise RuntimeError(f"module dependency cycle at {name}")
+        if name not in index:
+            raise RuntimeError(f"module {name} not in the kernel package")
+        state[name] = "visiting"
+        needs = []
+        for item in _modinfo(index[name]):
+            key, _, value = item.partition("=")
+            if key == "depends":
+                needs += [n for n in value.split(",") if n]
+            elif key == "softdep":
+                # "pre: a b post: c": only real module names, in front.
+                words = value.split()
+                pre = False
+                for word in words:
+                    if word.endswith(":"):
+                        pre = word == "pre:"
+                    elif pre and word.replace("-", "_") in index:
+                        needs.append(word)
+        for need in needs:
+            visit(need)
+        state[name] = "done"
+        order.append(index[name])
+
+    for name in wanted:
+        visit(name)
+    return order
+
+
+def _cached(directory):
+    return (os.path.isfile(os.path.join(directory, "vmlinuz")) and
+            os.path.isfile(os.path.join(directory, "modules.order")))
+
+
+def _newest_cached():
+    cached = sorted(d for d in glob.glob(os.path.join(CACHE_ROOT, "*")) if _cached(d))
+    return cached[-1] if cached else None
+
+
+def _fetch(package, version, directory, log):
+    """Downloads the package and caches its pieces in `directory`."""
+    log(f"guest kernel: fetching {package} {version} (once; cached in {directory})")
+    os.makedirs(CACHE_ROOT, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=CACHE_ROOT) as work:
+        subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work,
+                       check=True, capture_output=True)
+        deb = glob.glob(os.path.join(work, "*.deb"))[0]
+        tree = os.path.join(work, "tree")
+        subprocess.run(["dpkg-deb", "-x", deb, tree], check=True)
+        vmlinuz = glob.glob(os.path.join(tree, "boot", "vmlinuz-*"))[0]
+        modules_dir = glob.glob(os.path.join(tree, "lib", "modules", "*"))[0]
+        staged = os.path.join(work, "staged")
+        os.makedirs(os.path.join(staged, "modules"))
+        shutil.copy2(vmlinuz, os.path.join(staged, "vmlinuz"))
+        names = []
+        for path in module_order(modules_dir, WANTED):
+            shutil.copy2(path, os.path.join(staged, "modules"))
+            names.append(os.path.basename(path))
+        with open(os.path.join(staged, "modules.order"), "w") as f:
+            f.write("\n".join(names) + "\n")
+        if os.path.isdir(directory):
+            shutil.rmtree(directory)
+        os.rename(staged, directory)
+
+
+def ensure_kernel(log=print):
+    """Directory with vmlinuz, modules/*.ko and modules.order (load order)."""
+    for attempt in range(2):
+        current = current_package()
+        if current is not None:
+            package, version = current
+            directory = os.path.join(CACHE_ROOT, f"{package}_{version}")
+            if _cached(directory):
+                return directory
+            try:
+                _fetch(package, version, directory, log)
+                return directory
+            except subprocess.CalledProcessError as e:
+                log(f"guest kernel: fetching {package} {version} failed: "
+                    f"{(e.stderr or b'').decode(errors='replace').strip()[-300:]}")
+        if attempt == 0:
+            # Stale or missing package lists: the version they name may be
+            # gone from the mirror.
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True)
+    cached = _newest_cached()
+    if cached is None:
+        raise RuntimeError("cannot fetch the linux-image-amd64 kernel and none is cached")
+    log(f"guest kernel: using the cached {os.path.basename(cached)}")
+    return cached

@@ -1,0 +1,224 @@
+// The worker pool for real: threads, each worker's epoll and io_uring
+// ring, the scheduler spreading one copy's pieces over the workers, and
+// the reply from whichever worker finished the last piece. Over a socket
+// pair, as smbd would talk to the daemon.
+
+#include "connection.hpp"
+#include "worker_pool.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "helper_test_support.hpp"
+
+using namespace copyoffload;
+using namespace test_support;
+using namespace test_support::methods;
+
+namespace {
+
+const Logger quiet(LogLevel::error, -1);
+
+struct Client {
+	UniqueFd socket;
+
+	void send(const std::uint8_t *data, std::size_t size, const std::vector<int> &fds = {})
+	{
+		send_with_descriptors(socket.get(), data, size, fds);
+	}
+
+	// The next message, waiting up to 10 s.
+	std::vector<std::uint8_t> receive()
+	{
+		pollfd readable{socket.get(), POLLIN, 0};
+		assert_int_equal(::poll(&readable, 1, 10000), 1);
+		std::vector<std::uint8_t> buf(COPYOFFLOAD_MAX_MESSAGE_SIZE);
+		ssize_t n = ::recv(socket.get(), buf.data(), buf.size(), 0);
+		assert_true(n > 0);
+		buf.resize(static_cast<std::size_t>(n));
+		return buf;
+	}
+
+	void hello()
+	{
+		std::uint8_t buf[COPYOFFLOAD_HELLO_SIZE];
+		copyoffload_hello hello{1, COPYOFFLOAD_PROTOCOL_VERSION, COPYOFFLOAD_PROTOCOL_VERSION};
+		send(buf, copyoffload_encode_hello(buf, &hello));
+		auto answer = receive();
+		copyoffload_hello_reply reply{};
+		assert_int_equal(copyoffload_decode_hello_reply(answer.data(), answer.size(), &reply),
+				 COPYOFFLOAD_DECODE_OK);
+		assert_int_equal(reply.status, 0);
+	}
+
+	copyoffload_copy_reply copy(const copyoffload_copy_request &request,
+				    const std::vector<int> &fds)
+	{
+		std::uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+		send(buf, copyoffload_encode_copy_request(buf, &request), fds);
+		auto answer = receive();
+		copyoffload_copy_reply reply{};
+		assert_int_equal(copyoffload_decode_copy_reply(answer.data(), answer.size(), &reply),
+				 COPYOFFLOAD_DECODE_OK);
+		assert_true(reply.request_id == request.request_id);
+		return reply;
+	}
+};
+
+struct Fixture {
+	ShareRegistry shares;
+	std::atomic<int> notified{0};
+	WorkerPool pool;
+	Client client;
+	std::shared_ptr<Connection> connection;
+
+	explicit Fixture(unsigned workers)
+		: pool(PoolOptions{.workers = workers, .segment_size = 64 << 10, .queue_depth = 4},
+		       quiet, [this] { notified++; })
+	{
+		int ends[2];
+		assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
+		connection = std::make_shared<Connection>(
+			UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, quiet, shares);
+		client.socket = UniqueFd(ends[1]);
+		pool.adopt(connection);
+		client.hello();
+	}
+};
+
+// Waits up to 10 s for `condition`.
+template <typename Condition>
+bool eventually(Condition condition)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (condition()) {
+			return true;
+		}
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+	return condition();
+}
+
+void test_pieces_spread_and_one_reply(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	Fixture f(2);
+	// 1 MiB + 123 bytes in 64 KiB pieces: 17 pieces over two workers,
+	// through io_uring (read/write only), then copy_file_range.
+	const std::size_t size = (1 << 20) + 123;
+	auto bytes = pattern(size, 11);
+	write_file(dir.file("src"), bytes);
+	for (std::uint32_t methods : {bit(RW), bit(CFR)}) {
+		write_file(dir.file("dst"), {});
+		UniqueFd source = open_file(dir.file("src"), O_RDONLY);
+		UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
+		copyoffload_copy_request request = copy_request(0, 100, size, methods);
+		request.request_id = methods;
+		copyoffload_copy_reply reply =
+			f.client.copy(request, {source.get(), destination.get()});
+		assert_int_equal(reply.status, 0);
+		assert_true(reply.bytes_done == size);
+		auto copied = read_file(dir.file("dst"));
+		assert_int_equal(copied.size(), 100 + size);
+		assert_memory_equal(copied.data() + 100, bytes.data(), size);
+	}
+	assert_true(eventually([&] { return f.pool.jobs_in_flight() == 0; }));
+	assert_int_equal(f.pool.connections(), 1);
+}
+
+void test_handles_through_the_pool(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	Fixture f(2);
+	auto bytes = pattern(300000, 4);
+	write_file(dir.file("src"), bytes);
+	write_file(dir.file("dst"), {});
+	UniqueFd source = open_file(dir.file("src"), O_RDONLY);
+	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
+
+	// The first chunk registers the pair, the next ones only name it,
+	// as smbd's module does for the chunks of one copy.
+	for (std::uint64_t chunk = 0; chunk < 3; chunk++) {
+		copyoffload_copy_request request =
+			copy_request(chunk * 100000, chunk * 100000, 100000, bit(CFR) | bit(RW));
+		request.request_id = 10 + chunk;
+		request.handle = 42;
+		std::vector<int> fds;
+		if (chunk == 0) {
+			fds = {source.get(), destination.get()};
+		}
+		copyoffload_copy_reply reply = f.client.copy(request, fds);
+		assert_int_equal(reply.status, 0);
+		assert_true(reply.bytes_done == 100000);
+	}
+	assert_true(read_file(dir.file("dst")) == bytes);
+
+	std::uint8_t buf[COPYOFFLOAD_RELEASE_SIZE];
+	copyoffload_release release{.request_id = 20, .handle = 42};
+	f.client.send(buf, copyoffload_encode_release(buf, &release));
+	copyoffload_copy_request after = copy_request(0, 0, 10, bit(CFR));
+	after.request_id = 21;
+	after.handle = 42;
+	assert_int_equal(f.client.copy(after, {}).status, ESTALE);
+}
+
+void test_drain_and_disconnect(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	Fixture f(2);
+	write_file(dir.file("src"), pattern(1000));
+	write_file(dir.file("dst"), {});
+	UniqueFd source = open_file(dir.file("src"), O_RDONLY);
+	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
+
+	// A copy sent before the drain runs; one sent after it is refused.
+	std::uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	copyoffload_copy_request before = copy_request(0, 0, 1000, bit(CFR));
+	before.request_id = 1;
+	f.client.send(buf, copyoffload_encode_copy_request(buf, &before),
+		      {source.get(), destination.get()});
+	f.pool.watch(true);
+	f.pool.drain(4096);
+	assert_true(eventually([&] { return f.pool.drained(); }));
+	assert_true(f.notified.load() > 0);
+	copyoffload_copy_request after = copy_request(0, 0, 1000, bit(CFR));
+	after.request_id = 2;
+	f.client.send(buf, copyoffload_encode_copy_request(buf, &after),
+		      {source.get(), destination.get()});
+	int answered = 0;
+	for (int i = 0; i < 2; i++) {
+		auto answer = f.client.receive();
+		copyoffload_copy_reply reply{};
+		assert_int_equal(copyoffload_decode_copy_reply(answer.data(), answer.size(), &reply),
+				 COPYOFFLOAD_DECODE_OK);
+		answered |= 1 << reply.request_id;
+		assert_int_equal(reply.status, reply.request_id == 1 ? 0 : ESHUTDOWN);
+	}
+	assert_int_equal(answered, 0b110);
+	assert_true(eventually([&] { return f.pool.jobs_in_flight() == 0; }));
+
+	// The client goes: its worker closes the connection.
+	f.client.socket.reset();
+	assert_true(eventually([&] { return f.pool.connections() == 0; }));
+	assert_true(eventually([&] { return f.connection.use_count() == 1; }));
+}
+
+#define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
+
+} // namespace
+
+int main()
+{
+	const CMUnitTest tests[] = {
+		WITH_DIR(test_pieces_spread_and_one_reply),
+		WITH_DIR(test_handles_through_the_pool),
+		WITH_DIR(test_drain_and_disconnect),
+	};
+	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);
+}
