@@ -53,13 +53,21 @@ def require_identical(env, check, src, dst):
                   f"{dst} differs from {src} (sha256)")
 
 
-def clean_source_case(env, check):
-    path, _ = test_clone.create_share_file(env, SHARE, "clean-src.bin", SIZE)
+def scopy_clean_source(env, check, name):
+    """Writes and fsyncs NAME-src.bin on the mount (no dirty pages), copies
+    it to NAME-copy.bin with scopy and checks the copy; returns smbd's
+    inline-clone byte count and the helper log position from before."""
+    path, _ = test_clone.create_share_file(env, SHARE, f"{name}-src.bin", SIZE)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
     before, position = inline_bytes(env), env.helper.log_position()
-    scopy(env, check, "clean-src.bin", "clean-copy.bin")
-    require_identical(env, check, "clean-src.bin", "clean-copy.bin")
+    scopy(env, check, f"{name}-src.bin", f"{name}-copy.bin")
+    require_identical(env, check, f"{name}-src.bin", f"{name}-copy.bin")
+    return before, position
+
+
+def clean_source_case(env, check):
+    before, position = scopy_clean_source(env, check, "clean")
     test_clone.require_shared(env, check, env.share_path(SHARE, "clean-copy.bin"),
                               [(0, SIZE)], "inline-cloned copy")
     cloned = inline_bytes(env) - before
@@ -89,12 +97,7 @@ def dirty_source_case(env, check):
 
 
 def no_reflink_case(env, check):
-    path, _ = test_clone.create_share_file(env, SHARE, "ext4-src.bin", SIZE)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-    before, position = inline_bytes(env), env.helper.log_position()
-    scopy(env, check, "ext4-src.bin", "ext4-copy.bin")
-    require_identical(env, check, "ext4-src.bin", "ext4-copy.bin")
+    before, position = scopy_clean_source(env, check, "ext4")
     check.require(inline_bytes(env) == before, "smbd claims an inline clone on ext4")
     test_scopy.check_helper_copied(env, check, position, SIZE)
 
