@@ -231,6 +231,21 @@ static void helper_conn_forget_declarations(struct helper_conn *conn)
 	}
 }
 
+/*
+ * Closes the socket and what hangs off it; the calls stay listed for the
+ * caller to fail or drop, and every share must be declared again on the
+ * next socket.
+ */
+static void helper_conn_close_socket(struct helper_conn *conn)
+{
+	TALLOC_FREE(conn->fde);
+	TALLOC_FREE(conn->reply_timer);
+	close(conn->fd);
+	conn->fd = -1;
+	conn->hello_answered = false;
+	helper_conn_forget_declarations(conn);
+}
+
 static void helper_call_finish(struct helper_call *call, int err)
 {
 	struct tevent_context *ev = call->conn->ev;
@@ -263,12 +278,7 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 		"%u copies in flight are handed back\n",
 		conn->socket_path, what, strerror(err), in_flight);
 
-	TALLOC_FREE(conn->fde);
-	TALLOC_FREE(conn->reply_timer);
-	close(conn->fd);
-	conn->fd = -1;
-	conn->hello_answered = false;
-	helper_conn_forget_declarations(conn);
+	helper_conn_close_socket(conn);
 	while (conn->calls != NULL) {
 		helper_call_finish(conn->calls, err);
 	}
@@ -381,12 +391,7 @@ static int helper_conn_ensure(struct helper_conn *conn)
 	/* tevent caches the pid (and renews it at fork): no syscall per chunk. */
 	if (conn->fd != -1 && conn->fd_owner != tevent_cached_getpid()) {
 		/* Forked: the socket and its replies stay with the parent. */
-		TALLOC_FREE(conn->fde);
-		TALLOC_FREE(conn->reply_timer);
-		close(conn->fd);
-		conn->fd = -1;
-		conn->hello_answered = false;
-		helper_conn_forget_declarations(conn);
+		helper_conn_close_socket(conn);
 		while (conn->calls != NULL) {
 			struct helper_call *call = conn->calls;
 			DLIST_REMOVE(conn->calls, call);
