@@ -124,29 +124,15 @@ class HelperDaemon:
         os.chmod(self.dir, 0o755)
         argv = [self.binary, "--socket", self.socket_path,
                 "--log-level", self.log_level, *self.extra_args]
-        try:
-            with cleanup.critical():
-                self.proc, self._token = processes.spawn_daemon(
-                    argv, self.log_path, "copyoffloadd")
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.proc, self._token = processes.start_daemon(
+            argv, self.log_path, "copyoffloadd", self._socket_exists,
+            f"create {self.socket_path}", self.log_tail, timeout)
 
-    def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"copyoffloadd exited with status "
-                                   f"{self.proc.returncode}: {self.log_tail()}")
-            try:
-                if stat.S_ISSOCK(os.stat(self.socket_path).st_mode):
-                    return
-            except FileNotFoundError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"copyoffloadd did not create {self.socket_path} "
-                           f"within {timeout} s: {self.log_tail()}")
+    def _socket_exists(self):
+        try:
+            return stat.S_ISSOCK(os.stat(self.socket_path).st_mode)
+        except FileNotFoundError:
+            return False
 
     def stop(self):
         if self._token is not None:

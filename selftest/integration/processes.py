@@ -90,6 +90,28 @@ def spawn_daemon(argv, log_path, description, env=None):
     return proc, token
 
 
+def start_daemon(argv, log_path, description, ready, waiting_for, log_tail, timeout):
+    """spawn_daemon, then poll ready() until it is true. If the process
+    exits first or timeout seconds pass, it is stopped and RuntimeError
+    says what it did not do (waiting_for) with log_tail(). Returns
+    (Popen, cleanup token)."""
+    proc, token = spawn_daemon(argv, log_path, description)
+    try:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            if proc.poll() is not None:
+                raise RuntimeError(f"{description} exited with status "
+                                   f"{proc.returncode}; log tail: {log_tail()}")
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"{description} did not {waiting_for} within "
+                                   f"{timeout} s; log tail: {log_tail()}")
+            time.sleep(0.05)
+    except BaseException:
+        cleanup.release(token)
+        raise
+    return proc, token
+
+
 PR_SET_CHILD_SUBREAPER = 36
 
 

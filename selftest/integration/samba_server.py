@@ -22,7 +22,6 @@ import random
 import re
 import shutil
 import socket
-import time
 
 import cleanup
 import processes
@@ -159,28 +158,16 @@ class SambaServer:
             ["smbd", "--foreground", "--no-process-group", "--debug-stdout",
              "-s", self.conf],
             binds=[(self.vfs_dir, SAMBA_VFS_DIR)])
-        try:
-            with cleanup.critical():
-                self.proc, self._token = processes.spawn_daemon(
-                    argv, self.log_path, "smbd")
-            self._wait_ready(timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self.proc, self._token = processes.start_daemon(
+            argv, self.log_path, "smbd", self._listening,
+            f"listen on port {self.port}", self.log_tail, timeout)
 
-    def _wait_ready(self, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"smbd exited with status {self.proc.returncode}; "
-                                   f"log tail: {self.log_tail()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"smbd did not listen on port {self.port} within "
-                           f"{timeout} s; log tail: {self.log_tail()}")
+    def _listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
 
     def stop(self):
         if self._token is not None:

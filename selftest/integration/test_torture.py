@@ -20,6 +20,7 @@ import functools
 import os
 
 import scenario
+import test_scopy
 import testcase
 
 PREFIX = "smb2.ioctl."
@@ -86,8 +87,6 @@ def torture_case(env, check, test, share):
 
 def helper_proof_case(env, check):
     """The helper performs smbtorture's copies (module mode)."""
-    if env.stock:
-        check.skipped_in_stock("helper log proof")
     position = env.helper.log_position() if env.helper else 0
     tests = [PREFIX + t for t in HELPER_PROOF_TESTS]
     results, output = env.torture.run("share", tests)
@@ -95,15 +94,7 @@ def helper_proof_case(env, check):
     for test in tests:
         r = results[test]
         check.require(r.passed, f"{test}: {r.status}: {r.reason}")
-    if env.stock:
-        return
-    summary = env.helper.wait_for_bytes(position, HELPER_PROOF_BYTES)
-    check.require(not summary.failed,
-                  f"helper reported failed copies: {summary.describe()}")
-    check.require(summary.bytes_ok >= HELPER_PROOF_BYTES,
-                  f"helper log shows {summary.bytes_ok} of {HELPER_PROOF_BYTES} "
-                  f"bytes ({summary.describe()}); copies bypassed the helper")
-    check.note(f"helper: {summary.describe()}")
+    test_scopy.check_helper_copied(env, check, position, HELPER_PROOF_BYTES)
 
 
 def plan(fs_type, stock):
