@@ -14,6 +14,7 @@ Tests note log_position() before a client operation and read records_since()
 afterwards to attribute copies to that operation.
 """
 
+import collections
 import dataclasses
 import os
 import re
@@ -21,6 +22,7 @@ import stat
 import time
 
 import cleanup
+import proc_stats
 import processes
 
 COPY_DONE_RE = re.compile(
@@ -108,6 +110,14 @@ def summarize(records):
     )
 
 
+# How the daemon logs a connection it takes and one it lets go of ("cannot
+# take": one it could not adopt).
+CONNECTION_EVENT_RE = re.compile(
+    r"accepted connection from peer pid=(?P<accepted>\d+) "
+    r"|peer pid=(?P<released>\d+) uid=\d+ (?:disconnected|closed by the daemon);"
+    r"|cannot take peer pid=(?P<refused>\d+) ")
+
+
 class HelperDaemon:
     def __init__(self, binary, workdir, log_level="debug", extra_args=()):
         self.binary = binary
@@ -118,10 +128,12 @@ class HelperDaemon:
         self.log_level = log_level
         self.proc = None
         self._token = None
+        self._log_start = 0  # where the running daemon's log begins
 
     def start(self, timeout=15):
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
+        self._log_start = self.log_position()  # a restart appends
         argv = [self.binary, "--socket", self.socket_path,
                 "--log-level", self.log_level, *self.extra_args]
         self.proc, self._token = processes.start_daemon(
@@ -178,6 +190,43 @@ class HelperDaemon:
             if summary.bytes_ok >= nbytes or time.monotonic() >= deadline:
                 return summary
             time.sleep(0.05)
+
+    def open_connections(self):
+        """Peer pids of the connections the daemon has accepted and not yet
+        let go of, by its log (--log-level debug), one entry per connection."""
+        peers = collections.Counter()
+        for m in CONNECTION_EVENT_RE.finditer(self.log_text(self._log_start)):
+            if m.group("accepted"):
+                peers[int(m.group("accepted"))] += 1
+            else:
+                peers[int(m.group("released") or m.group("refused"))] -= 1
+        return sorted(peers.elements())  # elements() skips counts <= 0
+
+    def accepted_since(self, position):
+        """Peer pids of the connections accepted after log position."""
+        return [int(m.group("accepted"))
+                for m in CONNECTION_EVENT_RE.finditer(self.log_text(position))
+                if m.group("accepted")]
+
+    def descriptors_besides_connections(self):
+        """The daemon's open descriptors less one per open connection: what
+        its copies and its own machinery hold. Connections of smbd processes
+        that are still exiting do not count, so this is a base that other
+        tests' sessions coming and going do not move."""
+        peers = self.open_connections()
+        return proc_stats.descriptor_count(self.proc.pid) - len(peers)
+
+    def idle_descriptors(self, settle=0.3):
+        """descriptors_besides_connections() at rest: the least seen over
+        settle seconds. It only ever reads high, for the moment between a
+        connection's descriptor and its log line (accept) or the other way
+        round (let go), so the least is the true count."""
+        least = self.descriptors_besides_connections()
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            time.sleep(0.03)
+            least = min(least, self.descriptors_besides_connections())
+        return least
 
     def log_tail(self, lines=5):
         return " | ".join(self.log_text().strip().splitlines()[-lines:])

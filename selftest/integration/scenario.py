@@ -65,6 +65,14 @@ FAULT_SHARES = {
     "tiny": [MODULE],
 }
 
+# The hung-helper test (test_faults.py): the same two policies, on a server
+# whose reply timeout is short. It has its own server so that the other
+# fault tests, whose throttled copies can be slow, keep the default timeout.
+HANG_SHARES = {
+    "share": [MODULE],
+    "share_fail": [MODULE],
+}
+
 # Load tests (test_load.py): one share on the scenario's filesystem, one on
 # an XFS of its own, copied to at the same time.
 LOAD_SHARES = {
@@ -90,14 +98,15 @@ BLOCKDEV_SHARES = {
 }
 
 KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
-               "faults": FAULT_SHARES, "load": LOAD_SHARES, "ops": OPS_SHARES,
-               "blockdev": BLOCKDEV_SHARES}
+               "faults": FAULT_SHARES, "hang": HANG_SHARES, "load": LOAD_SHARES,
+               "ops": OPS_SHARES, "blockdev": BLOCKDEV_SHARES}
 
 # Extra copyoffloadd options per scenario kind.
 HELPER_ARGS = {"blockdev": ["--device-copy"]}
 
 # Extra smb.conf options per scenario kind and share.
 SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
+                 "hang": {"share_fail": {"copyoffload:helper down": "fail"}},
                  "main": {"fakecaps": {"share:fake_fscaps": "134217728"},
                           "fakecaps_no": {"share:fake_fscaps": "134217728",
                                           "copyoffload:block refcounting": "no"}},
@@ -123,7 +132,7 @@ SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
 
 # Extra [global] smb.conf options per scenario kind: the fault tests stop
 # the helper and wait out the module's reply timeout.
-GLOBAL_OPTIONS = {"faults": {"copyoffload:helper timeout": "5"}}
+GLOBAL_OPTIONS = {"hang": {"copyoffload:helper timeout": "5"}}
 
 # Shares that live on a loop filesystem of their own, per scenario kind:
 # share -> (fs type, image size).
@@ -190,6 +199,10 @@ def helper_down(fs_type):
 
 def faults(fs_type):
     return Scenario("faults", fs_type)
+
+
+def hang(fs_type):
+    return Scenario("hang", fs_type)
 
 
 def ops(fs_type):

@@ -5,7 +5,13 @@ Scenario "faults" (scenario.FAULT_SHARES): on the ext4 scenario filesystem
 `share` (copyoffload:helper down = next, the default) and `share_fail`
 (= fail); `tiny`, a 64 MiB ext4 of its own. Copies are slowed down where a
 fault must land mid-copy: the helper's reads of the source's device are
-throttled (blkio_throttle) and the sources are cold.
+throttled (blkio_throttle) and the sources are cold. The helper's reply
+timeout is the default, so a throttled chunk is never taken for a hang;
+the hang case has a server of its own (scenario "hang") with a short one.
+
+The helper's descriptors are counted without its connections
+(HelperDaemon.idle_descriptors), which come and go with other sessions'
+smbd processes as they exit.
 
 Cases (FS = ext4):
   * `FS:faults:kill -9 helper, 16 copies in flight`: 16 smbclient scopy of
@@ -29,13 +35,14 @@ Cases (FS = ext4):
     throttled helper; the source is truncated to 0 after a few chunks. The
     copy fails with an NT status, the helper keeps running, smbd serves the
     next copy.
-  * `FS:faults:helper hangs`: the helper is stopped (SIGSTOP) with its
-    socket open. A scopy on share and one on share_fail, at once, each wait
+  * `FS:faults:helper hangs` (scenario "hang"): the helper is stopped
+    (SIGSTOP) with its socket open. A scopy on share and one on share_fail, at once, each wait
     for the module's reply timeout ([global] copyoffload:helper timeout =
     HANG_TIMEOUT s in this scenario), no longer: the one on share then
     completes with the right data through smbd, the one on share_fail fails
     with an NT status, and smbd logged the timeout. Once the helper runs
-    again it drops what it was sent, releases the descriptors, and copies
+    again it accepts and lets go of both smbd processes' connections,
+    drops what they sent, holds no more descriptors than before, and copies
     again.
   * `FS:faults:client disconnects mid-copy`: three scopy of 32 MiB through
     the throttled helper, the smbclient processes killed (SIGKILL) once the
@@ -47,6 +54,7 @@ In stock mode only the disk-full case runs (the others are about the
 helper), without the helper-log assertion.
 """
 
+import collections
 import functools
 import hashlib
 import os
@@ -73,10 +81,11 @@ VANISH_CLIENTS = 3
 VANISH_FILE_SIZE = 32 * MiB
 VANISH_THROTTLE = 2 * MiB
 DISK_FULL_SIZE = 2 * MiB
-HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["faults"]["copyoffload:helper timeout"])
+HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["hang"]["copyoffload:helper timeout"])
 HANG_FILE_SIZE = 2 * MiB + 1
 
-HANDED_BACK_RE = re.compile(r"lost the helper at .* (\d+) copies in flight are handed back")
+HANDED_BACK_RE = re.compile(r"lost the helper at .* while (.*): .*; "
+                            r"(\d+) copies in flight are handed back")
 TIMED_OUT_RE = r"lost the helper at .* while waiting for a reply: Connection timed out"
 
 
@@ -143,24 +152,26 @@ def kill_helper_case(env, check):
         session_pid = records[0].peer_pid
 
         pid = helper_pid(env)
-        base = proc_stats.descriptor_count(pid)
+        base = env.helper.idle_descriptors()
+        connections = env.helper.log_position()
         with throttle(env, "share", KILL_THROTTLE) as slow, \
                 client_processes.ClientProcesses(env, "kill") as clients:
             slow.add(pid)
             for share, name in names:
                 clients.start(share, [f"scopy {name} {name}.copy"])
             all_connected = proc_stats.wait_for(
-                lambda: proc_stats.descriptor_count(pid) >= base + KILL_CLIENTS, 60)
+                lambda: len(set(env.helper.accepted_since(connections))) >= KILL_CLIENTS, 60)
             os.kill(pid, signal.SIGSTOP)
             # Every smbd process now sends its next chunk, if it was not
             # waiting for one already; none gets an answer.
             time.sleep(1)
-            in_helper = proc_stats.descriptor_count(pid) - base
+            in_helper = env.helper.descriptors_besides_connections() - base
+            connected = len(set(env.helper.accepted_since(connections)))
             os.kill(pid, signal.SIGKILL)
             env.helper.proc.wait()
             check.require(all_connected,
-                          f"only {in_helper} new descriptors in the helper after 60 s: "
-                          f"the {KILL_CLIENTS} copies did not overlap")
+                          f"only {connected} smbd processes connected to the helper "
+                          f"after 60 s: the {KILL_CLIENTS} copies did not overlap")
             results = clients.wait()
         restart_helper(env)
 
@@ -174,11 +185,12 @@ def kill_helper_case(env, check):
                       f"the session's smbd (pid {session_pid}) did not copy through the "
                       f"restarted helper: {records}")
 
-    handed_back = [int(m.group(1)) for m in smbd_lines(env, HANDED_BACK_RE)]
-    handed_back = handed_back[handed_back_before:]
-    check.require(sum(handed_back) == KILL_CLIENTS,
-                  f"smbd processes handed back {handed_back} copies in flight, "
-                  f"expected {KILL_CLIENTS} in all")
+    losses = smbd_lines(env, HANDED_BACK_RE)[handed_back_before:]
+    handed_back = sum(int(m.group(2)) for m in losses)
+    check.require(handed_back == KILL_CLIENTS,
+                  f"smbd processes handed back {handed_back} copies in flight, expected "
+                  f"{KILL_CLIENTS} in all: "
+                  f"{collections.Counter((m.group(1), int(m.group(2))) for m in losses)}")
     failed = 0
     for (share, name), result in zip(names, results):
         path = env.share_path(share, f"{name}.copy")
@@ -191,7 +203,7 @@ def kill_helper_case(env, check):
         check.require(result.nt_errors,
                       f"{share}/{name} failed without an NT status: {result.describe()}")
         failed += 1
-    check.note(f"{KILL_CLIENTS} in flight ({in_helper} descriptors in the helper), "
+    check.note(f"{KILL_CLIENTS} in flight ({in_helper} file descriptors in the helper), "
                f"{KILL_CLIENTS - failed} completed, {failed} on share_fail failed; "
                f"session pid {session_pid} reconnected")
 
@@ -271,11 +283,12 @@ def truncated_source_case(env, check):
 
 def helper_hangs_case(env, check):
     pid = helper_pid(env)
-    base = proc_stats.descriptor_count(pid)
+    base = env.helper.idle_descriptors()
     digest = make_source(env, "share", "hang.bin", HANG_FILE_SIZE)
     make_source(env, "share_fail", "hang.bin", HANG_FILE_SIZE)
     timed_out_before = len(smbd_lines(env, TIMED_OUT_RE))
     os.kill(pid, signal.SIGSTOP)
+    resumed = env.helper.log_position()  # nothing is logged while it is stopped
     try:
         started = time.monotonic()
         with client_processes.ClientProcesses(env, "hang") as clients:
@@ -296,9 +309,17 @@ def helper_hangs_case(env, check):
     timeouts = len(smbd_lines(env, TIMED_OUT_RE)) - timed_out_before
     check.require(timeouts >= 2, f"smbd logged {timeouts} reply timeouts, expected one per "
                                  f"smbd process")
-    released = proc_stats.wait_for(lambda: proc_stats.descriptor_count(pid) == base, 30)
-    check.require(released, f"the resumed helper holds {proc_stats.descriptor_count(pid)} "
-                            f"descriptors, {base} before")
+
+    def released():
+        hung = env.helper.accepted_since(resumed)
+        return (len(hung) >= 2 and not set(hung) & set(env.helper.open_connections()) and
+                env.helper.descriptors_besides_connections() == base)
+    check.require(proc_stats.wait_for(released, 30),
+                  f"the resumed helper: connections accepted "
+                  f"{env.helper.accepted_since(resumed)}, still open "
+                  f"{env.helper.open_connections()}; it holds "
+                  f"{env.helper.descriptors_besides_connections()} descriptors besides "
+                  f"connections, {base} before")
     position = test_scopy.put_and_scopy(env, check, "after-hang", MiB)
     check.require(env.helper.wait_for_bytes(position, MiB).bytes_ok >= MiB,
                   "the resumed helper did not copy")
@@ -311,7 +332,7 @@ def client_disconnect_case(env, check):
     names = [f"vanish-{i}.bin" for i in range(VANISH_CLIENTS)]
     for name in names:
         make_source(env, "share", name, VANISH_FILE_SIZE)
-    base = proc_stats.descriptor_count(pid)
+    base = env.helper.idle_descriptors()
     position = env.helper.log_position()
     with throttle(env, "share", VANISH_THROTTLE) as slow, \
             client_processes.ClientProcesses(env, "vanish") as clients:
@@ -325,10 +346,11 @@ def client_disconnect_case(env, check):
         for index in range(VANISH_CLIENTS):
             clients.kill(index)
         clients.wait()
-        released = proc_stats.wait_for(lambda: proc_stats.descriptor_count(pid) == base, 30)
+        released = proc_stats.wait_for(
+            lambda: env.helper.descriptors_besides_connections() == base, 30)
     check.require(busy, f"only {len(peers())} of {VANISH_CLIENTS} copies made progress")
-    check.require(released, f"the helper holds {proc_stats.descriptor_count(pid)} "
-                            f"descriptors, {base} before the copies")
+    check.require(released, f"the helper holds {env.helper.descriptors_besides_connections()} "
+                            f"descriptors besides connections, {base} before the copies")
     log = env.helper.log_text(position)
     dropped = 0
     for peer in peers():
@@ -359,6 +381,6 @@ def cases(fs_type, stock):
         testcase.Case(name(f"kill -9 helper, {KILL_CLIENTS} copies in flight"), faults,
                       kill_helper_case),
         testcase.Case(name("source truncated mid-copy"), faults, truncated_source_case),
-        testcase.Case(name("helper hangs"), faults, helper_hangs_case),
+        testcase.Case(name("helper hangs"), scenario.hang(fs_type), helper_hangs_case),
         testcase.Case(name("client disconnects mid-copy"), faults, client_disconnect_case),
     ]
