@@ -16,6 +16,18 @@ namespace copyoffload {
 
 namespace {
 
+// Counts a worker as running a piece for as long as it lives.
+class BusyMark {
+public:
+	explicit BusyMark(std::atomic<unsigned> &busy) : busy_(busy) { busy_++; }
+	~BusyMark() { busy_--; }
+	BusyMark(const BusyMark &) = delete;
+	BusyMark &operator=(const BusyMark &) = delete;
+
+private:
+	std::atomic<unsigned> &busy_;
+};
+
 constexpr std::uint32_t connection_events = EPOLLIN | EPOLLRDHUP;
 
 // epoll_wait's timeout until `when` (the epoch: none, -1), rounded up so
@@ -178,6 +190,12 @@ bool WorkerPool::Worker::spin()
 	if (budget.count() == 0 || std::chrono::steady_clock::now() - last_piece_ > budget) {
 		return false;
 	}
+	// Spinning pays when the smbd process that sends the next chunk gets
+	// a CPU of its own; when the others run pieces, it would take that
+	// CPU from the smbd processes instead (4 clients on 2 CPUs).
+	if (pool_.busy_workers_.load() + 2 > pool_.cpus_) {
+		return false;
+	}
 	const auto until = last_piece_ + budget;
 	while (std::chrono::steady_clock::now() < until) {
 		int handled = poll(0);
@@ -248,8 +266,10 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 		finish(*assignment.task);
 		return;
 	}
-	const PieceResult result =
-		assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
+	const PieceResult result = [&] {
+		const BusyMark busy(pool_.busy_workers_);
+		return assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
+	}();
 	if (pool_.scheduler_.done(assignment, result)) {
 		finish(*assignment.task);
 	}

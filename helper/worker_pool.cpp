@@ -2,10 +2,31 @@
 
 #include "worker.hpp"
 
+#include <sched.h>
+
+#include <algorithm>
+#include <thread>
+
 namespace copyoffload {
 
+namespace {
+
+// The CPUs this process may run on (its affinity mask, as a cpuset or
+// taskset leaves it).
+unsigned usable_cpus()
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	if (::sched_getaffinity(0, sizeof(set), &set) != 0) {
+		return std::max(1U, std::thread::hardware_concurrency());
+	}
+	return static_cast<unsigned>(CPU_COUNT(&set));
+}
+
+} // namespace
+
 WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
-	: log_(log), options_(options), notify_(std::move(notify)),
+	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),
 	  scheduler_(options.workers == 0 ? 1 : options.workers,
 		     [this](std::size_t worker) { workers_.at(worker)->wake(); })
 {

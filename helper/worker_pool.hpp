@@ -78,6 +78,11 @@ private:
 	std::atomic<bool> watching_{false};
 	std::atomic<std::size_t> jobs_in_flight_{0};
 	std::atomic<std::size_t> drained_{0};
+	// Workers running a piece right now, and the CPUs they share: a
+	// worker spins for the next chunk only while a CPU is left for the
+	// smbd process that sends it.
+	std::atomic<unsigned> busy_workers_{0};
+	unsigned cpus_;
 	Scheduler scheduler_;
 	// Last member: workers stop before anything they use goes.
 	std::vector<std::unique_ptr<Worker>> workers_;

