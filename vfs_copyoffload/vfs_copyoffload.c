@@ -497,7 +497,12 @@ static bool copyoffload_write_inline_clone(
 	    config->share.method_order[0] != COPYOFFLOAD_METHOD_CLONE ||
 	    !S_ISREG(src_st->st_ex_mode) || !S_ISREG(dst_st->st_ex_mode) ||
 	    src_st->st_ex_dev != dst_st->st_ex_dev) {
-		return false; /* a clone across filesystems fails with EXDEV */
+		/*
+		 * Another st_dev: another filesystem, where the clone would
+		 * fail with EXDEV, or another btrfs subvolume, which the
+		 * helper still clones.
+		 */
+		return false;
 	}
 	err = copyoffload_inline_clone(
 		fsp_get_io_fd(src_fsp), state->src_off, src_st->st_ex_size,
