@@ -31,11 +31,17 @@ def smbclient_scopy(env, server, share, src, dst):
     return elapsed
 
 
-def session_scopy(env, server, share, src, dst, size):
+def session_scopy(env, server, share, src, dst, size, before_start=None, clock_end=False):
+    """Seconds for size bytes of src copied to dst in COPYCHUNK_WRITE
+    requests on a session opened beforehand. before_start() runs once all
+    is open, right before the clock starts; clock_end=True returns the
+    perf_counter() at the end instead (for clients timed together)."""
     with PipelinedSession(server.port, env.user, share) as s:
         src_id = s.open(src)
         dst_id = s.open(dst, create=True)
         key = s.resume_key(src_id)
+        if before_start:
+            before_start()
         started = time.perf_counter()
         offset = 0
         while offset < size:
@@ -47,10 +53,10 @@ def session_scopy(env, server, share, src, dst, size):
             written = s.copychunk_write(dst_id, key, chunks)
             if written[2] != sum(c[2] for c in chunks):
                 raise RuntimeError(f"COPYCHUNK_WRITE wrote {written}")
-        elapsed = time.perf_counter() - started
+        ended = time.perf_counter()
         s.close(dst_id)
         s.close(src_id)
-    return elapsed
+    return ended if clock_end else ended - started
 
 
 def local_copy_file_range(src_path, dst_path, size):

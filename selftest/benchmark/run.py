@@ -95,7 +95,9 @@ def run_sections(env, args, emit):
                                        before_run=cold, target=2e-3)])
     if "clients" in args.only:
         emit("c) Aggregate throughput, 4 clients copying at once (median of %d runs)" % args.runs,
-             "Each client: smbclient scopy of its own source.",
+             "Each client copies its own source: with smbclient scopy (connect and logon "
+             "timed), and on SMB sessions opened beforehand (only the copies timed). "
+             "The servers take turns run by run.",
              [concurrent_clients.row(env, share, 4, 256 * MIB, args.runs, 1.0)
               for share in ("ext4", "xfs", "btrfs")])
     if "chunks" in args.only:
