@@ -315,6 +315,8 @@ void run_job(CopyJob &job, Client &client)
 		before = std::move(bytes);
 	}
 
+	// run_copy_job() takes the job over, connection included.
+	const std::shared_ptr<Connection> connection = job.connection;
 	std::promise<void> done;
 	std::future<void> finished = done.get_future();
 	std::jthread worker([&] {
@@ -322,7 +324,7 @@ void run_job(CopyJob &job, Client &client)
 		done.set_value();
 	});
 	if (finished.wait_for(job_deadline) == std::future_status::timeout) {
-		job.connection->cancel();
+		connection->cancel();
 	}
 	worker.join();
 	client.drain();
