@@ -24,6 +24,7 @@ const char *message_type_name(std::uint16_t type)
 	case COPYOFFLOAD_MSG_STATS: return "STATS";
 	case COPYOFFLOAD_MSG_STATS_REPLY: return "STATS_REPLY";
 	case COPYOFFLOAD_MSG_RELEASE: return "RELEASE";
+	case COPYOFFLOAD_MSG_CLONED: return "CLONED";
 	}
 	return "unknown";
 }
@@ -176,6 +177,8 @@ Connection::ReadOutcome Connection::handle_message(ReceivedMessage &message,
 		return handle_stats(message, header.request_id);
 	case COPYOFFLOAD_MSG_RELEASE:
 		return handle_release(message, header.request_id);
+	case COPYOFFLOAD_MSG_CLONED:
+		return handle_cloned(message, header.request_id);
 	default:
 		break;
 	}
@@ -310,6 +313,32 @@ Connection::ReadOutcome Connection::handle_release(const ReceivedMessage &messag
 	}
 	// An unknown handle is no error: the table may have forgotten it.
 	descriptors_.remove(release.handle);
+	return ReadOutcome::keep_open;
+}
+
+Connection::ReadOutcome Connection::handle_cloned(const ReceivedMessage &message,
+						  std::uint64_t request_id)
+{
+	// No reply, like RELEASE: a bad one is only logged, and counts nothing.
+	copyoffload_cloned cloned{};
+	auto decoded = copyoffload_decode_cloned(message.bytes.data(), message.size, &cloned);
+	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+		log_.warning("{}: malformed CLONED id={} ({})", describe(), request_id,
+			     decoded != COPYOFFLOAD_DECODE_OK
+				     ? copyoffload_decode_result_string(decoded)
+				     : "carries descriptors");
+		return ReadOutcome::keep_open;
+	}
+	auto found = bindings_.find(cloned.share_id);
+	if (found == bindings_.end()) {
+		log_.warning("{}: CLONED id={} names share id {}, which this connection has not "
+			     "declared (or whose SHARE was refused); not counted",
+			     describe(), request_id, cloned.share_id);
+		return ReadOutcome::keep_open;
+	}
+	found->second.share->stats().record_inline_clones(cloned.copies, cloned.bytes);
+	log_.debug("{}: share \"{}\": {} clones of {} bytes made in smbd", describe(),
+		   found->second.share->name(), cloned.copies, cloned.bytes);
 	return ReadOutcome::keep_open;
 }
 

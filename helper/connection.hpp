@@ -98,6 +98,7 @@ private:
 				std::vector<CopyJob> &jobs);
 	ReadOutcome handle_share(const ReceivedMessage &message, std::uint64_t request_id);
 	ReadOutcome handle_release(const ReceivedMessage &message, std::uint64_t request_id);
+	ReadOutcome handle_cloned(const ReceivedMessage &message, std::uint64_t request_id);
 	// The pair a COPY names: its descriptors (registered under its handle
 	// when it has one), or its handle's registered pair. Null after an
 	// error reply.

@@ -23,6 +23,15 @@ void ShareStats::record(const CopyResult &result, std::uint64_t latency_usec)
 	}
 }
 
+void ShareStats::record_inline_clones(std::uint64_t copies, std::uint64_t bytes)
+{
+	std::lock_guard lock(mutex_);
+	for (Slot *slot : {&slots_[COPYOFFLOAD_METHOD_CLONE], &slots_[COPYOFFLOAD_STATS_TOTAL]}) {
+		slot->requests += copies;
+		slot->bytes += bytes;
+	}
+}
+
 void ShareStats::fill(copyoffload_share_stats &record) const
 {
 	std::lock_guard lock(mutex_);

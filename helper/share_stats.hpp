@@ -20,6 +20,11 @@ public:
 	// failed in) counts it once, with the time spent in that method.
 	void record(const CopyResult &result, std::uint64_t latency_usec);
 
+	// Clones smbd made itself (CLONED): requests and bytes of the clone
+	// method and of the share. They add no latency: smbd does not time
+	// them, and the latencies stay those of copies through the daemon.
+	void record_inline_clones(std::uint64_t copies, std::uint64_t bytes);
+
 	// Fills the slots of `record` (name and gauges are the caller's).
 	void fill(copyoffload_share_stats &record) const;
 

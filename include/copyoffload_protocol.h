@@ -46,8 +46,11 @@ extern "C" {
 #define COPYOFFLOAD_DEFAULT_SOCKET "/run/copyoffload/copyoffloadd.sock"
 
 #define COPYOFFLOAD_MAGIC 0x46464f43u /* "COFF" as little-endian bytes */
-/* 2: COPY names a descriptor handle (@60, reserved in 1); RELEASE. */
-#define COPYOFFLOAD_PROTOCOL_VERSION 2
+/*
+ * 2: COPY names a descriptor handle (@60, reserved in 1); RELEASE.
+ * 3: CLONED.
+ */
+#define COPYOFFLOAD_PROTOCOL_VERSION 3
 
 enum copyoffload_msg_type {
 	COPYOFFLOAD_MSG_HELLO = 1,
@@ -58,6 +61,7 @@ enum copyoffload_msg_type {
 	COPYOFFLOAD_MSG_STATS = 6,
 	COPYOFFLOAD_MSG_STATS_REPLY = 7,
 	COPYOFFLOAD_MSG_RELEASE = 8,
+	COPYOFFLOAD_MSG_CLONED = 9,
 };
 
 /* Data movement methods, in the order the engine prefers them. */
@@ -115,6 +119,7 @@ enum copyoffload_method {
 	(COPYOFFLOAD_HEADER_SIZE + 32 + COPYOFFLOAD_SHARE_NAME_SIZE)
 #define COPYOFFLOAD_STATS_SIZE (COPYOFFLOAD_HEADER_SIZE + 8)
 #define COPYOFFLOAD_RELEASE_SIZE (COPYOFFLOAD_HEADER_SIZE + 8)
+#define COPYOFFLOAD_CLONED_SIZE (COPYOFFLOAD_HEADER_SIZE + 16)
 #define COPYOFFLOAD_STATS_SLOT_SIZE 56
 #define COPYOFFLOAD_STATS_RECORD_SIZE \
 	(COPYOFFLOAD_SHARE_NAME_SIZE + 8 + \
@@ -179,6 +184,19 @@ struct copyoffload_share {
 	uint64_t max_bytes_per_second; /* for the share as a whole; 0: none */
 	uint32_t max_concurrent;       /* copies running at once; 0: no limit */
 	char name[COPYOFFLOAD_SHARE_NAME_SIZE]; /* NUL-terminated, NUL-padded */
+};
+
+/*
+ * Clones smbd made itself (inline, without a COPY), reported in batches so
+ * that the share's statistics count them: `copies` clones of `bytes` in
+ * all, each at least one byte and at most COPYOFFLOAD_MAX_COPY_LENGTH.
+ * No reply.
+ */
+struct copyoffload_cloned {
+	uint64_t request_id; /* not answered; only for the daemon's log */
+	uint32_t share_id;   /* declared by a SHARE on this connection, never 0 */
+	uint32_t copies;     /* never 0 */
+	uint64_t bytes;
 };
 
 struct copyoffload_release {
@@ -310,6 +328,7 @@ copyoffload_message_size(unsigned type)
 	case COPYOFFLOAD_MSG_STATS: return COPYOFFLOAD_STATS_SIZE;
 	case COPYOFFLOAD_MSG_STATS_REPLY: return COPYOFFLOAD_STATS_REPLY_MIN_SIZE;
 	case COPYOFFLOAD_MSG_RELEASE: return COPYOFFLOAD_RELEASE_SIZE;
+	case COPYOFFLOAD_MSG_CLONED: return COPYOFFLOAD_CLONED_SIZE;
 	}
 	return 0;
 }
@@ -886,6 +905,43 @@ copyoffload_decode_release(const uint8_t *buf, size_t len,
 		return COPYOFFLOAD_DECODE_BAD_FIELD;
 	}
 	return r;
+}
+
+/* --- CLONED ----------------------------------------------------------- */
+
+static inline size_t
+copyoffload_encode_cloned(uint8_t buf[COPYOFFLOAD_CLONED_SIZE],
+			  const struct copyoffload_cloned *m)
+{
+	copyoffload_encode_header(buf, COPYOFFLOAD_MSG_CLONED,
+				  COPYOFFLOAD_PROTOCOL_VERSION, m->request_id);
+	copyoffload_put32(buf + 24, m->share_id);
+	copyoffload_put32(buf + 28, m->copies);
+	copyoffload_put64(buf + 32, m->bytes);
+	return COPYOFFLOAD_CLONED_SIZE;
+}
+
+static inline enum copyoffload_decode_result
+copyoffload_decode_cloned(const uint8_t *buf, size_t len,
+			  struct copyoffload_cloned *m)
+{
+	struct copyoffload_header h;
+	enum copyoffload_decode_result r = copyoffload_decode_body_header(
+		buf, len, COPYOFFLOAD_MSG_CLONED, &h);
+
+	if (r != COPYOFFLOAD_DECODE_OK) {
+		return r;
+	}
+	m->request_id = h.request_id;
+	m->share_id = copyoffload_get32(buf + 24);
+	m->copies = copyoffload_get32(buf + 28);
+	m->bytes = copyoffload_get64(buf + 32);
+	/* Each clone moved at least one byte and at most a copy's limit. */
+	if (m->share_id == 0 || m->copies == 0 || m->bytes < m->copies ||
+	    m->bytes / m->copies > COPYOFFLOAD_MAX_COPY_LENGTH) {
+		return COPYOFFLOAD_DECODE_BAD_FIELD;
+	}
+	return COPYOFFLOAD_DECODE_OK;
 }
 
 /* --- STATS ------------------------------------------------------------ */

@@ -44,6 +44,13 @@
 #define RECONNECT_BACKOFF_SECONDS 1
 
 /*
+ * Clones smbd makes inline are reported to the helper's statistics (CLONED)
+ * at most this long after the first of a batch, with the next message sent
+ * anyway, or when a tree disconnects: one message per batch, not per chunk.
+ */
+#define CLONE_REPORT_SECONDS 1
+
+/*
  * A helper that stops answering but keeps its socket open (hung, stopped)
  * would leave smbd's requests, and the client's handles, waiting forever.
  * While copies are outstanding, a connection that brings no message for
@@ -64,6 +71,8 @@ struct helper_share {
 	struct helper_share *prev, *next;
 	struct copyoffload_share declaration;
 	bool declared; /* SHARE sent on the current socket */
+	uint32_t inline_copies; /* cloned inline, not reported yet */
+	uint64_t inline_bytes;
 };
 
 struct helper_conn {
@@ -92,6 +101,7 @@ struct helper_conn {
 	struct helper_pair *pairs;
 	uint32_t next_handle;
 	struct helper_release *releases; /* RELEASEs not sent yet */
+	struct tevent_timer *report_timer; /* inline clones to report */
 };
 
 /*
@@ -521,26 +531,72 @@ static int helper_send_share(int fd, struct helper_share *share)
 	return helper_send_message(fd, msg, sizeof(msg));
 }
 
+static int helper_send_cloned(int fd, struct helper_conn *conn,
+			      const struct helper_share *share)
+{
+	struct copyoffload_cloned message = {
+		.request_id = conn->next_request_id++,
+		.share_id = share->declaration.share_id,
+		.copies = share->inline_copies,
+		.bytes = share->inline_bytes,
+	};
+	uint8_t msg[COPYOFFLOAD_CLONED_SIZE];
+
+	copyoffload_encode_cloned(msg, &message);
+	return helper_send_message(fd, msg, sizeof(msg));
+}
+
 static bool helper_send_would_block(int err)
 {
 	return err == EAGAIN || err == EWOULDBLOCK || err == ENOBUFS;
 }
 
+/* Sends share's SHARE unless the helper has it on this socket already. */
+static int helper_declare(struct helper_conn *conn, struct helper_share *share)
+{
+	int err;
+
+	if (share == NULL || share->declared) {
+		return 0;
+	}
+	share->declaration.request_id = conn->next_request_id++;
+	err = helper_send_share(conn->fd, share);
+	if (err == 0) {
+		share->declared = true;
+	}
+	return err;
+}
+
+/*
+ * After a send: true to go on. False when the flush stops there: the send
+ * would block (it resumes once the socket is writable), or it failed and
+ * the connection is gone.
+ */
+static bool helper_conn_sent(struct helper_conn *conn, int err,
+			     const char *what)
+{
+	if (helper_send_would_block(err)) {
+		TEVENT_FD_WRITEABLE(conn->fde);
+		return false;
+	}
+	if (err != 0) {
+		helper_conn_fail(conn, err, what);
+		return false;
+	}
+	return true;
+}
+
 static void helper_conn_flush(struct helper_conn *conn)
 {
 	struct helper_call *call = NULL;
+	struct helper_share *entry = NULL;
 	int err;
 
 	while (conn->releases != NULL) {
 		struct helper_release *release = conn->releases;
 
 		err = helper_send_release(conn->fd, conn, release);
-		if (helper_send_would_block(err)) {
-			TEVENT_FD_WRITEABLE(conn->fde);
-			return;
-		}
-		if (err != 0) {
-			helper_conn_fail(conn, err, "sending a release");
+		if (!helper_conn_sent(conn, err, "sending a release")) {
 			return;
 		}
 		DLIST_REMOVE(conn->releases, release);
@@ -550,28 +606,70 @@ static void helper_conn_flush(struct helper_conn *conn)
 		if (call->sent) {
 			continue;
 		}
-		err = 0;
-		if (call->share != NULL && !call->share->declared) {
-			call->share->declaration.request_id = conn->next_request_id++;
-			err = helper_send_share(conn->fd, call->share);
-			if (err == 0) {
-				call->share->declared = true;
-			}
-		}
+		err = helper_declare(conn, call->share);
 		if (err == 0) {
 			err = helper_send_copy(conn->fd, call);
 		}
-		if (helper_send_would_block(err)) {
-			TEVENT_FD_WRITEABLE(conn->fde);
-			return;
-		}
-		if (err != 0) {
-			helper_conn_fail(conn, err, "sending a request");
+		if (!helper_conn_sent(conn, err, "sending a request")) {
 			return;
 		}
 		call->sent = true;
 	}
+	for (entry = conn->shares; entry != NULL; entry = entry->next) {
+		if (entry->inline_copies == 0) {
+			continue;
+		}
+		err = helper_declare(conn, entry);
+		if (err == 0) {
+			err = helper_send_cloned(conn->fd, conn, entry);
+		}
+		if (!helper_conn_sent(conn, err, "reporting inline clones")) {
+			return;
+		}
+		entry->inline_copies = 0;
+		entry->inline_bytes = 0;
+	}
 	TEVENT_FD_NOT_WRITEABLE(conn->fde);
+}
+
+/*
+ * Sends what inline clones were counted. With the helper down they are
+ * dropped: its statistics are those of the daemon that runs.
+ */
+static void helper_conn_report_clones(struct helper_conn *conn)
+{
+	struct helper_share *entry = NULL;
+	bool pending = false;
+
+	TALLOC_FREE(conn->report_timer);
+	for (entry = conn->shares; entry != NULL; entry = entry->next) {
+		pending = pending || entry->inline_copies != 0;
+	}
+	if (!pending) {
+		return;
+	}
+	if (helper_conn_ensure(conn) != 0) {
+		DBG_DEBUG("copyoffload: helper at %s unavailable: inline clones "
+			  "not reported\n", conn->socket_path);
+		for (entry = conn->shares; entry != NULL; entry = entry->next) {
+			entry->inline_copies = 0;
+			entry->inline_bytes = 0;
+		}
+		return;
+	}
+	helper_conn_flush(conn);
+}
+
+static void helper_conn_report_due(struct tevent_context *ev,
+				   struct tevent_timer *te,
+				   struct timeval now,
+				   void *private_data)
+{
+	struct helper_conn *conn = talloc_get_type_abort(
+		private_data, struct helper_conn);
+
+	conn->report_timer = NULL; /* tevent frees it */
+	helper_conn_report_clones(conn);
 }
 
 static struct helper_call *helper_conn_find(struct helper_conn *conn,
@@ -933,6 +1031,40 @@ struct tevent_req *copyoffload_helper_copy_send(
 	helper_conn_flush(conn);
 	helper_conn_watch(conn);
 	return req;
+}
+
+void copyoffload_helper_count_inline_clone(struct tevent_context *ev,
+					  const char *socket_path,
+					  const struct copyoffload_share *share,
+					  uint64_t bytes)
+{
+	struct helper_conn *conn = helper_conn_get(ev, socket_path);
+	struct helper_share *entry = NULL;
+
+	if (conn == NULL || bytes == 0) {
+		return;
+	}
+	entry = helper_share_get(conn, share);
+	if (entry == NULL || entry->inline_copies == UINT32_MAX) {
+		return; /* statistics only: not worth failing anything for */
+	}
+	entry->inline_copies++;
+	entry->inline_bytes += bytes;
+	if (conn->report_timer == NULL) {
+		conn->report_timer = tevent_add_timer(
+			conn->ev, conn,
+			tevent_timeval_current_ofs(CLONE_REPORT_SECONDS, 0),
+			helper_conn_report_due, conn);
+	}
+}
+
+void copyoffload_helper_report_clones(void)
+{
+	struct helper_conn *conn = NULL;
+
+	for (conn = helper_conns; conn != NULL; conn = conn->next) {
+		helper_conn_report_clones(conn);
+	}
 }
 
 int copyoffload_helper_copy_recv(struct tevent_req *req,

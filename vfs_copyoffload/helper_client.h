@@ -62,4 +62,17 @@ struct tevent_req *copyoffload_helper_copy_send(
 int copyoffload_helper_copy_recv(struct tevent_req *req,
 				 struct copyoffload_copy_reply *reply);
 
+/*
+ * Counts a clone of `bytes` that smbd made itself (inline_clone.c) for the
+ * helper's statistics of `share`. Reported in batches (CLONED), at most a
+ * second later; never fails, and a helper that is down misses them.
+ */
+void copyoffload_helper_count_inline_clone(struct tevent_context *ev,
+					  const char *socket_path,
+					  const struct copyoffload_share *share,
+					  uint64_t bytes);
+
+/* Reports the inline clones counted so far now (a tree disconnects). */
+void copyoffload_helper_report_clones(void);
+
 #endif

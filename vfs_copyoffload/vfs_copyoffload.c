@@ -614,6 +614,8 @@ static struct tevent_req *copyoffload_offload_write_send(
 		DBG_DEBUG("copyoffload: cloned %jd bytes to %s at %jd inline\n",
 			  (intmax_t)num, fsp_str_dbg(dest_fsp),
 			  (intmax_t)dest_off);
+		copyoffload_helper_count_inline_clone(
+			ev, config->helper_socket, &config->share, num);
 		state->copied = num;
 		tevent_req_done(req);
 		return tevent_req_post(req, ev);
@@ -775,8 +777,16 @@ static NTSTATUS copyoffload_offload_write_recv(struct vfs_handle_struct *handle,
 	return NT_STATUS_OK;
 }
 
+/* The clones made inline for this share reach the helper's statistics. */
+static void copyoffload_disconnect(struct vfs_handle_struct *handle)
+{
+	copyoffload_helper_report_clones();
+	SMB_VFS_NEXT_DISCONNECT(handle);
+}
+
 static struct vfs_fn_pointers copyoffload_fns = {
 	.connect_fn = copyoffload_connect,
+	.disconnect_fn = copyoffload_disconnect,
 	.fs_capabilities_fn = copyoffload_fs_capabilities,
 	.offload_read_send_fn = copyoffload_offload_read_send,
 	.offload_read_recv_fn = copyoffload_offload_read_recv,

@@ -23,6 +23,7 @@ FUZZ_KIND_CODEC(copy, copy_request)
 FUZZ_KIND_CODEC(copy_reply, copy_reply)
 FUZZ_KIND_CODEC(share, share)
 FUZZ_KIND_CODEC(release, release)
+FUZZ_KIND_CODEC(cloned, cloned)
 FUZZ_KIND_CODEC(stats, stats_request)
 FUZZ_KIND_CODEC(stats_reply, stats_reply)
 FUZZ_KIND_FIXED_ENCODER(hello, hello, COPYOFFLOAD_HELLO_SIZE)
@@ -31,6 +32,7 @@ FUZZ_KIND_FIXED_ENCODER(copy, copy_request, COPYOFFLOAD_COPY_SIZE)
 FUZZ_KIND_FIXED_ENCODER(copy_reply, copy_reply, COPYOFFLOAD_COPY_REPLY_SIZE)
 FUZZ_KIND_FIXED_ENCODER(share, share, COPYOFFLOAD_SHARE_SIZE)
 FUZZ_KIND_FIXED_ENCODER(release, release, COPYOFFLOAD_RELEASE_SIZE)
+FUZZ_KIND_FIXED_ENCODER(cloned, cloned, COPYOFFLOAD_CLONED_SIZE)
 FUZZ_KIND_FIXED_ENCODER(stats, stats_request, COPYOFFLOAD_STATS_SIZE)
 
 static size_t fuzz_encode_stats_reply(uint8_t *buf, size_t buf_size,
@@ -106,6 +108,22 @@ static const char *fuzz_share_invariant(const union fuzz_message *m)
 static const char *fuzz_release_invariant(const union fuzz_message *m)
 {
 	return m->release.handle == 0 ? "handle 0" : NULL;
+}
+
+/* What the daemon's counters rely on: no empty batch, no empty clone, no
+ * clone larger than a copy. */
+static const char *fuzz_cloned_invariant(const union fuzz_message *m)
+{
+	const struct copyoffload_cloned *c = &m->cloned;
+
+	if (c->share_id == 0) {
+		return "share id 0";
+	}
+	if (c->copies == 0 || c->bytes < c->copies) {
+		return "no clones, or a clone of 0 bytes";
+	}
+	return c->bytes / c->copies > COPYOFFLOAD_MAX_COPY_LENGTH ? "clones over a copy's limit"
+								 : NULL;
 }
 
 static const char *fuzz_stats_invariant(const union fuzz_message *m)
@@ -215,6 +233,15 @@ static bool fuzz_release_sample(size_t i, union fuzz_message *m)
 	return i < 2;
 }
 
+static bool fuzz_cloned_sample(size_t i, union fuzz_message *m)
+{
+	m->cloned = (struct copyoffload_cloned){.request_id = 50 + i,
+						.share_id = (uint32_t)(1 + i),
+						.copies = (uint32_t)(1 + 15 * i),
+						.bytes = (uint64_t)(1 + 15 * i) << 20};
+	return i < 2;
+}
+
 static bool fuzz_stats_sample(size_t i, union fuzz_message *m)
 {
 	m->stats = (struct copyoffload_stats_request){.request_id = 20 + i,
@@ -271,6 +298,7 @@ const struct fuzz_message_kind fuzz_message_kinds[] = {
 	FUZZ_KIND(COPY_REPLY, copy_reply),
 	FUZZ_KIND(SHARE, share),
 	FUZZ_KIND(RELEASE, release),
+	FUZZ_KIND(CLONED, cloned),
 	FUZZ_KIND(STATS, stats),
 	FUZZ_KIND(STATS_REPLY, stats_reply),
 };

@@ -27,6 +27,7 @@ union fuzz_message {
 	struct copyoffload_copy_reply copy_reply;
 	struct copyoffload_share share;
 	struct copyoffload_release release;
+	struct copyoffload_cloned cloned;
 	struct copyoffload_stats_request stats;
 	struct copyoffload_stats_reply stats_reply;
 };

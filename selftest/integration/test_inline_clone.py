@@ -8,7 +8,9 @@ Cases (module mode only):
   * `FS:inline:clean-source-cloned-in-smbd` (XFS, btrfs): a source written
     and fsynced on the mount, copied with smbclient scopy: identical, every
     byte SHARED (FIEMAP), smbd's log accounts for every byte as cloned
-    inline, and the helper's log shows none of it.
+    inline, and the helper's log shows none of it. `copyoffload stats`
+    counts them all the same (CLONED): one clone request per chunk and
+    every byte, under clone and in the share's total.
   * `FS:inline:dirty-source-goes-to-helper` (XFS, btrfs): smbclient put then
     scopy at once, so the source's pages are still dirty and an inline clone
     would wait for their writeback: the first chunk goes to the helper. Its
@@ -25,6 +27,8 @@ import re
 
 import helper_daemon
 import loop_filesystem
+import ops_support
+import proc_stats
 import scenario
 import test_clone
 import test_scopy
@@ -69,7 +73,18 @@ def scopy_clean_source(env, check, name):
     return before, position
 
 
+def clone_counts(env):
+    """(requests, bytes) of clone and of all methods in the helper's
+    statistics of the share; zeros before its first copy."""
+    share = ops_support.stats(env).get(SHARE)
+    if share is None:
+        return (0, 0), (0, 0)
+    clone, total = share["methods"]["clone"], share["total"]
+    return (clone["requests"], clone["bytes"]), (total["requests"], total["bytes"])
+
+
 def clean_source_case(env, check):
+    counts_before = clone_counts(env)
     before, position = scopy_clean_source(env, check, "clean")
     test_clone.require_shared(env, check, env.share_path(SHARE, "clean-copy.bin"),
                               [(0, SIZE)], "inline-cloned copy")
@@ -78,7 +93,16 @@ def clean_source_case(env, check):
     helper = helper_daemon.summarize(env.helper.records_since(position))
     check.require(helper.bytes_ok == 0,
                   f"the helper copied too: {helper.describe()}")
-    check.note(f"{cloned} bytes cloned inside smbd, none by the helper")
+    # The smbd process reports its inline clones when the tree disconnects,
+    # at smbclient's exit, or a second after the first.
+    chunks = SIZE // MiB
+    expected = tuple((before_n + chunks, before_bytes + SIZE)
+                     for before_n, before_bytes in counts_before)
+    reported = proc_stats.wait_for(lambda: clone_counts(env) == expected, 5)
+    check.require(reported, f"copyoffload stats (clone, total) went from {counts_before} "
+                            f"to {clone_counts(env)}, expected {expected}")
+    check.note(f"{cloned} bytes cloned inside smbd, none by the helper; "
+               f"stats count {chunks} clones of them")
 
 
 def dirty_source_case(env, check):

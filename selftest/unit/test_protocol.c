@@ -71,6 +71,13 @@ static const struct copyoffload_release sample_release = {
 	.handle = 0xfffffffdu,
 };
 
+static const struct copyoffload_cloned sample_cloned = {
+	.request_id = 0x1112131415161718ull,
+	.share_id = 0xfffffffeu,
+	.copies = 3,
+	.bytes = (UINT64_C(2) << 20) + 1,
+};
+
 static const struct copyoffload_stats_request sample_stats = {
 	.request_id = 99,
 	.cursor = 0x01020304u,
@@ -127,6 +134,8 @@ static size_t encode_sample(enum copyoffload_msg_type type, uint8_t *buf)
 						      &sample_stats_reply);
 	case COPYOFFLOAD_MSG_RELEASE:
 		return copyoffload_encode_release(buf, &sample_release);
+	case COPYOFFLOAD_MSG_CLONED:
+		return copyoffload_encode_cloned(buf, &sample_cloned);
 	}
 	fail_msg("unknown type %d", type);
 	return 0;
@@ -144,6 +153,7 @@ decode_as(enum copyoffload_msg_type type, const uint8_t *buf, size_t len)
 	struct copyoffload_stats_request stats = {0};
 	static struct copyoffload_stats_reply stats_reply;
 	struct copyoffload_release release = {0};
+	struct copyoffload_cloned cloned = {0};
 
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO:
@@ -162,6 +172,8 @@ decode_as(enum copyoffload_msg_type type, const uint8_t *buf, size_t len)
 		return copyoffload_decode_stats_reply(buf, len, &stats_reply);
 	case COPYOFFLOAD_MSG_RELEASE:
 		return copyoffload_decode_release(buf, len, &release);
+	case COPYOFFLOAD_MSG_CLONED:
+		return copyoffload_decode_cloned(buf, len, &cloned);
 	}
 	fail_msg("unknown type %d", type);
 	return COPYOFFLOAD_DECODE_OK;
@@ -176,6 +188,7 @@ static const enum copyoffload_msg_type all_types[] = {
 	COPYOFFLOAD_MSG_STATS,
 	COPYOFFLOAD_MSG_STATS_REPLY,
 	COPYOFFLOAD_MSG_RELEASE,
+	COPYOFFLOAD_MSG_CLONED,
 };
 
 /* The result of decoding the first len bytes of a longer valid message. */
@@ -229,14 +242,15 @@ static void test_message_sizes(void **state)
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_STATS), 32);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_STATS_REPLY), 40);
 	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_RELEASE), 32);
+	assert_int_equal(copyoffload_message_size(COPYOFFLOAD_MSG_CLONED), 40);
 	assert_int_equal(copyoffload_message_max_size(COPYOFFLOAD_MSG_STATS_REPLY),
 			 40 + 32 * 416);
 	assert_int_equal(COPYOFFLOAD_STATS_RECORD_SIZE, 416);
 	assert_int_equal(copyoffload_message_size(0), 0);
-	assert_int_equal(copyoffload_message_size(9), 0);
+	assert_int_equal(copyoffload_message_size(10), 0);
 	assert_int_equal(copyoffload_message_size(0xffff), 0);
 	assert_int_equal(copyoffload_message_max_size(0), 0);
-	assert_int_equal(copyoffload_message_max_size(9), 0);
+	assert_int_equal(copyoffload_message_max_size(10), 0);
 	assert_int_equal(COPYOFFLOAD_MAX_MESSAGE_SIZE, 40 + 32 * 416);
 	assert_int_equal(COPYOFFLOAD_MAX_REQUEST_SIZE, 184);
 	for (size_t i = 0; i < ARRAY_SIZE(all_types); i++) {
@@ -250,6 +264,7 @@ static void test_message_sizes(void **state)
 	assert_true(COPYOFFLOAD_COPY_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 	assert_true(COPYOFFLOAD_STATS_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 	assert_true(COPYOFFLOAD_RELEASE_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
+	assert_true(COPYOFFLOAD_CLONED_SIZE <= COPYOFFLOAD_MAX_REQUEST_SIZE);
 }
 
 static void test_names(void **state)
@@ -455,14 +470,14 @@ static void test_hello_acceptable(void **state)
 	struct copyoffload_hello h = {.request_id = 0};
 	(void)state;
 
-	/* Version 2 only: 1 lacks descriptor handles and RELEASE. */
-	h.min_version = 2; h.max_version = 2;
+	/* Version 3 only: 1 lacks descriptor handles and RELEASE, 2 CLONED. */
+	h.min_version = 3; h.max_version = 3;
 	assert_true(copyoffload_hello_acceptable(&h));
 	h.min_version = 1; h.max_version = 9;
 	assert_true(copyoffload_hello_acceptable(&h));
-	h.min_version = 1; h.max_version = 1;
+	h.min_version = 1; h.max_version = 2;
 	assert_false(copyoffload_hello_acceptable(&h));
-	h.min_version = 3; h.max_version = 4;
+	h.min_version = 4; h.max_version = 5;
 	assert_false(copyoffload_hello_acceptable(&h));
 	h.min_version = 0; h.max_version = 0;
 	assert_false(copyoffload_hello_acceptable(&h));
@@ -522,7 +537,7 @@ static void test_bad_magic(void **state)
 static void test_bad_version(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t versions[] = {0, 1, 3, UINT16_MAX};
+	static const uint16_t versions[] = {0, 1, 2, 4, UINT16_MAX};
 	struct copyoffload_hello hello = {0};
 	(void)state;
 
@@ -539,8 +554,8 @@ static void test_bad_version(void **state)
 	}
 
 	/* A HELLO offering only newer versions decodes, but is not acceptable. */
-	struct copyoffload_hello newer = {.request_id = 1, .min_version = 3,
-					  .max_version = 4};
+	struct copyoffload_hello newer = {.request_id = 1, .min_version = 4,
+					  .max_version = 5};
 	copyoffload_encode_hello(buf, &newer);
 	assert_int_equal(copyoffload_decode_hello(buf, COPYOFFLOAD_HELLO_SIZE, &hello),
 			 COPYOFFLOAD_DECODE_OK);
@@ -550,7 +565,7 @@ static void test_bad_version(void **state)
 static void test_unknown_type(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t types[] = {0, 9, 10, 0x100, UINT16_MAX};
+	static const uint16_t types[] = {0, 10, 11, 0x100, UINT16_MAX};
 	struct copyoffload_header h;
 	(void)state;
 
@@ -820,6 +835,52 @@ static void test_release_round_trip(void **state)
 	copyoffload_encode_release(buf, &none);
 	assert_int_equal(copyoffload_decode_release(buf, sizeof(buf), &out),
 			 COPYOFFLOAD_DECODE_BAD_FIELD);
+}
+
+static void test_cloned_round_trip(void **state)
+{
+	uint8_t buf[COPYOFFLOAD_CLONED_SIZE];
+	struct copyoffload_cloned out = {0}, bad;
+	(void)state;
+
+	assert_int_equal(copyoffload_encode_cloned(buf, &sample_cloned),
+			 COPYOFFLOAD_CLONED_SIZE);
+	assert_header(buf, COPYOFFLOAD_MSG_CLONED, COPYOFFLOAD_PROTOCOL_VERSION,
+		      sample_cloned.request_id);
+	assert_true(copyoffload_get32(buf + 24) == sample_cloned.share_id);
+	assert_true(copyoffload_get32(buf + 28) == sample_cloned.copies);
+	assert_true(copyoffload_get64(buf + 32) == sample_cloned.bytes);
+	assert_int_equal(copyoffload_decode_cloned(buf, sizeof(buf), &out),
+			 COPYOFFLOAD_DECODE_OK);
+	assert_memory_equal(&out, &sample_cloned, sizeof(out));
+
+	/* The largest batch: every clone at a copy's limit. */
+	bad = sample_cloned;
+	bad.copies = 2;
+	bad.bytes = 2 * COPYOFFLOAD_MAX_COPY_LENGTH;
+	copyoffload_encode_cloned(buf, &bad);
+	assert_int_equal(copyoffload_decode_cloned(buf, sizeof(buf), &out),
+			 COPYOFFLOAD_DECODE_OK);
+
+	/* No share, no clone, fewer bytes than clones, or more than a copy
+	 * can move per clone. */
+	const struct { uint32_t share_id, copies; uint64_t bytes; } refused[] = {
+		{0, 1, 1},
+		{1, 0, 0},
+		{1, 0, 1},
+		{1, 2, 1},
+		{1, 1, COPYOFFLOAD_MAX_COPY_LENGTH + 1},
+		{1, 1, UINT64_MAX},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++) {
+		bad = sample_cloned;
+		bad.share_id = refused[i].share_id;
+		bad.copies = refused[i].copies;
+		bad.bytes = refused[i].bytes;
+		copyoffload_encode_cloned(buf, &bad);
+		assert_int_equal(copyoffload_decode_cloned(buf, sizeof(buf), &out),
+				 COPYOFFLOAD_DECODE_BAD_FIELD);
+	}
 }
 
 /* Share id @56 and descriptor handle @60 take any value, 0 (none) included. */
@@ -1263,6 +1324,7 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
 	struct copyoffload_stats_request stats = {0};
 	static struct copyoffload_stats_reply stats_reply;
 	struct copyoffload_release release = {0};
+	struct copyoffload_cloned cloned = {0};
 
 	switch (type) {
 	case COPYOFFLOAD_MSG_HELLO:
@@ -1306,6 +1368,11 @@ static void reencode(enum copyoffload_msg_type type, const uint8_t *buf, size_t 
 		assert_int_equal(copyoffload_decode_release(buf, len, &release),
 				 COPYOFFLOAD_DECODE_OK);
 		copyoffload_encode_release(out, &release);
+		break;
+	case COPYOFFLOAD_MSG_CLONED:
+		assert_int_equal(copyoffload_decode_cloned(buf, len, &cloned),
+				 COPYOFFLOAD_DECODE_OK);
+		copyoffload_encode_cloned(out, &cloned);
 		break;
 	}
 }
@@ -1373,6 +1440,7 @@ int main(void)
 		cmocka_unit_test(test_negative_status),
 		cmocka_unit_test(test_copy_share_id),
 		cmocka_unit_test(test_release_round_trip),
+		cmocka_unit_test(test_cloned_round_trip),
 		cmocka_unit_test(test_utf8_length),
 		cmocka_unit_test(test_share_name_valid),
 		cmocka_unit_test(test_share_name_set),
