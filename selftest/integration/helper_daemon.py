@@ -21,7 +21,6 @@ import re
 import stat
 import time
 
-import cleanup
 import proc_stats
 import processes
 
@@ -118,7 +117,7 @@ CONNECTION_EVENT_RE = re.compile(
     r"|cannot take peer pid=(?P<refused>\d+) ")
 
 
-class HelperDaemon:
+class HelperDaemon(processes.Daemon):
     def __init__(self, binary, workdir, log_level="debug", extra_args=()):
         self.binary = binary
         self.extra_args = list(extra_args)
@@ -126,8 +125,6 @@ class HelperDaemon:
         self.socket_path = os.path.join(self.dir, "copyoffloadd.sock")
         self.log_path = os.path.join(self.dir, "copyoffloadd.log")
         self.log_level = log_level
-        self.proc = None
-        self._token = None
         self._log_start = 0  # where the running daemon's log begins
 
     def start(self, timeout=15):
@@ -146,21 +143,8 @@ class HelperDaemon:
         except FileNotFoundError:
             return False
 
-    def stop(self):
-        if self._token is not None:
-            token, self._token = self._token, None
-            cleanup.release(token)
-
     def running(self):
         return self.proc is not None and self.proc.poll() is None
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     # -- log -------------------------------------------------------------
 

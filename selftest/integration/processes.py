@@ -112,6 +112,28 @@ def start_daemon(argv, log_path, description, ready, waiting_for, log_tail, time
     return proc, token
 
 
+class Daemon:
+    """A daemon started with start_daemon() by a subclass's start(), which
+    sets self.proc and self._token; stopped by stop() (or on any exit path
+    by the cleanup registry). A context manager: start, then stop."""
+
+    proc = None
+    _token = None
+
+    def stop(self):
+        if self._token is not None:
+            token, self._token = self._token, None
+            cleanup.release(token)
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
+
+
 PR_SET_CHILD_SUBREAPER = 36
 
 

@@ -23,7 +23,6 @@ import re
 import shutil
 import socket
 
-import cleanup
 import processes
 import samba_runtime
 
@@ -64,7 +63,7 @@ def pick_free_port(low=20000, high=40000):
     raise RuntimeError(f"no free port in [{low}, {high})")
 
 
-class SambaServer:
+class SambaServer(processes.Daemon):
     def __init__(self, workdir, shares, user, module_path=None,
                  log_level=DEFAULT_LOG_LEVEL, name="smbd", runtime=None,
                  global_options=None):
@@ -82,8 +81,6 @@ class SambaServer:
         self.log_path = os.path.join(self.dir, "smbd.log")
         self.vfs_dir = os.path.join(self.dir, "vfs")
         self.port = None
-        self.proc = None
-        self._token = None
 
     # -- configuration -------------------------------------------------
 
@@ -168,19 +165,6 @@ class SambaServer:
                 return True
         except OSError:
             return False
-
-    def stop(self):
-        if self._token is not None:
-            token, self._token = self._token, None
-            cleanup.release(token)
-
-    def __enter__(self):
-        self.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-        return False
 
     # -- logs ------------------------------------------------------------
 

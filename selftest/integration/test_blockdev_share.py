@@ -22,7 +22,6 @@ Cases (ext4 only, one scenario):
 import os
 import stat
 
-import helper_daemon
 import processes
 import scenario
 import smb_raw
