@@ -60,9 +60,9 @@ def measure_sessions(env, server, share, clients, size):
 
     def client(i, name, nbytes):
         try:
-            finished[i] = copy_time.session_scopy(
+            _, finished[i] = copy_time.session_scopy_span(
                 env, server, share, name, f"parallel-{i}.bin", nbytes,
-                before_start=start.wait, clock_end=True)
+                before_start=start.wait)
         except BaseException as e:  # reported below, after the others
             errors.append(e)
             start.abort()

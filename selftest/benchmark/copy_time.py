@@ -31,11 +31,10 @@ def smbclient_scopy(env, server, share, src, dst):
     return elapsed
 
 
-def session_scopy(env, server, share, src, dst, size, before_start=None, clock_end=False):
-    """Seconds for size bytes of src copied to dst in COPYCHUNK_WRITE
-    requests on a session opened beforehand. before_start() runs once all
-    is open, right before the clock starts; clock_end=True returns the
-    perf_counter() at the end instead (for clients timed together)."""
+def session_scopy_span(env, server, share, src, dst, size, before_start=None):
+    """(start, end) perf_counter() of size bytes of src copied to dst in
+    COPYCHUNK_WRITE requests on a session opened beforehand. before_start()
+    runs once all is open, right before the clock starts."""
     with PipelinedSession(server.port, env.user, share) as s:
         src_id = s.open(src)
         dst_id = s.open(dst, create=True)
@@ -56,7 +55,13 @@ def session_scopy(env, server, share, src, dst, size, before_start=None, clock_e
         ended = time.perf_counter()
         s.close(dst_id)
         s.close(src_id)
-    return ended if clock_end else ended - started
+    return started, ended
+
+
+def session_scopy(env, server, share, src, dst, size):
+    """Seconds of session_scopy_span()."""
+    started, ended = session_scopy_span(env, server, share, src, dst, size)
+    return ended - started
 
 
 def local_copy_file_range(src_path, dst_path, size):

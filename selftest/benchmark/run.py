@@ -29,7 +29,6 @@ import concurrent_clients  # noqa: E402
 import copy_time  # noqa: E402
 import echo_latency  # noqa: E402
 import helper_memory  # noqa: E402
-import stats  # noqa: E402
 import throttle  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
