@@ -90,9 +90,21 @@ Connection::ReceiveStatus Connection::receive(ReceivedMessage &message)
 	header.msg_controllen = control.size();
 
 	ssize_t n;
-	do {
+	bool reset_seen = false;
+	for (;;) {
 		n = ::recvmsg(socket_.get(), &header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-	} while (n < 0 && errno == EINTR);
+		if (n < 0 && errno == EINTR) {
+			continue;
+		}
+		// The client closed with a reply of ours unread: the kernel
+		// reports that once, ahead of what it sent before it left.
+		if (n < 0 && errno == ECONNRESET && !reset_seen) {
+			reset_seen = true;
+			note_peer_gone("receiving");
+			continue;
+		}
+		break;
+	}
 	if (n < 0) {
 		int error = errno;
 		if (error == EAGAIN || error == EWOULDBLOCK) {
@@ -212,7 +224,8 @@ Connection::ReadOutcome Connection::handle_hello(const ReceivedMessage &message,
 
 	std::array<std::uint8_t, COPYOFFLOAD_HELLO_REPLY_SIZE> bytes{};
 	copyoffload_encode_hello_reply(bytes.data(), &reply);
-	if (!send_bytes(bytes.data(), bytes.size(), false) || reply.status != 0) {
+	if (replied(send_bytes(bytes.data(), bytes.size(), false)) == ReadOutcome::close ||
+	    reply.status != 0) {
 		return ReadOutcome::close;
 	}
 	handshake_done_ = true;
@@ -232,6 +245,12 @@ Connection::ReadOutcome Connection::handle_copy(ReceivedMessage &message,
 		log_.warning("{}: malformed COPY id={} ({}), replying EBADMSG", describe(),
 			     request_id, copyoffload_decode_result_string(decoded));
 		return reply_error(request_id, EBADMSG);
+	}
+	if (peer_gone_) {
+		// Nobody waits for its result: smbd has dropped the request.
+		log_.debug("{}: COPY id={} from a client that has gone, not started",
+			   describe(), request_id);
+		return ReadOutcome::keep_open;
 	}
 	ReadOutcome outcome = ReadOutcome::keep_open;
 	std::shared_ptr<DescriptorPair> files = copy_files(message, request, outcome);
@@ -405,8 +424,7 @@ Connection::ReadOutcome Connection::handle_stats(const ReceivedMessage &message,
 	}
 	std::vector<std::uint8_t> bytes(COPYOFFLOAD_STATS_REPLY_MAX_SIZE);
 	std::size_t size = copyoffload_encode_stats_reply(bytes.data(), bytes.size(), reply.get());
-	return send_bytes(bytes.data(), size, false) ? ReadOutcome::keep_open
-						     : ReadOutcome::close;
+	return replied(send_bytes(bytes.data(), size, false));
 }
 
 Connection::ReadOutcome Connection::reply_error(std::uint64_t request_id, int status)
@@ -414,7 +432,23 @@ Connection::ReadOutcome Connection::reply_error(std::uint64_t request_id, int st
 	copyoffload_copy_reply reply{};
 	reply.request_id = request_id;
 	reply.status = status;
-	return send_copy_reply(reply, false) ? ReadOutcome::keep_open : ReadOutcome::close;
+	return replied(send_copy_reply(reply, false));
+}
+
+Connection::ReadOutcome Connection::replied(bool sent) const
+{
+	// A client that has gone may have sent more before it left (a CLONED
+	// report at tree disconnect, say): it is read up to the end of stream.
+	return sent || peer_gone_ ? ReadOutcome::keep_open : ReadOutcome::close;
+}
+
+void Connection::note_peer_gone(const char *noticed_while)
+{
+	if (!peer_gone_.exchange(true)) {
+		log_.debug("{}: the client has gone (noticed while {}); what it sent before "
+			   "is still read, its copies are not started",
+			   describe(), noticed_while);
+	}
 }
 
 bool Connection::send_copy_reply(const copyoffload_copy_reply &reply, bool may_block)
@@ -445,6 +479,10 @@ bool Connection::send_bytes(const std::uint8_t *data, std::size_t size, bool may
 			return static_cast<std::size_t>(n) == size; // packets go whole or not at all
 		}
 		int error = errno;
+		if (error == EPIPE || error == ECONNRESET || error == ENOTCONN) {
+			note_peer_gone("replying");
+			return false;
+		}
 		if ((error != EAGAIN && error != EWOULDBLOCK) || !may_block) {
 			log_.warning("{}: sending a reply failed: {}", describe(),
 				     describe_errno(error));

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -82,6 +83,11 @@ public:
 	[[nodiscard]] bool cancelled() const { return stop_source_.stop_requested(); }
 	[[nodiscard]] std::stop_token stop_token() const { return stop_source_.get_token(); }
 
+	// Any thread: the client has closed its end (hangup, EPIPE,
+	// ECONNRESET). What it sent before is still read, but its COPYs are
+	// not started and no more replies are sent.
+	void note_peer_gone(const char *noticed_while);
+
 	// A worker could not deliver a reply: stop the connection and wake the
 	// main thread (it sees a hangup) to tidy up.
 	void abort();
@@ -107,6 +113,9 @@ private:
 						   ReadOutcome &outcome);
 	ReadOutcome handle_stats(const ReceivedMessage &message, std::uint64_t request_id);
 	ReadOutcome reply_error(std::uint64_t request_id, int status);
+	// What a handler does after replying: a failed reply closes the
+	// connection, unless the client has simply gone.
+	ReadOutcome replied(bool sent) const;
 	bool send_bytes(const std::uint8_t *data, std::size_t size, bool may_block);
 
 	UniqueFd socket_;
@@ -119,6 +128,7 @@ private:
 	std::unordered_map<std::uint32_t, ShareBinding> bindings_; // by share id
 	DescriptorTable descriptors_;
 	std::mutex send_mutex_;
+	std::atomic<bool> peer_gone_{false};
 	std::stop_source stop_source_;
 };
 

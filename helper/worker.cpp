@@ -29,6 +29,9 @@ private:
 };
 
 constexpr std::uint32_t connection_events = EPOLLIN | EPOLLRDHUP;
+// Read from a client that has gone: the socket's queue holds at most a few
+// hundred messages, and it can send no more.
+constexpr int messages_after_hangup = 4096;
 
 // epoll_wait's timeout until `when` (the epoch: none, -1), rounded up so
 // the wake-up is not early.
@@ -229,6 +232,12 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 		return;
 	}
 	if ((events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0) {
+		// What the client sent before it left still counts: smbd
+		// reports its inline clones at tree disconnect and exits at
+		// once. Its copies are not started: nobody waits for them.
+		std::vector<CopyJob> none;
+		found->second->note_peer_gone("polling");
+		found->second->read_messages(none, messages_after_hangup);
 		disconnect(fd, "disconnected");
 		return;
 	}

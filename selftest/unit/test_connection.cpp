@@ -780,6 +780,56 @@ void test_stats_request_answered(void **)
 	assert_int_equal(reply->status, EBADMSG);
 }
 
+void send_cloned(int fd, std::uint32_t share_id, std::uint32_t copies, std::uint64_t bytes)
+{
+	std::uint8_t buf[COPYOFFLOAD_CLONED_SIZE];
+	copyoffload_cloned cloned{.request_id = 40,
+				  .share_id = share_id,
+				  .copies = copies,
+				  .bytes = bytes};
+	send_message(fd, buf, copyoffload_encode_cloned(buf, &cloned));
+}
+
+copyoffload_method_stats clone_stats(ShareRegistry &shares)
+{
+	std::uint32_t next = 0;
+	for (const copyoffload_share_stats &record : shares.page(0, 8, next)) {
+		if (std::strcmp(record.name, "reported") == 0) {
+			return record.slots[COPYOFFLOAD_METHOD_CLONE];
+		}
+	}
+	return {};
+}
+
+// smbd reports its inline clones at tree disconnect and exits at once: the
+// report counts whether the client left before the HELLO reply (the reply
+// fails with EPIPE) or with it unread (the next receive fails with
+// ECONNRESET, once). A COPY from a client that left is not started.
+void test_clones_reported_by_a_client_that_left(void **)
+{
+	for (bool left_before_reply : {true, false}) {
+		ShareRegistry shares;
+		Pair pair = connected_pair(quiet, shares);
+		TwoFiles files;
+		send_hello(pair.client.get());
+		send_share(pair.client.get(), share_declaration(5, "reported"));
+		send_cloned(pair.client.get(), 5, 8, 8 << 20);
+		send_copy(pair.client.get(), copy_request(41), files.fds());
+		std::vector<CopyJob> jobs;
+		if (!left_before_reply) {
+			assert_int_equal(pair.connection->read_messages(jobs, 1),
+					 Connection::ReadOutcome::keep_open);
+		}
+		pair.client = UniqueFd();
+		assert_int_equal(pair.connection->read_messages(jobs),
+				 Connection::ReadOutcome::close);
+		copyoffload_method_stats clone = clone_stats(shares);
+		assert_int_equal(clone.requests, 8);
+		assert_int_equal(clone.bytes, 8 << 20);
+		assert_true(jobs.empty());
+	}
+}
+
 void test_copies_refused_while_shutting_down(void **)
 {
 	Pair pair = ready_pair();
@@ -1070,6 +1120,7 @@ int main()
 		cmocka_unit_test(test_undeclared_or_malformed_share_refused),
 		cmocka_unit_test(test_stats_request_answered),
 		cmocka_unit_test(test_copies_refused_while_shutting_down),
+		cmocka_unit_test(test_clones_reported_by_a_client_that_left),
 		cmocka_unit_test(test_read_limit),
 		cmocka_unit_test(test_scheduler_share_concurrency_limit),
 		cmocka_unit_test(test_scheduler_paces_without_sleeping),

@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -209,6 +210,54 @@ void test_drain_and_disconnect(void **state)
 	assert_true(eventually([&] { return f.connection.use_count() == 1; }));
 }
 
+// smbd reports its inline clones at tree disconnect and exits at once: the
+// worker first sees the hangup with the report still queued. It counts the
+// report and starts no copy for the client that left.
+void test_messages_before_a_hangup_are_read(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	ShareRegistry shares;
+	WorkerPool pool(PoolOptions{.workers = 1, .segment_size = 64 << 10, .queue_depth = 4},
+			quiet, [] {});
+	int ends[2];
+	assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
+	auto connection = std::make_shared<Connection>(
+		UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, quiet, shares);
+	Client client{UniqueFd(ends[1])};
+
+	std::uint8_t buf[COPYOFFLOAD_MAX_REQUEST_SIZE];
+	copyoffload_hello hello{1, COPYOFFLOAD_PROTOCOL_VERSION, COPYOFFLOAD_PROTOCOL_VERSION};
+	client.send(buf, copyoffload_encode_hello(buf, &hello));
+	copyoffload_share share = share_declaration(2, "left");
+	client.send(buf, copyoffload_encode_share(buf, &share));
+	copyoffload_cloned cloned{.request_id = 3, .share_id = 2, .copies = 4, .bytes = 4096};
+	client.send(buf, copyoffload_encode_cloned(buf, &cloned));
+	write_file(dir.file("src"), pattern(1000));
+	write_file(dir.file("dst"), {});
+	UniqueFd source = open_file(dir.file("src"), O_RDONLY);
+	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
+	copyoffload_copy_request copy = copy_request(0, 0, 1000, bit(CFR));
+	copy.request_id = 4;
+	copy.share_id = 2;
+	client.send(buf, copyoffload_encode_copy_request(buf, &copy),
+		    {source.get(), destination.get()});
+	client.socket.reset();
+
+	pool.adopt(connection);
+	assert_true(eventually([&] { return pool.connections() == 0; }));
+	std::uint32_t next = 0;
+	auto records = shares.page(0, 8, next);
+	auto left = std::find_if(records.begin(), records.end(), [](const auto &record) {
+		return std::strcmp(record.name, "left") == 0;
+	});
+	assert_true(left != records.end());
+	const copyoffload_method_stats &clone = left->slots[COPYOFFLOAD_METHOD_CLONE];
+	assert_int_equal(clone.requests, 4);
+	assert_int_equal(clone.bytes, 4096);
+	assert_int_equal(left->slots[COPYOFFLOAD_STATS_TOTAL].requests, 4); // the COPY did not run
+	assert_int_equal(read_file(dir.file("dst")).size(), 0);
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -219,6 +268,7 @@ int main()
 		WITH_DIR(test_pieces_spread_and_one_reply),
 		WITH_DIR(test_handles_through_the_pool),
 		WITH_DIR(test_drain_and_disconnect),
+		WITH_DIR(test_messages_before_a_hangup_are_read),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);
 }
