@@ -41,6 +41,9 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	std::lock_guard lock(mutex_);
 	idle_.at(self) = false;
 	tasks_++;
+	// Queued pieces go first (turns): the new copy's first piece is then
+	// not self's next one, and waits for a worker of its own.
+	const bool queue_was_empty = flows_.empty();
 	const Connection *connection = task->job().connection.get();
 	auto found = by_connection_.find(connection);
 	if (found == by_connection_.end()) {
@@ -50,8 +53,8 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
 	const std::size_t pieces = admits(*task) ? task->pieces_left(idle + 1) : 0;
 	found->second->tasks.push_back(std::move(task));
-	// `self` takes the first piece itself.
-	wake_idle(pieces > 0 ? pieces - 1 : 0, self);
+	// `self` takes the first piece itself when nothing else waits.
+	wake_idle(pieces > 0 && queue_was_empty ? pieces - 1 : pieces, self);
 }
 
 void Scheduler::remove(std::list<Flow>::iterator flow, std::size_t index)

@@ -17,7 +17,8 @@
 // Wake-ups: the worker that adds a copy asks for work itself right after,
 // so only the pieces beyond the first wake other, idle workers; a copy of
 // one piece (smbd's usual chunk) runs on the thread that read it, with no
-// hand-off.
+// hand-off. When other pieces were queued already, that worker takes one of
+// them first, so every piece of the new copy wakes an idle worker.
 #pragma once
 
 #include "copy_job.hpp"

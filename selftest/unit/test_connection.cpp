@@ -958,6 +958,19 @@ void test_scheduler_wakes_for_extra_pieces(void **)
 	scheduler.add(file_task(a, dir, 3, 3 * 4096, 4096), 0);
 	assert_int_equal(woken.size(), 2); // they were woken and have not idled since
 	run_in_turns(scheduler);
+
+	// A copy of one piece behind a queued one (another smbd process's
+	// chunk, read by the same worker): the adder runs the queued piece
+	// first, so an idle worker is woken for the new one.
+	Pair b = ready_pair();
+	woken.clear();
+	assert_false(scheduler.next(1).has_value());
+	assert_false(scheduler.next(2).has_value());
+	scheduler.add(file_task(a, dir, 4, 4096, 4096), 0);
+	assert_true(woken.empty());
+	scheduler.add(file_task(b, dir, 5, 4096, 4096), 0);
+	assert_true(woken == (std::vector<std::size_t>{1}));
+	run_in_turns(scheduler);
 }
 
 void test_scheduler_drops_a_gone_connection(void **)
