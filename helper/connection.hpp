@@ -85,7 +85,7 @@ public:
 
 	// Any thread: the client has closed its end (hangup, EPIPE,
 	// ECONNRESET). What it sent before is still read, but its COPYs are
-	// not started and no more replies are sent.
+	// not started, and a reply that fails no longer closes the connection.
 	void note_peer_gone(const char *noticed_while);
 
 	// A worker could not deliver a reply: stop the connection and wake the
