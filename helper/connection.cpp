@@ -29,6 +29,16 @@ const char *message_type_name(std::uint16_t type)
 	return "unknown";
 }
 
+// Why a message that must carry no descriptors is malformed (what its
+// decoder said, or that it carries some), or null when it is well formed.
+const char *malformation(copyoffload_decode_result decoded, const ReceivedMessage &message)
+{
+	if (decoded != COPYOFFLOAD_DECODE_OK) {
+		return copyoffload_decode_result_string(decoded);
+	}
+	return message.descriptors.empty() ? nullptr : "carries descriptors";
+}
+
 // Takes ownership of every descriptor in the control data, so that each is
 // closed even when the message turns out to be bad.
 void collect_descriptors(msghdr &header, std::vector<UniqueFd> &descriptors)
@@ -208,11 +218,8 @@ Connection::ReadOutcome Connection::handle_hello(const ReceivedMessage &message,
 	reply.request_id = request_id;
 	reply.version = COPYOFFLOAD_PROTOCOL_VERSION; // tells a refused peer what we speak
 
-	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
-		log_.warning("{}: malformed HELLO ({}), closing connection", describe(),
-			     decoded != COPYOFFLOAD_DECODE_OK
-				     ? copyoffload_decode_result_string(decoded)
-				     : "carries descriptors");
+	if (const char *problem = malformation(decoded, message)) {
+		log_.warning("{}: malformed HELLO ({}), closing connection", describe(), problem);
 		reply.status = EBADMSG;
 	} else if (!copyoffload_hello_acceptable(&hello)) {
 		log_.warning("{}: speaks protocol versions {}..{}, this daemon only {}; "
@@ -323,11 +330,8 @@ Connection::ReadOutcome Connection::handle_release(const ReceivedMessage &messag
 	// No reply, like SHARE: a bad one is only logged.
 	copyoffload_release release{};
 	auto decoded = copyoffload_decode_release(message.bytes.data(), message.size, &release);
-	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
-		log_.warning("{}: malformed RELEASE id={} ({})", describe(), request_id,
-			     decoded != COPYOFFLOAD_DECODE_OK
-				     ? copyoffload_decode_result_string(decoded)
-				     : "carries descriptors");
+	if (const char *problem = malformation(decoded, message)) {
+		log_.warning("{}: malformed RELEASE id={} ({})", describe(), request_id, problem);
 		return ReadOutcome::keep_open;
 	}
 	// An unknown handle is no error: the table may have forgotten it.
@@ -341,11 +345,8 @@ Connection::ReadOutcome Connection::handle_cloned(const ReceivedMessage &message
 	// No reply, like RELEASE: a bad one is only logged, and counts nothing.
 	copyoffload_cloned cloned{};
 	auto decoded = copyoffload_decode_cloned(message.bytes.data(), message.size, &cloned);
-	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
-		log_.warning("{}: malformed CLONED id={} ({})", describe(), request_id,
-			     decoded != COPYOFFLOAD_DECODE_OK
-				     ? copyoffload_decode_result_string(decoded)
-				     : "carries descriptors");
+	if (const char *problem = malformation(decoded, message)) {
+		log_.warning("{}: malformed CLONED id={} ({})", describe(), request_id, problem);
 		return ReadOutcome::keep_open;
 	}
 	auto found = bindings_.find(cloned.share_id);
@@ -368,13 +369,10 @@ Connection::ReadOutcome Connection::handle_share(const ReceivedMessage &message,
 	// its id are then refused (EINVAL), not run under some other policy.
 	copyoffload_share declaration{};
 	auto decoded = copyoffload_decode_share(message.bytes.data(), message.size, &declaration);
-	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+	if (const char *problem = malformation(decoded, message)) {
 		log_.warning("{}: malformed SHARE id={} for share id {} ({}); copies naming it "
 			     "will be refused",
-			     describe(), request_id, declaration.share_id,
-			     decoded != COPYOFFLOAD_DECODE_OK
-				     ? copyoffload_decode_result_string(decoded)
-				     : "carries descriptors");
+			     describe(), request_id, declaration.share_id, problem);
 		bindings_.erase(declaration.share_id);
 		return ReadOutcome::keep_open;
 	}
@@ -409,12 +407,9 @@ Connection::ReadOutcome Connection::handle_stats(const ReceivedMessage &message,
 							&request);
 	auto reply = std::make_unique<copyoffload_stats_reply>();
 	reply->request_id = request_id;
-	if (decoded != COPYOFFLOAD_DECODE_OK || !message.descriptors.empty()) {
+	if (const char *problem = malformation(decoded, message)) {
 		log_.warning("{}: malformed STATS id={} ({}), replying EBADMSG", describe(),
-			     request_id,
-			     decoded != COPYOFFLOAD_DECODE_OK
-				     ? copyoffload_decode_result_string(decoded)
-				     : "carries descriptors");
+			     request_id, problem);
 		reply->status = EBADMSG;
 	} else {
 		auto records = shares_.page(request.cursor, COPYOFFLOAD_STATS_MAX_RECORDS,
