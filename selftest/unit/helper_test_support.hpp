@@ -6,6 +6,7 @@
 // fail() and skip() that would clash with names in the standard library.
 
 #include "copyoffload_protocol.h"
+#include "share_registry.hpp"
 #include "unique_fd.hpp"
 
 #include <fcntl.h>
@@ -205,6 +206,22 @@ inline copyoffload_share share_declaration(std::uint32_t id, const char *name,
 	share.max_concurrent = policy.limit;
 	copyoffload_share_name_set(share.name, name);
 	return share;
+}
+
+// The statistics record of the share named `name`; fails the test when
+// the registry keeps none.
+inline copyoffload_share_stats share_record(const copyoffload::ShareRegistry &shares,
+					    const char *name)
+{
+	std::uint32_t next = 0;
+	for (const copyoffload_share_stats &record :
+	     shares.page(0, COPYOFFLOAD_STATS_MAX_RECORDS, next)) {
+		if (std::strcmp(record.name, name) == 0) {
+			return record;
+		}
+	}
+	fail_msg("no statistics for share \"%s\"", name);
+	return {};
 }
 
 inline void assert_contains(const std::string &text, std::string_view fragment)

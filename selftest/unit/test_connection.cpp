@@ -790,17 +790,6 @@ void send_cloned(int fd, std::uint32_t share_id, std::uint32_t copies, std::uint
 	send_message(fd, buf, copyoffload_encode_cloned(buf, &cloned));
 }
 
-copyoffload_method_stats clone_stats(ShareRegistry &shares)
-{
-	std::uint32_t next = 0;
-	for (const copyoffload_share_stats &record : shares.page(0, 8, next)) {
-		if (std::strcmp(record.name, "reported") == 0) {
-			return record.slots[COPYOFFLOAD_METHOD_CLONE];
-		}
-	}
-	return {};
-}
-
 // smbd reports its inline clones at tree disconnect and exits at once: the
 // report counts whether the client left before the HELLO reply (the reply
 // fails with EPIPE) or with it unread (the next receive fails with
@@ -823,7 +812,8 @@ void test_clones_reported_by_a_client_that_left(void **)
 		pair.client = UniqueFd();
 		assert_int_equal(pair.connection->read_messages(jobs),
 				 Connection::ReadOutcome::close);
-		copyoffload_method_stats clone = clone_stats(shares);
+		copyoffload_method_stats clone =
+			share_record(shares, "reported").slots[COPYOFFLOAD_METHOD_CLONE];
 		assert_int_equal(clone.requests, 8);
 		assert_int_equal(clone.bytes, 8 << 20);
 		assert_true(jobs.empty());

@@ -9,7 +9,6 @@
 #include <poll.h>
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -72,6 +71,17 @@ struct Client {
 	}
 };
 
+// The daemon's end of a socket pair as a Connection, in `connection`;
+// the other end, playing smbd, in `client`.
+void connect_pair(ShareRegistry &shares, std::shared_ptr<Connection> &connection, Client &client)
+{
+	int ends[2];
+	assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
+	connection = std::make_shared<Connection>(UniqueFd(ends[0]),
+						  PeerCredentials{::getpid(), 0, 0}, quiet, shares);
+	client.socket = UniqueFd(ends[1]);
+}
+
 struct Fixture {
 	ShareRegistry shares;
 	std::atomic<int> notified{0};
@@ -83,11 +93,7 @@ struct Fixture {
 		: pool(PoolOptions{.workers = workers, .segment_size = 64 << 10, .queue_depth = 4},
 		       quiet, [this] { notified++; })
 	{
-		int ends[2];
-		assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
-		connection = std::make_shared<Connection>(
-			UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, quiet, shares);
-		client.socket = UniqueFd(ends[1]);
+		connect_pair(shares, connection, client);
 		pool.adopt(connection);
 		client.hello();
 	}
@@ -219,11 +225,9 @@ void test_messages_before_a_hangup_are_read(void **state)
 	ShareRegistry shares;
 	WorkerPool pool(PoolOptions{.workers = 1, .segment_size = 64 << 10, .queue_depth = 4},
 			quiet, [] {});
-	int ends[2];
-	assert_int_equal(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ends), 0);
-	auto connection = std::make_shared<Connection>(
-		UniqueFd(ends[0]), PeerCredentials{::getpid(), 0, 0}, quiet, shares);
-	Client client{UniqueFd(ends[1])};
+	std::shared_ptr<Connection> connection;
+	Client client;
+	connect_pair(shares, connection, client);
 
 	std::uint8_t buf[COPYOFFLOAD_MAX_REQUEST_SIZE];
 	copyoffload_hello hello{1, COPYOFFLOAD_PROTOCOL_VERSION, COPYOFFLOAD_PROTOCOL_VERSION};
@@ -245,16 +249,11 @@ void test_messages_before_a_hangup_are_read(void **state)
 
 	pool.adopt(connection);
 	assert_true(eventually([&] { return pool.connections() == 0; }));
-	std::uint32_t next = 0;
-	auto records = shares.page(0, 8, next);
-	auto left = std::find_if(records.begin(), records.end(), [](const auto &record) {
-		return std::strcmp(record.name, "left") == 0;
-	});
-	assert_true(left != records.end());
-	const copyoffload_method_stats &clone = left->slots[COPYOFFLOAD_METHOD_CLONE];
+	const copyoffload_share_stats left = share_record(shares, "left");
+	const copyoffload_method_stats &clone = left.slots[COPYOFFLOAD_METHOD_CLONE];
 	assert_int_equal(clone.requests, 4);
 	assert_int_equal(clone.bytes, 4096);
-	assert_int_equal(left->slots[COPYOFFLOAD_STATS_TOTAL].requests, 4); // the COPY did not run
+	assert_int_equal(left.slots[COPYOFFLOAD_STATS_TOTAL].requests, 4); // the COPY did not run
 	assert_int_equal(read_file(dir.file("dst")).size(), 0);
 }
 
