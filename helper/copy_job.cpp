@@ -167,7 +167,7 @@ bool CopyTask::complete() const
 	return running_ == 0 && (!cursor_ || cut_short_ || cursor_->done() || stopping());
 }
 
-void CopyTask::finish() noexcept
+void CopyTask::finish(std::uint32_t reply_flags) noexcept
 {
 	try {
 		const copyoffload_copy_request &request = job_.request;
@@ -229,6 +229,7 @@ void CopyTask::finish() noexcept
 		copyoffload_copy_reply reply{};
 		reply.request_id = request.request_id;
 		reply.status = result.status;
+		reply.flags = reply_flags;
 		reply.bytes_done = result.bytes_done;
 		for (std::size_t m = 0; m < result.bytes_by_method.size(); m++) {
 			reply.bytes_by_method[m] = result.bytes_by_method[m];

@@ -66,9 +66,10 @@ public:
 	[[nodiscard]] bool started() const { return started_; }
 
 	// Logs the outcome, counts it in the share's statistics, lets go of
-	// the descriptors and answers the client (unless it went away).
-	// Once, after complete(). Never throws.
-	void finish() noexcept;
+	// the descriptors and answers the client (unless it went away), with
+	// reply_flags (COPYOFFLOAD_REPLY_*). Once, after complete(). Never
+	// throws.
+	void finish(std::uint32_t reply_flags = 0) noexcept;
 
 	[[nodiscard]] const CopyJob &job() const { return job_; }
 

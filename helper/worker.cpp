@@ -196,7 +196,7 @@ bool WorkerPool::Worker::spin()
 	// Spinning pays when the smbd process that sends the next chunk gets
 	// a CPU of its own; when the others run pieces, it would take that
 	// CPU from the smbd processes instead (4 clients on 2 CPUs).
-	if (pool_.busy_workers_.load() + 2 > pool_.cpus_) {
+	if (pool_.cpus_taken()) {
 		return false;
 	}
 	const auto until = last_piece_ + budget;
@@ -287,7 +287,10 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 
 void WorkerPool::Worker::finish(CopyTask &task)
 {
-	task.finish();
+	// An smbd polls for its next reply only when told it would not take
+	// a CPU from other copies (4 clients on 2 CPUs lose throughput).
+	const bool busy = pool_.jobs_in_flight_.load() > 1 || pool_.cpus_taken();
+	task.finish(busy ? COPYOFFLOAD_REPLY_BUSY : 0);
 	pool_.jobs_in_flight_--;
 	pool_.notify_if_watched();
 }

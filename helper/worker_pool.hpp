@@ -71,6 +71,10 @@ private:
 	friend class Worker;
 
 	void notify_if_watched();
+	// Whether the other workers' pieces leave no CPU for an smbd process
+	// besides the caller's: then neither a worker that spins for the next
+	// chunk nor an smbd that polls for its reply would gain one.
+	[[nodiscard]] bool cpus_taken() const { return busy_workers_.load() + 2 > cpus_; }
 
 	const Logger &log_;
 	PoolOptions options_;
@@ -78,9 +82,8 @@ private:
 	std::atomic<bool> watching_{false};
 	std::atomic<std::size_t> jobs_in_flight_{0};
 	std::atomic<std::size_t> drained_{0};
-	// Workers running a piece right now, and the CPUs they share: a
-	// worker spins for the next chunk only while a CPU is left for the
-	// smbd process that sends it.
+	// Workers running a piece right now, and the CPUs they share
+	// (cpus_taken()).
 	std::atomic<unsigned> busy_workers_{0};
 	unsigned cpus_;
 	Scheduler scheduler_;

@@ -49,8 +49,9 @@ extern "C" {
 /*
  * 2: COPY names a descriptor handle (@60, reserved in 1); RELEASE.
  * 3: CLONED.
+ * 4: COPY_REPLY flags (@28, reserved in 3): COPYOFFLOAD_REPLY_*.
  */
-#define COPYOFFLOAD_PROTOCOL_VERSION 3
+#define COPYOFFLOAD_PROTOCOL_VERSION 4
 
 enum copyoffload_msg_type {
 	COPYOFFLOAD_MSG_HELLO = 1,
@@ -167,9 +168,18 @@ struct copyoffload_copy_request {
 	uint32_t handle;
 };
 
+/*
+ * The daemon had other copies in flight, or no CPU to spare, when it
+ * replied: a client should not poll for its next reply, since a poller
+ * would take a CPU from those copies.
+ */
+#define COPYOFFLOAD_REPLY_BUSY 0x1u
+#define COPYOFFLOAD_REPLY_KNOWN_FLAGS COPYOFFLOAD_REPLY_BUSY
+
 struct copyoffload_copy_reply {
 	uint64_t request_id;
 	int32_t status; /* 0, or a positive errno */
+	uint32_t flags; /* COPYOFFLOAD_REPLY_* */
 	uint64_t bytes_done; /* contiguous bytes from the start, exactly */
 	uint64_t bytes_by_method[COPYOFFLOAD_METHOD_COUNT];
 };
@@ -569,7 +579,7 @@ copyoffload_encode_copy_reply(uint8_t buf[COPYOFFLOAD_COPY_REPLY_SIZE],
 	copyoffload_encode_header(buf, COPYOFFLOAD_MSG_COPY_REPLY,
 				  COPYOFFLOAD_PROTOCOL_VERSION, m->request_id);
 	copyoffload_put32(buf + 24, (uint32_t)m->status);
-	copyoffload_put32(buf + 28, 0);
+	copyoffload_put32(buf + 28, m->flags);
 	copyoffload_put64(buf + 32, m->bytes_done);
 	for (i = 0; i < COPYOFFLOAD_METHOD_COUNT; i++) {
 		copyoffload_put64(buf + 40 + 8 * i, m->bytes_by_method[i]);
@@ -597,8 +607,9 @@ copyoffload_decode_copy_reply(const uint8_t *buf, size_t len,
 	}
 	m->request_id = h.request_id;
 	m->status = (int32_t)copyoffload_get32(buf + 24);
+	m->flags = copyoffload_get32(buf + 28);
 	m->bytes_done = copyoffload_get64(buf + 32);
-	if (m->status < 0 || copyoffload_get32(buf + 28) != 0 ||
+	if (m->status < 0 || (m->flags & ~COPYOFFLOAD_REPLY_KNOWN_FLAGS) != 0 ||
 	    m->bytes_done > COPYOFFLOAD_MAX_COPY_LENGTH) {
 		return COPYOFFLOAD_DECODE_BAD_FIELD;
 	}

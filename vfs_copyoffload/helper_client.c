@@ -28,6 +28,11 @@
  * of its files_struct releases the handle (RELEASE). The helper keeps a
  * bounded number of pairs and answers a handle it has let go of with
  * ESTALE: the copy is then sent again with the descriptors.
+ *
+ * While a pair's chunk is the only copy outstanding, smbd wakes up shortly
+ * before its reply is due and polls for it (reply_poll.c), expecting what
+ * the pair's earlier chunks took, unless the helper's last reply said it
+ * was busy with other copies.
  */
 
 #include "includes.h"
@@ -36,6 +41,7 @@
 #include "lib/util/dlinklist.h"
 #include "lib/util/tevent_unix.h"
 #include "helper_client.h"
+#include "reply_poll.h"
 
 #undef DBGC_CLASS
 #define DBGC_CLASS DBGC_VFS
@@ -102,6 +108,8 @@ struct helper_conn {
 	uint32_t next_handle;
 	struct helper_release *releases; /* RELEASEs not sent yet */
 	struct tevent_timer *report_timer; /* inline clones to report */
+	struct copyoffload_reply_poll *reply_poll; /* NULL: not polling */
+	bool helper_busy; /* COPYOFFLOAD_REPLY_BUSY in the last reply */
 };
 
 /*
@@ -118,6 +126,7 @@ struct helper_pair {
 	int dst_fd;
 	uint32_t handle;
 	bool registered; /* the helper got the descriptors on this socket */
+	uint64_t reply_usec; /* what its chunks took, send to reply; 0: unknown */
 	struct helper_pair_watch *watches[2]; /* on src_owner, dst_owner */
 };
 
@@ -146,6 +155,7 @@ struct helper_call {
 	int dst_fd;
 	bool sent;
 	bool sent_descriptors; /* with SCM_RIGHTS, not only the handle */
+	uint64_t sent_usec; /* copyoffload_monotonic_usec() when sent */
 	struct copyoffload_copy_reply reply;
 };
 
@@ -248,11 +258,13 @@ static void helper_conn_forget_declarations(struct helper_conn *conn)
  */
 static void helper_conn_close_socket(struct helper_conn *conn)
 {
+	TALLOC_FREE(conn->reply_poll);
 	TALLOC_FREE(conn->fde);
 	TALLOC_FREE(conn->reply_timer);
 	close(conn->fd);
 	conn->fd = -1;
 	conn->hello_answered = false;
+	conn->helper_busy = false;
 	helper_conn_forget_declarations(conn);
 }
 
@@ -336,6 +348,44 @@ static void helper_conn_watch(struct helper_conn *conn)
 		helper_conn_timed_out, conn);
 }
 
+static void helper_conn_read(struct helper_conn *conn);
+
+/* reply_poll.c found the socket readable while polling. */
+static void helper_conn_poll_ready(void *private_data)
+{
+	struct helper_conn *conn = talloc_get_type_abort(
+		private_data, struct helper_conn);
+
+	conn->last_heard = tevent_timeval_current(); /* alive */
+	helper_conn_read(conn);
+}
+
+/* [global] "copyoffload:reply poll": microseconds of lead, 0 for none. */
+static void helper_conn_start_polling(struct helper_conn *conn)
+{
+	int lead = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload", "reply poll",
+			       COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC);
+
+	if (lead < 0 || lead > COPYOFFLOAD_REPLY_POLL_MAX_USEC) {
+		DBG_ERR("copyoffload: \"copyoffload:reply poll = %d\" is not "
+			"0..%d microseconds; using %d\n",
+			lead, COPYOFFLOAD_REPLY_POLL_MAX_USEC,
+			COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC);
+		lead = COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC;
+	}
+	if (lead == 0) {
+		return;
+	}
+	conn->reply_poll = copyoffload_reply_poll_create(
+		conn, conn->ev, conn->fd, (unsigned)lead, helper_conn_poll_ready,
+		conn);
+	if (conn->reply_poll == NULL) {
+		DBG_WARNING("copyoffload: cannot poll for the replies of %s "
+			    "(%s): smbd sleeps until each comes\n",
+			    conn->socket_path, strerror(errno));
+	}
+}
+
 static int helper_conn_open(struct helper_conn *conn)
 {
 	struct sockaddr_un sun = { .sun_family = AF_UNIX };
@@ -389,6 +439,7 @@ static int helper_conn_open(struct helper_conn *conn)
 	conn->timeout_seconds = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload",
 					    "helper timeout",
 					    REPLY_TIMEOUT_SECONDS);
+	helper_conn_start_polling(conn);
 	return 0;
 }
 
@@ -614,6 +665,7 @@ static void helper_conn_flush(struct helper_conn *conn)
 			return;
 		}
 		call->sent = true;
+		call->sent_usec = copyoffload_monotonic_usec();
 	}
 	for (entry = conn->shares; entry != NULL; entry = entry->next) {
 		if (entry->inline_copies == 0) {
@@ -750,6 +802,12 @@ static void helper_conn_take_copy_reply(struct helper_conn *conn,
 		return;
 	}
 
+	/* Whoever it is for, it came: no wake-up for it. */
+	conn->helper_busy = (reply.flags & COPYOFFLOAD_REPLY_BUSY) != 0;
+	if (conn->reply_poll != NULL) {
+		copyoffload_reply_poll_disarm(conn->reply_poll);
+	}
+
 	call = helper_conn_find(conn, reply.request_id);
 	if (call == NULL) {
 		/* Its smbd request was freed (client gone): nobody waits. */
@@ -770,6 +828,11 @@ static void helper_conn_take_copy_reply(struct helper_conn *conn,
 	    !call->sent_descriptors) {
 		helper_call_resend(conn, call);
 		return;
+	}
+	if (call->pair != NULL) {
+		call->pair->reply_usec = copyoffload_reply_expectation(
+			call->pair->reply_usec,
+			copyoffload_monotonic_usec() - call->sent_usec);
 	}
 	call->reply = reply;
 	helper_call_finish(call, 0);
@@ -969,6 +1032,23 @@ static struct helper_pair *helper_pair_get(struct helper_conn *conn,
 	return pair;
 }
 
+/*
+ * The only copy outstanding, of a pair whose chunks took a known time, to
+ * a helper that was not busy when it last replied: smbd wakes up shortly
+ * before the reply is due instead of when it comes.
+ */
+static void helper_conn_poll_for_reply(struct helper_conn *conn)
+{
+	struct helper_call *call = conn->calls;
+
+	if (conn->reply_poll == NULL || conn->helper_busy || call == NULL ||
+	    call->next != NULL || !call->sent || call->pair == NULL ||
+	    call->pair->reply_usec == 0) {
+		return;
+	}
+	copyoffload_reply_poll_arm(conn->reply_poll, call->pair->reply_usec);
+}
+
 struct tevent_req *copyoffload_helper_copy_send(
 	TALLOC_CTX *mem_ctx,
 	struct tevent_context *ev,
@@ -1030,6 +1110,7 @@ struct tevent_req *copyoffload_helper_copy_send(
 	/* If sending fails, helper_conn_fail() finishes req (deferred). */
 	helper_conn_flush(conn);
 	helper_conn_watch(conn);
+	helper_conn_poll_for_reply(conn);
 	return req;
 }
 

@@ -115,6 +115,16 @@ def bad_values(env, check):
     check.note(f"{len(BAD_VALUE_LINES)} log lines; defaults used; {summary.describe()}")
 
 
+def bad_reply_poll(env, check):
+    """[global] copyoffload:reply poll = 20000 (above 10000): logged when
+    smbd connects to the helper, and the default used; copies go on."""
+    summary = copy_via_helper(env, check, "share", 2 * MiB)
+    line = (r'copyoffload: "copyoffload:reply poll = 20000" is not 0\.\.10000 '
+            r'microseconds; using 60')
+    check.require(env.server.log_matches(line, flags=0), f"smbd's log lacks /{line}/")
+    check.note(f"logged; {summary.describe()}")
+
+
 def bad_helper_socket(env, check):
     name, copy = "sock.bin", "sock.copy"
     digest = ops_support.create_file(env, "bad_socket", name, MiB + 1)
@@ -138,5 +148,6 @@ def cases(fs_type, stock):
         ("methods order", methods_order),
         ("limits", limits),
         ("bad values", bad_values),
+        ("bad reply poll", bad_reply_poll),
         ("bad helper socket", bad_helper_socket),
     )]

@@ -6,7 +6,7 @@ import socket
 import struct
 
 MAGIC = 0x46464F43
-VERSION = 3  # COPYOFFLOAD_PROTOCOL_VERSION (2: descriptor handles, RELEASE; 3: CLONED)
+VERSION = 4  # COPYOFFLOAD_PROTOCOL_VERSION (2: descriptor handles, RELEASE; 3: CLONED; 4: reply flags)
 HELLO, HELLO_REPLY, COPY, COPY_REPLY, SHARE = 1, 2, 3, 4, 5
 METHODS = ("clone", "copy_file_range", "device", "read_write")
 ALL_METHODS = 0xF

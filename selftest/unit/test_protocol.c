@@ -52,6 +52,7 @@ static const struct copyoffload_copy_request sample_copy = {
 static const struct copyoffload_copy_reply sample_copy_reply = {
 	.request_id = 42,
 	.status = ENOSPC,
+	.flags = COPYOFFLOAD_REPLY_BUSY,
 	.bytes_done = 1000 + 20 + 3 + 4,
 	.bytes_by_method = {1000, 20, 3, 4},
 };
@@ -428,7 +429,7 @@ static void test_copy_reply_round_trip(void **state)
 			 COPYOFFLOAD_COPY_REPLY_SIZE);
 	assert_header(buf, COPYOFFLOAD_MSG_COPY_REPLY, COPYOFFLOAD_PROTOCOL_VERSION, 42);
 	assert_int_equal(copyoffload_get32(buf + 24), ENOSPC);
-	assert_int_equal(copyoffload_get32(buf + 28), 0);
+	assert_int_equal(copyoffload_get32(buf + 28), COPYOFFLOAD_REPLY_BUSY);
 	assert_true(copyoffload_get64(buf + 32) == 1027);
 	for (unsigned i = 0; i < COPYOFFLOAD_METHOD_COUNT; i++) {
 		assert_true(copyoffload_get64(buf + 40 + 8 * i) ==
@@ -439,6 +440,7 @@ static void test_copy_reply_round_trip(void **state)
 	/* Field by field: the struct has padding after status. */
 	assert_true(out.request_id == sample_copy_reply.request_id);
 	assert_int_equal(out.status, sample_copy_reply.status);
+	assert_int_equal(out.flags, COPYOFFLOAD_REPLY_BUSY);
 	assert_true(out.bytes_done == sample_copy_reply.bytes_done);
 	for (unsigned i = 0; i < COPYOFFLOAD_METHOD_COUNT; i++) {
 		assert_true(out.bytes_by_method[i] == sample_copy_reply.bytes_by_method[i]);
@@ -455,14 +457,17 @@ static void test_hello_acceptable(void **state)
 	struct copyoffload_hello h = {.request_id = 0};
 	(void)state;
 
-	/* Version 3 only: 1 lacks descriptor handles and RELEASE, 2 CLONED. */
-	h.min_version = 3; h.max_version = 3;
+	/*
+	 * Version 4 only: 1 lacks descriptor handles and RELEASE, 2 CLONED,
+	 * 3 the reply flags.
+	 */
+	h.min_version = 4; h.max_version = 4;
 	assert_true(copyoffload_hello_acceptable(&h));
 	h.min_version = 1; h.max_version = 9;
 	assert_true(copyoffload_hello_acceptable(&h));
-	h.min_version = 1; h.max_version = 2;
+	h.min_version = 1; h.max_version = 3;
 	assert_false(copyoffload_hello_acceptable(&h));
-	h.min_version = 4; h.max_version = 5;
+	h.min_version = 5; h.max_version = 6;
 	assert_false(copyoffload_hello_acceptable(&h));
 	h.min_version = 0; h.max_version = 0;
 	assert_false(copyoffload_hello_acceptable(&h));
@@ -522,7 +527,7 @@ static void test_bad_magic(void **state)
 static void test_bad_version(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t versions[] = {0, 1, 2, 4, UINT16_MAX};
+	static const uint16_t versions[] = {0, 1, 2, 3, 5, UINT16_MAX};
 	struct copyoffload_hello hello = {0};
 	(void)state;
 
@@ -539,8 +544,8 @@ static void test_bad_version(void **state)
 	}
 
 	/* A HELLO offering only newer versions decodes, but is not acceptable. */
-	struct copyoffload_hello newer = {.request_id = 1, .min_version = 4,
-					  .max_version = 5};
+	struct copyoffload_hello newer = {.request_id = 1, .min_version = 5,
+					  .max_version = 6};
 	copyoffload_encode_hello(buf, &newer);
 	assert_int_equal(copyoffload_decode_hello(buf, COPYOFFLOAD_HELLO_SIZE, &hello),
 			 COPYOFFLOAD_DECODE_OK);
@@ -623,9 +628,11 @@ static void test_reserved_nonzero(void **state)
 		}
 	}
 
-	/* Padding inside bodies: HELLO 28..31, HELLO_REPLY 30..31, COPY_REPLY
-	 * 28..31, SHARE 52..55, STATS 28..31, STATS_REPLY 36..39, RELEASE
-	 * 28..31. (COPY 60..63 was padding in version 1; it is the handle.) */
+	/* Padding inside bodies: HELLO 28..31, HELLO_REPLY 30..31, SHARE
+	 * 52..55, STATS 28..31, STATS_REPLY 36..39, RELEASE 28..31. (COPY
+	 * 60..63 was padding in version 1; it is the handle. COPY_REPLY 28..31
+	 * was padding before version 4; it holds flags, whose unknown bits are
+	 * refused like padding.) */
 	struct { enum copyoffload_msg_type type; size_t offset; } padding[] = {
 		{COPYOFFLOAD_MSG_HELLO, 28}, {COPYOFFLOAD_MSG_HELLO, 31},
 		{COPYOFFLOAD_MSG_HELLO_REPLY, 30}, {COPYOFFLOAD_MSG_HELLO_REPLY, 31},
