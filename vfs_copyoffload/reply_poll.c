@@ -23,7 +23,6 @@
  * bounded to twice `lead`, after which smbd sleeps until the reply comes.
  */
 
-#include <errno.h>
 #include <poll.h>
 #include <sys/timerfd.h>
 #include <time.h>
