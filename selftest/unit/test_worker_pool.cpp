@@ -257,6 +257,57 @@ void test_messages_before_a_hangup_are_read(void **state)
 	assert_int_equal(read_file(dir.file("dst")).size(), 0);
 }
 
+// The reply of a copy that finished while another was in flight says BUSY
+// (smbd then does not poll for its next reply); a lone copy's says it only
+// where the daemon has a single CPU.
+void test_replies_say_busy(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	Fixture f(2);
+	cpu_set_t set;
+	assert_int_equal(::sched_getaffinity(0, sizeof(set), &set), 0);
+	const std::uint32_t lone_flags = CPU_COUNT(&set) < 2 ? COPYOFFLOAD_REPLY_BUSY : 0;
+
+	const std::size_t large = 16 << 20; // 256 pieces: the small one is read while it runs
+	write_file(dir.file("src"), pattern(large, 3));
+	write_file(dir.file("dst"), {});
+	write_file(dir.file("small"), {});
+	UniqueFd source = open_file(dir.file("src"), O_RDONLY);
+	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
+	UniqueFd small = open_file(dir.file("small"), O_WRONLY);
+
+	std::uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+	copyoffload_copy_request first = copy_request(0, 0, large, bit(RW));
+	first.request_id = 1;
+	f.client.send(buf, copyoffload_encode_copy_request(buf, &first),
+		      {source.get(), destination.get()});
+	copyoffload_copy_request second = copy_request(0, 0, 10, bit(CFR));
+	second.request_id = 2;
+	f.client.send(buf, copyoffload_encode_copy_request(buf, &second),
+		      {source.get(), small.get()});
+
+	std::vector<copyoffload_copy_reply> replies;
+	for (int i = 0; i < 2; i++) {
+		auto answer = f.client.receive();
+		copyoffload_copy_reply reply{};
+		assert_int_equal(copyoffload_decode_copy_reply(answer.data(), answer.size(), &reply),
+				 COPYOFFLOAD_DECODE_OK);
+		assert_int_equal(reply.status, 0);
+		replies.push_back(reply);
+	}
+	// Whichever finished first had the other in flight. (The last may or
+	// may not see the first counted still: a copy leaves the count just
+	// after its reply.)
+	assert_true(replies[0].request_id != replies[1].request_id);
+	assert_int_equal(replies[0].flags, COPYOFFLOAD_REPLY_BUSY);
+
+	// A copy alone.
+	assert_true(eventually([&] { return f.pool.jobs_in_flight() == 0; }));
+	copyoffload_copy_request third = copy_request(0, 0, 10, bit(CFR));
+	third.request_id = 3;
+	assert_int_equal(f.client.copy(third, {source.get(), small.get()}).flags, lone_flags);
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -268,6 +319,7 @@ int main()
 		WITH_DIR(test_handles_through_the_pool),
 		WITH_DIR(test_drain_and_disconnect),
 		WITH_DIR(test_messages_before_a_hangup_are_read),
+		WITH_DIR(test_replies_say_busy),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);
 }
