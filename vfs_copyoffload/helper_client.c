@@ -155,7 +155,7 @@ struct helper_call {
 	int dst_fd;
 	bool sent;
 	bool sent_descriptors; /* with SCM_RIGHTS, not only the handle */
-	uint64_t sent_usec; /* copyoffload_monotonic_usec() when sent */
+	uint64_t sent_usec; /* when sent, if polling */
 	struct copyoffload_copy_reply reply;
 };
 
@@ -350,8 +350,11 @@ static void helper_conn_watch(struct helper_conn *conn)
 
 static void helper_conn_read(struct helper_conn *conn);
 
-/* reply_poll.c found the socket readable while polling. */
-static void helper_conn_poll_ready(void *private_data)
+/*
+ * The socket is readable: seen by smbd's loop, or by reply_poll.c while
+ * polling. Any message shows the helper alive.
+ */
+static void helper_conn_readable(void *private_data)
 {
 	struct helper_conn *conn = talloc_get_type_abort(
 		private_data, struct helper_conn);
@@ -377,7 +380,7 @@ static void helper_conn_start_polling(struct helper_conn *conn)
 		return;
 	}
 	conn->reply_poll = copyoffload_reply_poll_create(
-		conn, conn->ev, conn->fd, (unsigned)lead, helper_conn_poll_ready,
+		conn, conn->ev, conn->fd, (unsigned)lead, helper_conn_readable,
 		conn);
 	if (conn->reply_poll == NULL) {
 		DBG_WARNING("copyoffload: cannot poll for the replies of %s "
@@ -665,7 +668,9 @@ static void helper_conn_flush(struct helper_conn *conn)
 			return;
 		}
 		call->sent = true;
-		call->sent_usec = copyoffload_monotonic_usec();
+		if (conn->reply_poll != NULL) {
+			call->sent_usec = copyoffload_monotonic_usec();
+		}
 	}
 	for (entry = conn->shares; entry != NULL; entry = entry->next) {
 		if (entry->inline_copies == 0) {
@@ -829,7 +834,7 @@ static void helper_conn_take_copy_reply(struct helper_conn *conn,
 		helper_call_resend(conn, call);
 		return;
 	}
-	if (call->pair != NULL) {
+	if (conn->reply_poll != NULL && call->pair != NULL) {
 		call->pair->reply_usec = copyoffload_reply_expectation(
 			call->pair->reply_usec,
 			copyoffload_monotonic_usec() - call->sent_usec);
@@ -897,8 +902,7 @@ static void helper_conn_handler(struct tevent_context *ev,
 		}
 	}
 	if (flags & TEVENT_FD_READ) {
-		conn->last_heard = tevent_timeval_current(); /* alive */
-		helper_conn_read(conn);
+		helper_conn_readable(conn);
 	}
 }
 
