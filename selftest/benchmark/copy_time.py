@@ -20,15 +20,21 @@ CHUNK = MIB
 CHUNKS_PER_REQUEST = 16
 
 
-def smbclient_scopy(env, server, share, src, dst):
+def timed_smbclient(env, server, share, command):
+    """Wall time of one `smbclient -c COMMAND` on the share, from start to
+    exit (connect and logon included); any NT status in its output fails."""
     argv = ["smbclient", f"//127.0.0.1/{share}", "-p", str(server.port),
-            "-U", env.user.credentials, "-c", f"scopy {src} {dst}"]
+            "-U", env.user.credentials, "-c", command]
     started = time.perf_counter()
     done = subprocess.run(argv, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if done.returncode != 0 or "NT_STATUS" in done.stdout + done.stderr:
-        raise RuntimeError(f"smbclient scopy failed: {done.stdout}{done.stderr}")
+        raise RuntimeError(f"smbclient {command} failed: {done.stdout}{done.stderr}")
     return elapsed
+
+
+def smbclient_scopy(env, server, share, src, dst):
+    return timed_smbclient(env, server, share, f"scopy {src} {dst}")
 
 
 def session_scopy_span(env, server, share, src, dst, size, before_start=None):

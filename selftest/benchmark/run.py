@@ -2,7 +2,7 @@
 """copyoffload benchmark: stock smbd and smbd + copyoffload side by side.
 
     /usr/bin/python3 selftest/benchmark/run.py [--build-dir build] [--runs 5]
-        [--only copy,echo,slow,clients,chunks,memory] [--markdown FILE]
+        [--only copy,echo,slow,clients,chunks,connect,memory] [--markdown FILE]
 
 Starts, in one run, a stock smbd and an smbd with the module over the same
 shares (an ext4 directory, an XFS reflink image, a btrfs image, a throttled
@@ -26,6 +26,7 @@ sys.dont_write_bytecode = True
 import bench_env  # noqa: E402
 import chunk_overhead  # noqa: E402
 import concurrent_clients  # noqa: E402
+import connect_time  # noqa: E402
 import copy_time  # noqa: E402
 import echo_latency  # noqa: E402
 import helper_memory  # noqa: E402
@@ -34,7 +35,8 @@ import throttle  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20
 GIB = 1 << 30
-SECTIONS = ("copy", "echo", "slow", "clients", "chunks", "memory")
+SECTIONS = ("copy", "echo", "slow", "clients", "chunks", "connect", "memory")
+CONNECTIONS = 15
 SLOW_BYTES_PER_SECOND = 50 * 1000 * 1000
 # Echo behind copychunk: enough requests for a p99 that is not just the
 # largest sample, in turns so that no server always follows another.
@@ -102,6 +104,11 @@ def run_sections(env, args, emit):
     if "chunks" in args.only:
         emit("e) Per-chunk overhead (median of 20 requests)", "",
              [chunk_overhead.row(env, share, 20) for share in ("ext4", "xfs")])
+    if "connect" in args.only:
+        emit(f"f) Connection cost (median of {CONNECTIONS} connections per server)",
+             "Wall time of `smbclient -c pwd`: negotiate, session setup and tree connect, "
+             "which loads the share's VFS modules, then disconnect. The servers take turns.",
+             [connect_time.row(env, share, CONNECTIONS) for share in ("ext4", "xfs", "btrfs")])
     if "memory" in args.only:
         emit("Helper memory with 64 copies in flight", "",
              [helper_memory.row(env, "ext4", 16, 4, 64)])
