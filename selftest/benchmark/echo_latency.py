@@ -2,14 +2,15 @@
 COPYCHUNK_WRITE on the same connection. Stock smbd copies in its main loop,
 so the echo waits for the copy; with copyoffload the copy goes async and the
 echo is answered at once. Echo latency is measured from sending the echo to
-its response.
+its response: from right before the client's send syscall to the kernel's
+receive stamp of the response (smb_pipeline.py), so the Python client's own
+time on the shared CPUs is not counted.
 
 The servers take turns in rounds, so that what one leaves behind (writeback,
 a journal commit) falls on each of them alike. Requests cycle over one
 source of at most SOURCE_REQUESTS x 16 MiB, so that a p99 can rest on a few
 hundred requests without gigabytes of source."""
 
-import time
 
 import source_files
 import stats
@@ -29,6 +30,7 @@ def measure(env, server, share, requests, before_run=None):
         before_run()
     latencies, echo_first = [], 0
     with PipelinedSession(server.port, env.user, share) as s:
+        s.stamp_arrivals()
         src_id = s.open(src)
         dst_id = s.open(dst, create=True)
         key = s.resume_key(src_id)
@@ -36,12 +38,11 @@ def measure(env, server, share, requests, before_run=None):
             base = (r % span) * REQUEST_BYTES
             chunks = [(base + i * MIB, base + i * MIB, MIB) for i in range(16)]
             copy_id = s.send_copychunk_write(dst_id, key, chunks)
-            sent = time.perf_counter()
             echo_id = s.send_echo()
             answers = s.collect([copy_id, echo_id])
             if answers[copy_id][0] != 0 or answers[echo_id][0] != 0:
                 raise RuntimeError(f"request failed: {answers}")
-            latencies.append(answers[echo_id][1] - sent)
+            latencies.append(answers[echo_id][1] - s.sent_at.pop(echo_id))
             echo_first += answers[echo_id][2] < answers[copy_id][2]
         s.close(dst_id)
         s.close(src_id)
@@ -54,10 +55,11 @@ def idle_echo(env, server, share, count=32):
     the loopback and smbd together."""
     latencies = []
     with PipelinedSession(server.port, env.user, share) as s:
+        s.stamp_arrivals()
         for _ in range(count):
-            sent = time.perf_counter()
-            answers = s.collect([s.send_echo()])
-            latencies.append(next(iter(answers.values()))[1] - sent)
+            echo_id = s.send_echo()
+            answers = s.collect([echo_id])
+            latencies.append(answers[echo_id][1] - s.sent_at.pop(echo_id))
     return stats.median(latencies)
 
 

@@ -76,7 +76,9 @@ def run_sections(env, args, emit):
     if "echo" in args.only:
         emit("b) SMB2 ECHO pipelined behind each 16 MiB COPYCHUNK_WRITE "
              f"({ECHO_REQUESTS} requests per server)",
-             "Latency from sending the echo to its response, on the copy's connection. "
+             "Latency from the client's send of the echo to the kernel's arrival stamp of its "
+             "response (SO_TIMESTAMPNS), on the copy's connection, so the Python client's own "
+             "time on the shared CPUs does not count. "
              f"The servers take turns, {ECHO_REQUESTS // ECHO_ROUNDS} requests at a time.",
              [echo_latency.row(env, share, ECHO_REQUESTS, ECHO_ROUNDS,
                                target=1e-3 if share == "ext4" else None)

@@ -2,11 +2,18 @@
 
 impacket's request methods wait for each answer; to put an SMB2 ECHO behind
 a COPYCHUNK on the same connection we send both first and then read the
-responses ourselves, timestamping each final (non-interim) response.
+responses ourselves.
+
+Latencies are the server's, not this Python client's: a request is stamped
+right before the syscall that sends it (after impacket has built it), and a
+response by the kernel when it reaches the socket (SO_TIMESTAMPNS). On a
+2-CPU machine the client shares the CPUs with smbd and the helper, and a
+client stamp taken after it got the CPU back measured its own wait too.
 """
 
 import os
 import socket
+import struct
 import sys
 import time
 
@@ -17,6 +24,13 @@ from impacket import nt_errors, smb3structs  # noqa: E402
 from impacket.smb3structs import SMB2Packet  # noqa: E402
 
 import smb_raw  # noqa: E402
+
+# <asm-generic/socket.h>; Python's socket module does not name them.
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SCM_TIMESTAMPNS = SO_TIMESTAMPNS
+TIMESPEC = struct.Struct("@qq")
+NETBIOS_SESSION_MESSAGE = 0x00
+NETBIOS_KEEP_ALIVE = 0x85
 
 
 class PipelinedSession(smb_raw.Session):
@@ -29,15 +43,68 @@ class PipelinedSession(smb_raw.Session):
         # pipelined behind one still unacknowledged until the server's next
         # segment carries the ACK: for an async copy that is the interim
         # response, sent 1 ms after the copy went async.
-        self.smb._NetBIOSSession.get_socket().setsockopt(
-            socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = self.smb._NetBIOSSession.get_socket()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sent_at = {}  # message id -> wall-clock time it was sent
+        self._last_sent = None
+        self.smb._NetBIOSSession.send_packet = self._send_frame
+
+    def _send_frame(self, data):
+        """impacket's NetBIOSTCPSession.send_packet, stamped: a direct-TCP
+        frame is a zero byte and a 24-bit length."""
+        frame = struct.pack(">I", len(data)) + data
+        self._last_sent = time.time()
+        self.sock.sendall(frame)
+
+    def stamp_arrivals(self, attempts=100):
+        """Have the kernel stamp each response as it arrives. Linux turns
+        receive stamps on in a deferred work item when the first socket asks
+        for them, so echo until a response comes back stamped."""
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        for _ in range(attempts):
+            echo_id = self.send_echo()
+            arrived = self.collect([echo_id])[echo_id][1]
+            del self.sent_at[echo_id]
+            if arrived is not None:
+                return
+            time.sleep(0.001)
+        raise RuntimeError("the kernel does not stamp received packets (SO_TIMESTAMPNS)")
+
+    def _recv_exact(self, length):
+        """length bytes, and when the kernel received the first of them
+        (None until stamp_arrivals())."""
+        data, arrived = b"", None
+        while len(data) < length:
+            part, ancillary, _, _ = self.sock.recvmsg(
+                length - len(data), socket.CMSG_SPACE(TIMESPEC.size))
+            if not part:
+                raise ConnectionError("server closed the connection")
+            for level, kind, value in ancillary:
+                if arrived is None and level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
+                    seconds, nanoseconds = TIMESPEC.unpack(value[:TIMESPEC.size])
+                    arrived = seconds + nanoseconds / 1e9
+            data += part
+        return data, arrived
+
+    def _recv_frame(self):
+        """The next SMB2 message and its arrival time."""
+        while True:
+            header, arrived = self._recv_exact(4)
+            kind, length = header[0], int.from_bytes(header[1:], "big")
+            body, _ = self._recv_exact(length) if length else (b"", None)
+            if kind == NETBIOS_SESSION_MESSAGE:
+                return body, arrived
+            if kind != NETBIOS_KEEP_ALIVE:
+                raise ConnectionError(f"unexpected NetBIOS frame type {kind:#x}")
 
     def _send(self, command, data):
         packet = self.smb.SMB_PACKET()
         packet["Command"] = command
         packet["TreeID"] = self.tree
         packet["Data"] = data
-        return self.smb.sendSMB(packet)
+        message_id = self.smb.sendSMB(packet)
+        self.sent_at[message_id] = self._last_sent
+        return message_id
 
     def send_fsctl(self, file_id, code, blob, max_output):
         """Send an FSCTL without waiting; returns its message id."""
@@ -62,13 +129,13 @@ class PipelinedSession(smb_raw.Session):
 
     def collect(self, message_ids):
         """Read until every id has its final response; returns
-        {id: (status, arrival time, order of arrival)}."""
+        {id: (status, arrival time, order of arrival)}, arrival time on the
+        clock of sent_at, once stamp_arrivals() has been called."""
         wanted = set(message_ids)
         answers = {}
         while wanted:
-            data = self.smb._NetBIOSSession.recv_packet(self.smb._timeout)
-            arrived = time.perf_counter()
-            packet = SMB2Packet(data.get_trailer())
+            data, arrived = self._recv_frame()
+            packet = SMB2Packet(data)
             mid = packet["MessageID"]
             if packet["Status"] == nt_errors.STATUS_PENDING and \
                     packet["Flags"] & smb3structs.SMB2_FLAGS_ASYNC_COMMAND:
