@@ -11,7 +11,6 @@ a journal commit) falls on each of them alike. Requests cycle over one
 source of at most SOURCE_REQUESTS x 16 MiB, so that a p99 can rest on a few
 hundred requests without gigabytes of source."""
 
-
 import source_files
 import stats
 from smb_pipeline import PipelinedSession
@@ -51,8 +50,8 @@ def measure(env, server, share, requests, before_run=None):
 
 
 def idle_echo(env, server, share, count=32):
-    """Echo latency with nothing else in flight: the floor of the client,
-    the loopback and smbd together."""
+    """Echo latency with nothing else in flight: the floor of the client's
+    send syscall, the loopback and smbd together."""
     latencies = []
     with PipelinedSession(server.port, env.user, share) as s:
         s.stamp_arrivals()
