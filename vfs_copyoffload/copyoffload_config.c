@@ -221,6 +221,7 @@ struct copyoffload_config *copyoffload_config_load(TALLOC_CTX *mem_ctx,
 	config->dup_extents_fallback = load_bool(snum, "dup extents fallback",
 						 false);
 	config->inline_clone = load_bool(snum, "inline clone", true);
+	config->merge_chunks = load_bool(snum, "merge chunks", true);
 	load_share_policy(snum, &config->share);
 	if (config->block_refcounting == COPYOFFLOAD_BLOCK_REFCOUNTING_YES &&
 	    (copyoffload_config_methods(config) &

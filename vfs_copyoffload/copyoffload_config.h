@@ -36,6 +36,11 @@ struct copyoffload_config {
 	/* May smbd clone a bounded copychunk chunk itself (inline_clone.c)? */
 	bool inline_clone;
 	/*
+	 * May the chunks of a copychunk request that continue each other be
+	 * copied by one helper request (chunk_run.c)?
+	 */
+	bool merge_chunks;
+	/*
 	 * What the helper is told about this share (its SHARE message; the
 	 * helper client assigns share_id): the name, the method order, the
 	 * largest segment and the limits.

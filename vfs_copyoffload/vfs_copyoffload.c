@@ -32,6 +32,7 @@
 #include "copyoffload_config_parse.h"
 #include "helper_client.h"
 #include "inline_clone.h"
+#include "chunk_run.h"
 
 #undef DBGC_CLASS
 #define DBGC_CLASS DBGC_VFS
@@ -267,6 +268,8 @@ struct copyoffload_write_state {
 	struct files_struct *dst_fsp;
 	off_t dst_off;
 	off_t num;
+	/* The chunks after this one that the same helper request copies. */
+	struct copyoffload_chunk_run *run;
 	bool restore_dst_user;
 	off_t copied;
 };
@@ -401,12 +404,15 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	bool is_clone = state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE;
 	files_struct *src_fsp = NULL;
 	files_struct *dst_fsp = state->dst_fsp;
+	/* A run is checked as the one range it is copied as. */
+	off_t src_off = state->run ? state->run->src_off : state->src_off;
+	off_t dst_off = state->run ? state->run->dst_off : state->dst_off;
+	off_t num = state->run ? state->run->length : state->num;
 	NTSTATUS status;
 
 	/* off_t is signed: refuse anything whose end does not fit. */
-	if (state->src_off < 0 || state->dst_off < 0 ||
-	    state->src_off > INT64_MAX - state->num ||
-	    state->dst_off > INT64_MAX - state->num) {
+	if (src_off < 0 || dst_off < 0 || src_off > INT64_MAX - num ||
+	    dst_off > INT64_MAX - num) {
 		return NT_STATUS_INVALID_PARAMETER;
 	}
 
@@ -430,8 +436,8 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 		return copyoffload_not_ours(state);
 	}
 	if (file_id_equal(&src_fsp->file_id, &dst_fsp->file_id) &&
-	    sys_io_ranges_overlap(state->num, state->src_off,
-				  state->num, state->dst_off)) {
+	    sys_io_ranges_overlap(num, src_off,
+				  num, dst_off)) {
 		return copyoffload_not_ours(state);
 	}
 	if (fsp_get_io_fd(src_fsp) == -1 || fsp_get_io_fd(dst_fsp) == -1) {
@@ -449,7 +455,7 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	}
 	if (copyoffload_source_size(src_fsp,
 				    copyoffload_device_pair(src_fsp, dst_fsp)) <
-	    state->src_off + state->num) {
+	    src_off + num) {
 		/*
 		 * MS-SMB2 3.3.5.15.6 <240>: what Windows returns for a chunk;
 		 * MS-FSCC 2.3.8: NOT_SUPPORTED for a clone.
@@ -458,7 +464,7 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 				: NT_STATUS_INVALID_VIEW_SIZE;
 	}
 	if (!is_clone &&
-	    !copyoffload_strict_lock_ok(src_fsp, state->src_off, state->num,
+	    !copyoffload_strict_lock_ok(src_fsp, src_off, num,
 					READ_LOCK)) {
 		return NT_STATUS_FILE_LOCK_CONFLICT;
 	}
@@ -469,7 +475,7 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	state->restore_dst_user = false;
 
 	if (!is_clone &&
-	    !copyoffload_strict_lock_ok(dst_fsp, state->dst_off, state->num,
+	    !copyoffload_strict_lock_ok(dst_fsp, dst_off, num,
 					WRITE_LOCK)) {
 		return NT_STATUS_FILE_LOCK_CONFLICT;
 	}
@@ -506,7 +512,8 @@ static bool copyoffload_write_inline_clone(
 	}
 	err = copyoffload_inline_clone(
 		fsp_get_io_fd(src_fsp), state->src_off, src_st->st_ex_size,
-		fsp_get_io_fd(state->dst_fsp), state->dst_off, state->num,
+		fsp_get_io_fd(state->dst_fsp), state->dst_off,
+		state->run ? state->run->length : state->num,
 		dst_st->st_ex_blksize);
 	if (err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS) {
 		/* Not a reflink filesystem: no more attempts on this share. */
@@ -527,6 +534,36 @@ static bool copyoffload_handles_fsctl(uint32_t fsctl)
 		return true;
 	}
 	return false;
+}
+
+static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err);
+
+/*
+ * A chunk after the first of a run: the helper's reply to the run has come
+ * (smbd asked for this chunk only once the run's first one completed) and
+ * says whether it covers this chunk.
+ */
+static void copyoffload_write_from_run(struct tevent_req *req)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	const struct copyoffload_chunk_run *run = state->run;
+
+	if (copyoffload_chunk_run_covers(run, state->dst_off, state->num)) {
+		state->copied = state->num;
+		tevent_req_done(req);
+		return;
+	}
+	if (!run->answered || run->status == 0) {
+		DBG_ERR("copyoffload: %s: chunk at %jd of a run without its "
+			"reply\n", fsp_str_dbg(state->dst_fsp),
+			(intmax_t)state->dst_off);
+		tevent_req_nterror(req, NT_STATUS_INTERNAL_ERROR);
+		return;
+	}
+	/* The run's failure, logged with its reply, reaches this chunk. */
+	tevent_req_nterror(req, copyoffload_status_from_errno(state->fsctl,
+							      run->status));
 }
 
 static struct tevent_req *copyoffload_offload_write_send(
@@ -591,7 +628,26 @@ static struct tevent_req *copyoffload_offload_write_send(
 		return req;
 	}
 
+	state->run = copyoffload_chunk_run_find(mem_ctx, ev, fsctl, token,
+						transfer_offset, dest_fsp,
+						dest_off, num);
+	if (state->run != NULL) {
+		copyoffload_write_from_run(req);
+		return tevent_req_post(req, ev);
+	}
+	if (config->merge_chunks) {
+		state->run = copyoffload_chunk_run_start(mem_ctx, ev, fsctl,
+							 token, transfer_offset,
+							 dest_fsp, dest_off,
+							 num);
+	}
+
 	status = copyoffload_write_check(state, &src_fsp);
+	if (state->run != NULL && !NT_STATUS_IS_OK(status)) {
+		/* Each chunk on its own then, so each gets its own status. */
+		TALLOC_FREE(state->run);
+		status = copyoffload_write_check(state, &src_fsp);
+	}
 	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
 		DBG_DEBUG("copyoffload: %s: stream or overlapping range, "
 			  "copy goes to the next module\n",
@@ -611,11 +667,17 @@ static struct tevent_req *copyoffload_offload_write_send(
 	mark_file_modified(dest_fsp);
 
 	if (copyoffload_write_inline_clone(state, src_fsp)) {
+		off_t length = state->run ? state->run->length : num;
+
 		DBG_DEBUG("copyoffload: cloned %jd bytes to %s at %jd inline\n",
-			  (intmax_t)num, fsp_str_dbg(dest_fsp),
+			  (intmax_t)length, fsp_str_dbg(dest_fsp),
 			  (intmax_t)dest_off);
 		copyoffload_helper_count_inline_clone(
-			ev, config->helper_socket, &config->share, num);
+			ev, config->helper_socket, &config->share, length);
+		if (state->run != NULL) {
+			state->run->answered = true;
+			state->run->bytes_done = length;
+		}
 		state->copied = num;
 		tevent_req_done(req);
 		return tevent_req_post(req, ev);
@@ -626,7 +688,7 @@ static struct tevent_req *copyoffload_offload_write_send(
 		.dst_fd = fsp_get_io_fd(dest_fsp),
 		.src_offset = transfer_offset,
 		.dst_offset = dest_off,
-		.length = num,
+		.length = state->run ? state->run->length : num,
 		.methods = copyoffload_config_methods(config),
 		.flags = 0,
 		/* The helper keeps both descriptors until either closes. */
@@ -699,6 +761,7 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 		req, struct copyoffload_write_state);
 	struct copyoffload_copy_reply reply;
 	NTSTATUS status;
+	off_t length;
 	int err;
 
 	err = copyoffload_helper_copy_recv(subreq, &reply);
@@ -712,7 +775,9 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 		/*
 		 * Nothing was reported copied, and rewriting a chunk from an
 		 * unchanged source is harmless: the next module may redo it.
+		 * The run's later chunks go their own way, like any chunk.
 		 */
+		TALLOC_FREE(state->run);
 		if (state->config->helper_down == COPYOFFLOAD_HELPER_DOWN_FAIL ||
 		    (state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE &&
 		     !COPYOFFLOAD_NEXT_CLONES)) {
@@ -735,23 +800,37 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 		return;
 	}
 
+	length = state->run ? state->run->length : state->num;
+	if (state->run != NULL) {
+		state->run->answered = true;
+		state->run->status = reply.status;
+		state->run->bytes_done = reply.bytes_done;
+	}
 	if (reply.status != 0) {
 		status = copyoffload_status_from_errno(state->fsctl, reply.status);
 		DBG_NOTICE("copyoffload: copy of %jd bytes to %s at %jd failed "
 			   "after %" PRIu64 " bytes: %s (%s)\n",
-			   (intmax_t)state->num, fsp_str_dbg(state->dst_fsp),
+			   (intmax_t)length, fsp_str_dbg(state->dst_fsp),
 			   (intmax_t)state->dst_off, reply.bytes_done,
 			   strerror(reply.status), nt_errstr(status));
-		tevent_req_nterror(req, status);
-		return;
+		if (state->run == NULL ||
+		    !copyoffload_chunk_run_covers(state->run, state->dst_off,
+						  state->num)) {
+			tevent_req_nterror(req, status);
+			return;
+		}
 	}
 
-	/* The client refuses replies whose bytes_done differ from num. */
+	/*
+	 * The client refuses replies whose bytes_done differ from the length
+	 * asked for unless they carry an error; a chunk is reported only when
+	 * all of its bytes were done.
+	 */
 	state->copied = state->num;
 	DBG_DEBUG("copyoffload: copied %jd bytes to %s at %jd "
 		  "(clone %" PRIu64 ", copy_file_range %" PRIu64
 		  ", read/write %" PRIu64 ")\n",
-		  (intmax_t)state->num, fsp_str_dbg(state->dst_fsp),
+		  (intmax_t)length, fsp_str_dbg(state->dst_fsp),
 		  (intmax_t)state->dst_off,
 		  reply.bytes_by_method[COPYOFFLOAD_METHOD_CLONE],
 		  reply.bytes_by_method[COPYOFFLOAD_METHOD_COPY_FILE_RANGE],

@@ -33,12 +33,13 @@ LOOP_TYPES = {"xfs": "xfs", "btrfs": "btrfs", "slow": "ext4"}
 class BenchEnvironment:
     """A context manager; .servers maps "stock"/"copyoffload" to a server."""
 
-    def __init__(self, build_dir, image_size=8 * GIB, compare_inline=False):
-        """compare_inline: also run a third server, "helper-only", with
-        copyoffload:inline clone = no, to weigh inline clones against the
-        helper's round trip."""
+    def __init__(self, build_dir, image_size=8 * GIB, compare=None):
+        """compare: ("merge chunks", "no") runs a third server, named
+        "merge chunks=no" in the tables, with copyoffload:merge chunks = no,
+        to weigh one of the module's choices side by side."""
         self.build_dir = build_dir
-        self.kinds = ["stock", "copyoffload"] + (["helper-only"] if compare_inline else [])
+        self.compare = compare
+        self.kinds = ["stock", "copyoffload"] + (["=".join(compare)] if compare else [])
         self.image_size = image_size
         # On the root filesystem, so the "ext4" share is a plain directory.
         self.dir = tempfile.mkdtemp(prefix="copyoffload-bench-", dir="/var/tmp")
@@ -91,13 +92,13 @@ class BenchEnvironment:
                 if kind != "stock":
                     vfs = [samba_server.MODULE_NAME]
                     options["copyoffload:helper socket"] = self.helper.socket_path
-                if kind == "helper-only":
-                    options["copyoffload:inline clone"] = "no"
+                if kind not in ("stock", "copyoffload"):
+                    options["copyoffload:" + self.compare[0]] = self.compare[1]
                 shares.append(samba_server.Share(name, self.paths[name], vfs, options))
             self.servers[kind] = self._stack.enter_context(samba_server.SambaServer(
                 self.dir, shares, self.user,
                 module_path=None if kind == "stock" else module,
-                log_level="0", name=f"smbd-{kind}"))
+                log_level="0", name="smbd-" + (kind if kind in ("stock", "copyoffload") else "compare")))
 
     def path(self, share, name):
         return os.path.join(self.paths[share], name)

@@ -60,7 +60,7 @@ def measure_sessions(env, server, share, clients, size):
 
     def client(i, name, nbytes):
         try:
-            _, finished[i] = copy_time.session_scopy_span(
+            _, finished[i], _ = copy_time.session_scopy_span(
                 env, server, share, name, f"parallel-{i}.bin", nbytes,
                 before_start=start.wait)
         except BaseException as e:  # reported below, after the others

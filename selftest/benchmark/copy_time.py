@@ -4,7 +4,8 @@ local copy_file_range of the same file in 1 MiB calls (smbd's chunk size).
 Two clients: `smbclient scopy` (wall time of the whole command, including
 its connect and logon), and the same request pattern sent on an already
 open connection (RESUME_KEY, then COPYCHUNK_WRITE of 16 x 1 MiB chunks per
-request, one request at a time), which times the server alone.
+request, one request at a time), which times the server alone: each request
+from its send syscall to its response's arrival, summed.
 """
 
 import os
@@ -38,36 +39,41 @@ def smbclient_scopy(env, server, share, src, dst):
 
 
 def session_scopy_span(env, server, share, src, dst, size, before_start=None):
-    """(start, end) perf_counter() of size bytes of src copied to dst in
-    COPYCHUNK_WRITE requests on a session opened beforehand. before_start()
-    runs once all is open, right before the clock starts."""
+    """(start, end, server seconds) of size bytes of src copied to dst in
+    COPYCHUNK_WRITE requests on a session opened beforehand: start and end
+    by perf_counter(), the server's seconds as the sum of each request's
+    time from its send syscall to its response's arrival (smb_pipeline), so
+    that the Python client's work between requests is left out.
+    before_start() runs once all is open, right before the clock starts."""
     with PipelinedSession(server.port, env.user, share) as s:
         src_id = s.open(src)
         dst_id = s.open(dst, create=True)
         key = s.resume_key(src_id)
+        s.stamp_arrivals()
         if before_start:
             before_start()
         started = time.perf_counter()
         offset = 0
+        server_seconds = 0.0
         while offset < size:
             chunks = []
             while offset < size and len(chunks) < CHUNKS_PER_REQUEST:
                 length = min(CHUNK, size - offset)
                 chunks.append((offset, offset, length))
                 offset += length
-            written = s.copychunk_write(dst_id, key, chunks)
+            written, seconds = s.copychunk_write_stamped(dst_id, key, chunks)
             if written[2] != sum(c[2] for c in chunks):
                 raise RuntimeError(f"COPYCHUNK_WRITE wrote {written}")
+            server_seconds += seconds
         ended = time.perf_counter()
         s.close(dst_id)
         s.close(src_id)
-    return started, ended
+    return started, ended, server_seconds
 
 
 def session_scopy(env, server, share, src, dst, size):
-    """Seconds of session_scopy_span()."""
-    started, ended = session_scopy_span(env, server, share, src, dst, size)
-    return ended - started
+    """The server's seconds of session_scopy_span()."""
+    return session_scopy_span(env, server, share, src, dst, size)[2]
 
 
 def local_copy_file_range(src_path, dst_path, size):

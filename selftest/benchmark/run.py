@@ -69,8 +69,10 @@ def run_sections(env, args, emit):
         emit("a) Server-side copy time (median of %d runs)" % args.runs,
              "smbclient: wall time of `smbclient -c 'scopy'` incl. connect/logon; "
              "server: the same requests (RESUME_KEY, COPYCHUNK_WRITE 16 x 1 MiB "
-             "per request) on an open connection; local cfr: copy_file_range in "
-             "1 MiB calls on the server's filesystem.",
+             "per request) on an open connection, one at a time, each timed from "
+             "its send syscall to the kernel's arrival stamp of its response and "
+             "summed (the Python client's work between requests left out); "
+             "local cfr: copy_file_range in 1 MiB calls on the server's filesystem.",
              copy_time.rows(env, ("ext4", "xfs", "btrfs"), (64 * MIB, GIB),
                             args.runs, copy_targets))
     if "echo" in args.only:
@@ -105,7 +107,8 @@ def run_sections(env, args, emit):
               for share in ("ext4", "xfs", "btrfs")])
     if "chunks" in args.only:
         emit("e) Per-chunk overhead (median of 20 requests)", "",
-             [chunk_overhead.row(env, share, 20) for share in ("ext4", "xfs")])
+             [chunk_overhead.row(env, share, 20, reverse)
+              for share in ("ext4", "xfs") for reverse in (False, True)])
     if "connect" in args.only:
         emit(f"f) Connection cost (median of {CONNECTIONS} connections per server)",
              "Wall time of `smbclient -c pwd`: negotiate, session setup and tree connect, "
@@ -123,10 +126,16 @@ def main():
     p.add_argument("--only", default=",".join(SECTIONS),
                    help="comma-separated sections: " + ",".join(SECTIONS))
     p.add_argument("--markdown", help="also write the tables to this file")
-    p.add_argument("--compare-inline", action="store_true",
-                   help="also run copyoffload with 'inline clone = no' (helper-only)")
+    p.add_argument("--compare", metavar="OPTION=VALUE",
+                   help="also run copyoffload with copyoffload:OPTION = VALUE, "
+                        "e.g. 'merge chunks=no'")
     args = p.parse_args()
     args.only = set(args.only.split(","))
+    if args.compare is not None:
+        option, sep, value = args.compare.partition("=")
+        if not sep or not option.strip() or not value.strip():
+            p.error(f"--compare wants OPTION=VALUE, got {args.compare!r}")
+        args.compare = (option.strip(), value.strip())
     unknown = args.only - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -147,7 +156,7 @@ def main():
     workdir = None
     try:
         with bench_env.BenchEnvironment(os.path.abspath(args.build_dir),
-                                        compare_inline=args.compare_inline) as env:
+                                        compare=args.compare) as env:
             workdir = env.dir
             run_sections(env, args, emit)
     except BaseException:

@@ -98,26 +98,9 @@ class PipelinedSession(smb_raw.Session):
                 raise ConnectionError(f"unexpected NetBIOS frame type {kind:#x}")
 
     def _send(self, command, data):
-        packet = self.smb.SMB_PACKET()
-        packet["Command"] = command
-        packet["TreeID"] = self.tree
-        packet["Data"] = data
-        message_id = self.smb.sendSMB(packet)
+        message_id = super()._send(command, data)
         self.sent_at[message_id] = self._last_sent
         return message_id
-
-    def send_fsctl(self, file_id, code, blob, max_output):
-        """Send an FSCTL without waiting; returns its message id."""
-        ioctl = smb3structs.SMB2Ioctl()
-        ioctl["FileID"] = file_id
-        ioctl["CtlCode"] = code
-        ioctl["MaxInputResponse"] = 0
-        ioctl["MaxOutputResponse"] = max_output
-        ioctl["InputCount"] = len(blob)
-        ioctl["Buffer"] = blob
-        ioctl["OutputOffset"] = 0
-        ioctl["Flags"] = smb3structs.SMB2_0_IOCTL_IS_FSCTL
-        return self._send(smb3structs.SMB2_IOCTL, ioctl)
 
     def send_copychunk_write(self, dst_id, key, chunks):
         return self.send_fsctl(dst_id, smb_raw.FSCTL_SRV_COPYCHUNK_WRITE,
@@ -127,10 +110,23 @@ class PipelinedSession(smb_raw.Session):
     def send_echo(self):
         return self._send(smb3structs.SMB2_ECHO, smb3structs.SMB2Echo())
 
+    def copychunk_write_stamped(self, dst_id, key, chunks):
+        """FSCTL_SRV_COPYCHUNK_WRITE of chunks, as smb_raw's copychunk_write;
+        returns ((ChunksWritten, ChunkBytesWritten, TotalBytesWritten),
+        seconds from its send to its response's arrival), once
+        stamp_arrivals() has been called."""
+        message_id = self.send_copychunk_write(dst_id, key, chunks)
+        status, arrived, _, packet = self.collect([message_id])[message_id]
+        if status != 0:
+            raise RuntimeError(f"COPYCHUNK_WRITE failed: status 0x{status:08x}")
+        ioctl = smb3structs.SMB2Ioctl_Response(packet["Data"])
+        written = smb_raw.COPYCHUNK_RESPONSE.unpack_from(ioctl["Buffer"], 0)
+        return written, arrived - self.sent_at.pop(message_id)
+
     def collect(self, message_ids):
         """Read until every id has its final response; returns
-        {id: (status, arrival time, order of arrival)}, arrival time on the
-        clock of sent_at, once stamp_arrivals() has been called."""
+        {id: (status, arrival time, order of arrival, packet)}, arrival time
+        on the clock of sent_at, once stamp_arrivals() has been called."""
         wanted = set(message_ids)
         answers = {}
         while wanted:
@@ -141,6 +137,6 @@ class PipelinedSession(smb_raw.Session):
                     packet["Flags"] & smb3structs.SMB2_FLAGS_ASYNC_COMMAND:
                 continue  # interim response: the request went async
             if mid in wanted:
-                answers[mid] = (packet["Status"], arrived, len(answers))
+                answers[mid] = (packet["Status"], arrived, len(answers), packet)
                 wanted.discard(mid)
         return answers

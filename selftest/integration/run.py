@@ -30,6 +30,7 @@ import samba_runtime
 import samba_server
 import scenario
 import test_blockdev_share
+import test_chunk_runs
 import test_clone
 import test_dup_torture
 import test_faults
@@ -47,7 +48,7 @@ import test_torture
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TEST_MODULES = (test_scopy, test_torture, test_dup_torture, test_clone, test_inline_clone,
-                test_helper_down, test_faults, test_load, test_samba_versions,
+                test_chunk_runs, test_helper_down, test_faults, test_load, test_samba_versions,
                 test_options, test_restart, test_stats, test_probe, test_blockdev_share)
 
 PANIC_RE = r"PANIC|INTERNAL ERROR|smb_panic"

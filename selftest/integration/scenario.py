@@ -34,6 +34,9 @@ MAIN_SHARES = {
     # The one share with production's "copyoffload:inline clone = yes"
     # (test_inline_clone.py); elsewhere copies go to the helper.
     "inline": [MODULE],
+    # "copyoffload:merge chunks = no": every chunk its own helper request
+    # (test_chunk_runs.py).
+    "nomerge": [MODULE],
 }
 
 # Only on btrfs: copyoffload on top of vfs_btrfs, whose fs_capabilities adds
@@ -107,7 +110,8 @@ HELPER_ARGS = {"blockdev": ["--device-copy"]}
 # Extra smb.conf options per scenario kind and share.
 SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
                  "hang": {"share_fail": {"copyoffload:helper down": "fail"}},
-                 "main": {"fakecaps": {"share:fake_fscaps": "134217728"},
+                 "main": {"nomerge": {"copyoffload:merge chunks": "no"},
+                          "fakecaps": {"share:fake_fscaps": "134217728"},
                           "fakecaps_no": {"share:fake_fscaps": "134217728",
                                           "copyoffload:block refcounting": "no"}},
                  "ops": {
@@ -124,7 +128,8 @@ SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
                                     "copyoffload:max concurrent copies": "-1",
                                     "copyoffload:helper down": "maybe",
                                     "copyoffload:block refcounting": "sometimes",
-                                    "copyoffload:dup extents fallback": "perhaps"},
+                                    "copyoffload:dup extents fallback": "perhaps",
+                                    "copyoffload:merge chunks": "often"},
                      # Relative: refused, so the default socket (no helper
                      # there) is used and copies go to the next module.
                      "bad_socket": {"copyoffload:helper socket": "copyoffloadd.sock"},

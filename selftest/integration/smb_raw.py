@@ -32,6 +32,8 @@ FILE_SUPPORTS_BLOCK_REFCOUNTING = 0x08000000
 
 STATUS_SUCCESS = nt_errors.STATUS_SUCCESS
 STATUS_INVALID_DEVICE_REQUEST = nt_errors.STATUS_INVALID_DEVICE_REQUEST
+STATUS_INVALID_VIEW_SIZE = nt_errors.STATUS_INVALID_VIEW_SIZE
+STATUS_DISK_FULL = nt_errors.STATUS_DISK_FULL
 
 COPYCHUNK_RESPONSE = struct.Struct("<III")  # ChunksWritten, ChunkBytesWritten, TotalBytesWritten
 
@@ -149,6 +151,42 @@ class Session:
         if len(out) < 24:
             raise SmbError(f"RESUME_KEY reply of {len(out)} bytes", nt_errors.STATUS_UNSUCCESSFUL)
         return out[:24]
+
+    def _send(self, command, data):
+        """Send a request in this tree without waiting; its message id."""
+        packet = self.smb.SMB_PACKET()
+        packet["Command"] = command
+        packet["TreeID"] = self.tree
+        packet["Data"] = data
+        return self.smb.sendSMB(packet)
+
+    def send_fsctl(self, file_id, code, blob, max_output):
+        """Send an FSCTL without waiting; returns its message id."""
+        ioctl = smb3structs.SMB2Ioctl()
+        ioctl["FileID"] = file_id
+        ioctl["CtlCode"] = code
+        ioctl["MaxInputResponse"] = 0
+        ioctl["MaxOutputResponse"] = max_output
+        ioctl["InputCount"] = len(blob)
+        ioctl["Buffer"] = blob
+        ioctl["OutputOffset"] = 0
+        ioctl["Flags"] = smb3structs.SMB2_0_IOCTL_IS_FSCTL
+        return self._send(smb3structs.SMB2_IOCTL, ioctl)
+
+    def copychunk_write_outcome(self, dst_id, key, chunks):
+        """FSCTL_SRV_COPYCHUNK_WRITE as copychunk_write, but a failure is
+        returned, not raised: (NTSTATUS, (ChunksWritten, ChunkBytesWritten,
+        TotalBytesWritten) or None). A failed copy still says how far it got
+        (MS-SMB2 2.2.32.1), which impacket's ioctl() drops."""
+        message_id = self.send_fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE,
+                                     copychunk_blob(key, chunks),
+                                     COPYCHUNK_RESPONSE.size)
+        answer = self.smb.recvSMB(message_id)
+        response = smb3structs.SMB2Ioctl_Response(answer["Data"])
+        written = None
+        if response["OutputCount"] == COPYCHUNK_RESPONSE.size:
+            written = COPYCHUNK_RESPONSE.unpack_from(response["Buffer"], 0)
+        return answer["Status"], written
 
     def copychunk_write(self, dst_id, key, chunks):
         """FSCTL_SRV_COPYCHUNK_WRITE of chunks [(src_off, dst_off, length)];

@@ -119,14 +119,15 @@ def copy_between_nodes(env, check):
     for src_off, dst_off, length in chunks:
         check.require(device_bytes(loop1, dst_off, length) == data0[src_off:src_off + length],
                       f"{loop1} at {dst_off} does not hold {loop0} at {src_off}")
+    # The three chunks continue each other in both devices: one request.
     summary = env.helper.wait_for_bytes(position, 3 * MiB)
-    check.require(summary.ok_count == 3 and summary.bytes_ok == 3 * MiB,
+    check.require(summary.ok_count == 1 and summary.bytes_ok == 3 * MiB,
                   f"helper log: {summary.describe()}")
     check.require(summary.method_bytes["read_write"] == 3 * MiB,
                   f"loop devices cannot copy by themselves: {summary.describe()}")
     reasons = [line for line in env.helper.log_text(position).splitlines()
                if "no device copy: no copy offload for loop" in line]
-    check.require(len(reasons) == 3, "the helper did not log why each copy was not "
+    check.require(len(reasons) == 1, "the helper did not log why the copy was not "
                                      "a device copy")
     check.note(f"{summary.describe()}")
 

@@ -31,8 +31,15 @@ Cases (FS = ext4):
     NT_STATUS_DISK_FULL, exactly as a plain put of the same size does: the
     helper, without CAP_SYS_RESOURCE, gets no root reserve either. The
     source is untouched (size, sha256, mtime); the helper logged ENOSPC.
+  * `FS:faults:disk full mid-run`: on tiny, room for one and a half of the
+    four 1 MiB chunks of one COPYCHUNK_WRITE, which continue each other (a
+    chunk run, one helper request): the response is STATUS_DISK_FULL with
+    ChunksWritten 1 and TotalBytesWritten 1 MiB, as stock Samba answers
+    chunk by chunk (also run in stock mode), the first MiB is the source's,
+    and the helper logged one 4 MiB copy that failed with ENOSPC in its
+    second MiB.
   * `FS:faults:source truncated mid-copy`: a 16 MiB scopy through the
-    throttled helper; the source is truncated to 0 after a few chunks. The
+    throttled helper; the source is truncated to 0 once 3 MiB are copied. The
     copy fails with an NT status, the helper keeps running, smbd serves the
     next copy.
   * `FS:faults:helper hangs` (scenario "hang"): the helper is stopped
@@ -45,12 +52,13 @@ Cases (FS = ext4):
     drops what they sent, holds no more descriptors than before, and copies
     again.
   * `FS:faults:client disconnects mid-copy`: three scopy of 32 MiB through
-    the throttled helper, the smbclient processes killed (SIGKILL) once the
-    helper has work for each. The helper logs each smbd process as
-    disconnected, does no more than the chunk it was running for it, and
-    its descriptor count returns to what it was before.
+    the throttled helper, the smbclient processes killed (SIGKILL) once each
+    copy has written its first MiB. The helper logs each smbd process as
+    disconnected, ends the copy it was running for it (a run of 16 chunks,
+    one request) with the pieces already running, and its descriptor count
+    returns to what it was before.
 
-In stock mode only the disk-full case runs (the others are about the
+In stock mode only the disk-full cases run (the others are about the
 helper), without the helper-log assertion.
 """
 
@@ -208,9 +216,70 @@ def kill_helper_case(env, check):
                f"session pid {session_pid} reconnected")
 
 
+def fill(env, share, leave):
+    """Fills share's filesystem (filler.bin) until about leave bytes are
+    free for users; returns (bytes free for users, for root)."""
+    mount = env.filesystem(share).mount_point
+    st = os.statvfs(mount)
+    fd = os.open(env.share_path(share, "filler.bin"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - leave)
+    finally:
+        os.close(fd)
+    os.sync()
+    st = os.statvfs(mount)
+    return st.f_bavail * st.f_frsize, st.f_bfree * st.f_frsize
+
+
+def disk_full_mid_run_case(env, check):
+    """Four chunks that continue each other, with room for one and a half:
+    smbd must report exactly the first chunk, then DISK_FULL, as stock
+    Samba does chunk by chunk, although the module sends the four to the
+    helper as one request."""
+    share = "tiny"
+    make_source(env, share, "run-src.bin", 4 * MiB)
+    try:
+        user_free, _ = fill(env, share, 3 * MiB // 2)
+        check.require(MiB < user_free < 2 * MiB,
+                      f"could not set up: {user_free} bytes free for users")
+        position = env.helper.log_position() if env.helper else 0
+        chunks = [(i * MiB, i * MiB, MiB) for i in range(4)]
+        with smb_raw.Session(env.server.port, env.user, share) as s:
+            src_id = s.open("run-src.bin")
+            dst_id = s.open("run-copy.bin", create=True)
+            status, written = s.copychunk_write_outcome(dst_id, s.resume_key(src_id), chunks)
+            s.close(dst_id)
+            s.close(src_id)
+        check.require(status == smb_raw.STATUS_DISK_FULL,
+                      f"expected STATUS_DISK_FULL, got {smb_raw.status_name(status)}")
+        check.require(written is not None and written[0] == 1 and written[2] == MiB,
+                      f"the response says {written} (ChunksWritten, ChunkBytesWritten, "
+                      f"TotalBytesWritten), expected 1 chunk and {MiB} bytes")
+        with open(env.share_path(share, "run-src.bin"), "rb") as src, \
+                open(env.share_path(share, "run-copy.bin"), "rb") as dst:
+            check.require(dst.read(MiB) == src.read(MiB),
+                          "the chunk reported written differs from its source")
+        if env.stock:
+            check.skipped_in_stock("helper log: one request for the four chunks")
+        else:
+            records = env.helper.records_since(position)
+            check.require(len(records) == 1 and records[0].length == 4 * MiB and
+                          records[0].status == "ENOSPC" and
+                          MiB <= records[0].bytes < 2 * MiB,
+                          f"expected one helper copy of 4 MiB that failed with ENOSPC "
+                          f"in its second MiB: {records}")
+        check.note(f"{user_free} bytes free: {written}, "
+                   f"{smb_raw.status_name(status)}")
+    finally:
+        for name in ("run-src.bin", "run-copy.bin", "filler.bin"):
+            try:
+                os.unlink(env.share_path(share, name))
+            except FileNotFoundError:
+                pass
+
+
 def disk_full_case(env, check):
     share = "tiny"
-    mount = env.filesystem(share).mount_point
     source = env.share_path(share, "full-src.bin")
     digest = make_source(env, share, "full-src.bin", DISK_FULL_SIZE)
     mtime = os.stat(source).st_mtime_ns
@@ -218,16 +287,7 @@ def disk_full_case(env, check):
     test_scopy.write_random_file(local, DISK_FULL_SIZE)
 
     # Leave users less than the copy, root (reserved blocks) more.
-    st = os.statvfs(mount)
-    filler = env.share_path(share, "filler.bin")
-    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
-    try:
-        os.posix_fallocate(fd, 0, st.f_bavail * st.f_frsize - 256 * 1024)
-    finally:
-        os.close(fd)
-    os.sync()
-    st = os.statvfs(mount)
-    user_free, root_free = st.f_bavail * st.f_frsize, st.f_bfree * st.f_frsize
+    user_free, root_free = fill(env, share, 256 * 1024)
     check.require(user_free < DISK_FULL_SIZE <= root_free - MiB,
                   f"could not set up: {user_free} bytes free for users, {root_free} for root")
 
@@ -257,6 +317,14 @@ def disk_full_case(env, check):
                f"scopy and put both {scopy.nt_errors}")
 
 
+def copied_size(env, name):
+    """The size of a copy in share "share" so far (0 before it exists)."""
+    try:
+        return os.path.getsize(env.share_path("share", name))
+    except FileNotFoundError:
+        return 0
+
+
 def truncated_source_case(env, check):
     make_source(env, "share", "cut.bin", CUT_FILE_SIZE)
     pid = helper_pid(env)
@@ -265,8 +333,10 @@ def truncated_source_case(env, check):
             client_processes.ClientProcesses(env, "cut") as clients:
         slow.add(pid)
         clients.start("share", ["scopy cut.bin cut.copy"])
+        # The 16 chunks continue each other: one helper request, which logs
+        # only at its end. Its progress shows in the destination.
         started = proc_stats.wait_for(
-            lambda: len(env.helper.records_since(position)) >= 3, 60)
+            lambda: copied_size(env, "cut.copy") >= 3 * MiB, 60)
         os.truncate(env.share_path("share", "cut.bin"), 0)
         result = clients.wait()[0]
     check.require(started, "the copy made no progress through the helper")
@@ -342,13 +412,21 @@ def client_disconnect_case(env, check):
 
         def peers():
             return {r.peer_pid for r in env.helper.records_since(position)}
-        busy = proc_stats.wait_for(lambda: len(peers()) == VANISH_CLIENTS, 60)
+
+        # Each 16 MiB request is one helper copy, logged at its end; the
+        # copies' progress shows in their destinations.
+        def started():
+            return [name for name in names if copied_size(env, f"{name}.copy") >= MiB]
+        busy = proc_stats.wait_for(lambda: len(started()) == VANISH_CLIENTS, 60)
         for index in range(VANISH_CLIENTS):
             clients.kill(index)
         clients.wait()
         released = proc_stats.wait_for(
             lambda: env.helper.descriptors_besides_connections() == base, 30)
-    check.require(busy, f"only {len(peers())} of {VANISH_CLIENTS} copies made progress")
+    check.require(busy, f"only {len(started())} of {VANISH_CLIENTS} copies made progress")
+    check.require(len(peers()) == VANISH_CLIENTS,
+                  f"the helper logged copies of {len(peers())} smbd processes, "
+                  f"expected {VANISH_CLIENTS}")
     check.require(released, f"the helper holds {env.helper.descriptors_besides_connections()} "
                             f"descriptors besides connections, {base} before the copies")
     log = env.helper.log_text(position)
@@ -374,7 +452,8 @@ def cases(fs_type, stock):
         return []
     faults = scenario.faults(fs_type)
     name = functools.partial("{}:faults:{}".format, fs_type)
-    out = [testcase.Case(name("disk full"), faults, disk_full_case)]
+    out = [testcase.Case(name("disk full"), faults, disk_full_case),
+           testcase.Case(name("disk full mid-run"), faults, disk_full_mid_run_case)]
     if stock:
         return out
     return out + [

@@ -9,8 +9,9 @@ Cases (module mode only):
     and fsynced on the mount, copied with smbclient scopy: identical, every
     byte SHARED (FIEMAP), smbd's log accounts for every byte as cloned
     inline, and the helper's log shows none of it. `copyoffload stats`
-    counts them all the same (CLONED): one clone request per chunk and
-    every byte, under clone and in the share's total.
+    counts them all the same (CLONED): one clone request for the request's
+    8 chunks, which continue each other (a chunk run), and every byte,
+    under clone and in the share's total.
   * `FS:inline:dirty-source-goes-to-helper` (XFS, btrfs): smbclient put then
     scopy at once, so the source's pages are still dirty and an inline clone
     would wait for their writeback: the first chunk goes to the helper. Its
@@ -94,15 +95,16 @@ def clean_source_case(env, check):
     check.require(helper.bytes_ok == 0,
                   f"the helper copied too: {helper.describe()}")
     # The smbd process reports its inline clones when the tree disconnects,
-    # at smbclient's exit, or a second after the first.
-    chunks = SIZE // MiB
-    expected = tuple((before_n + chunks, before_bytes + SIZE)
+    # at smbclient's exit, or a second after the first. smbclient sends the
+    # 8 chunks in one request, and they continue each other: one clone.
+    clones = 1
+    expected = tuple((before_n + clones, before_bytes + SIZE)
                      for before_n, before_bytes in counts_before)
     reported = proc_stats.wait_for(lambda: clone_counts(env) == expected, 5)
     check.require(reported, f"copyoffload stats (clone, total) went from {counts_before} "
                             f"to {clone_counts(env)}, expected {expected}")
     check.note(f"{cloned} bytes cloned inside smbd, none by the helper; "
-               f"stats count {chunks} clones of them")
+               f"stats count {clones} clone of them")
 
 
 def dirty_source_case(env, check):

@@ -100,6 +100,7 @@ BAD_VALUE_LINES = (
     r'"copyoffload:helper down = maybe" is not one of next,fail; using next',
     r'"copyoffload:block refcounting = sometimes" is not one of auto,yes,no; using auto',
     r'"copyoffload:dup extents fallback = perhaps" is not a boolean; using no',
+    r'"copyoffload:merge chunks = often" is not a boolean; using yes',
 )
 
 

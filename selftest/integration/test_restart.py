@@ -29,12 +29,15 @@ import testcase
 MiB = 1 << 20
 
 
-def copychunk(session, check, src, dst, size):
+def copychunk(session, check, src, dst, size, reverse=False):
     """COPYCHUNK_WRITE of src over dst (same size) in 1 MiB chunks; the
-    response must report every byte."""
+    response must report every byte. In file order the chunks continue each
+    other and make one helper request; reversed, each is a request."""
     s_id, d_id = session.open(src), session.open(dst)
     try:
         chunks = [(off, off, min(MiB, size - off)) for off in range(0, size, MiB)]
+        if reverse:
+            chunks.reverse()
         written = session.copychunk_write(d_id, session.resume_key(s_id), chunks)
     except smb_raw.SmbError as e:
         check.fail(f"COPYCHUNK_WRITE {src} -> {dst}: {e}")
@@ -111,7 +114,8 @@ def same_session(env, check):
         stopper.start()
         tree, session.tree = session.tree, session_limited
         try:
-            copychunk(session, check, src, dst, size)
+            # Chunk by chunk, so the signal falls between helper requests.
+            copychunk(session, check, src, dst, size, reverse=True)
         finally:
             session.tree = tree
             stopper.join()

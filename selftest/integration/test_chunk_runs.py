@@ -1,0 +1,116 @@
+"""Chunk runs: the chunks of one COPYCHUNK_WRITE that continue each other in
+both files are copied by one helper request (copyoffload:merge chunks, on
+by default); every other chunk by a request of its own.
+
+Each case sends one request of 1 MiB chunks on an SMB session (impacket)
+for a source written on the mount, then checks the response, the copy's
+bytes, and the helper's "copy done" lines of the request:
+  * `FS:chunk runs:file order`: 4 chunks in file order: one helper copy of
+    4 MiB.
+  * `FS:chunk runs:reverse order`: the same chunks last to first: 4 copies
+    of 1 MiB.
+  * `FS:chunk runs:two runs`: chunks 0, 1, 3, 2: copies of 2, 1 and 1 MiB.
+  * `FS:chunk runs:past the source's end`: 4 chunks in file order of a
+    3 MiB source. The run as a whole would read past the source's end, so
+    each chunk goes on its own, as smbd's checks would have it: 3 copies of
+    1 MiB, then STATUS_INVALID_VIEW_SIZE for the fourth chunk, and the
+    first 3 MiB copied.
+  * `FS:chunk runs:merge chunks = no` (share "nomerge"): 4 chunks in file
+    order, 4 copies of 1 MiB.
+In stock mode these cases are not run: they are about the helper's requests.
+"""
+
+import functools
+
+import smb_raw
+import test_clone
+import testcase
+import scenario
+
+MiB = 1 << 20
+
+
+def file_order(count):
+    return [(i * MiB, i * MiB, MiB) for i in range(count)]
+
+
+def copy_chunks(env, check, share, chunks, source_size, expect_status=None):
+    """Copies chunks from a new source of source_size bytes; returns the
+    helper's records of the request. The copy must hold exactly what the
+    chunks that were reported copied say."""
+    name = f"runs-{len(chunks)}-{source_size}"
+    _, data = test_clone.create_share_file(env, share, f"{name}.src", source_size)
+    position = env.helper.log_position()
+    status = None
+    with smb_raw.Session(env.server.port, env.user, share) as s:
+        src_id = s.open(f"{name}.src")
+        dst_id = s.open(f"{name}.copy", create=True)
+        key = s.resume_key(src_id)
+        try:
+            written = s.copychunk_write(dst_id, key, chunks)
+        except smb_raw.SmbError as e:
+            status, written = e.status, None
+        s.close(dst_id)
+        s.close(src_id)
+    if expect_status is None:
+        check.require(status is None,
+                      f"COPYCHUNK_WRITE failed: {smb_raw.status_name(status or 0)}")
+        total = sum(c[2] for c in chunks)
+        # ChunkBytesWritten is 0 when every chunk was written (MS-SMB2).
+        check.require(written == (len(chunks), 0, total),
+                      f"COPYCHUNK_WRITE answered {written}, expected "
+                      f"{(len(chunks), 0, total)}")
+    else:
+        check.require(status == expect_status,
+                      f"COPYCHUNK_WRITE: expected {smb_raw.status_name(expect_status)}, "
+                      f"got {smb_raw.status_name(status) if status else written}")
+    copy = test_clone.read_file(env.share_path(share, f"{name}.copy"))
+    for src_off, dst_off, length in chunks:
+        if src_off + length > source_size:
+            continue
+        check.require(copy[dst_off:dst_off + length] == data[src_off:src_off + length],
+                      f"the chunk at {dst_off} differs from its source")
+    return env.helper.records_since(position)
+
+
+def require_copies(check, records, lengths):
+    got = [r.length for r in records]
+    check.require(all(r.ok for r in records),
+                  f"the helper failed copies: {[r.status for r in records]}")
+    check.require(sorted(got) == sorted(lengths),
+                  f"helper copies of {got} bytes, expected {lengths}")
+    check.note(f"helper copies of {', '.join(str(n // MiB) for n in got)} MiB")
+
+
+def chunks_case(env, check, share, chunks, lengths):
+    records = copy_chunks(env, check, share, chunks, 4 * MiB)
+    require_copies(check, records, lengths)
+
+
+def past_end_case(env, check):
+    records = copy_chunks(env, check, "share", file_order(4), 3 * MiB,
+                          expect_status=smb_raw.STATUS_INVALID_VIEW_SIZE)
+    require_copies(check, records, [MiB] * 3)
+
+
+def cases(fs_type, stock):
+    if stock:
+        return []
+    main = scenario.main(fs_type)
+    reverse = list(reversed(file_order(4)))
+    two_runs = [file_order(4)[i] for i in (0, 1, 3, 2)]
+
+    def case(label, fn):
+        return testcase.Case(f"{fs_type}:chunk runs:{label}", main, fn)
+
+    return [
+        case("file order", functools.partial(
+            chunks_case, share="share", chunks=file_order(4), lengths=[4 * MiB])),
+        case("reverse order", functools.partial(
+            chunks_case, share="share", chunks=reverse, lengths=[MiB] * 4)),
+        case("two runs", functools.partial(
+            chunks_case, share="share", chunks=two_runs, lengths=[2 * MiB, MiB, MiB])),
+        case("past the source's end", past_end_case),
+        case("merge chunks = no", functools.partial(
+            chunks_case, share="nomerge", chunks=file_order(4), lengths=[MiB] * 4)),
+    ]

@@ -1,0 +1,175 @@
+/*
+ * copyoffload: the contiguous chunks of one copychunk request, copied as one
+ * range.
+ *
+ * Copyright (C) 2026 The copyoffload authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ *
+ * offload_write_send names neither the request nor its other chunks. But
+ * smbd's copychunk loop passes its own request state as mem_ctx, and that
+ * state holds the parsed chunk list. Its type is private to
+ * source3/smbd/smb2_ioctl_network_fs.c, so it is mirrored here, and every
+ * use first checks that mem_ctx really is one: the talloc name and size
+ * tevent_req_create gave it, and fields that must equal what smbd passed
+ * to this very call (the event context, the destination, the token, which
+ * points into the state itself, and the current chunk's values). Anything
+ * else, such as a module stacked above this one that passes a state of its
+ * own, is copied chunk by chunk as before.
+ */
+
+#include "includes.h"
+#include "smbd/smbd.h"
+#include "librpc/gen_ndr/ioctl.h"
+#include "lib/util/dlinklist.h"
+#include "chunk_run.h"
+
+/*
+ * struct fsctl_srv_copychunk_state, identical in Samba 4.17 through 4.22
+ * (smb2_ioctl_network_fs.c). A release that changes it fails the size or
+ * the field checks below, and loses only the merging.
+ */
+struct smbd_copychunk_state {
+	struct tevent_context *ev;
+	struct connection_struct *conn;
+	struct srv_copychunk_copy cc_copy;
+	uint32_t current_chunk;
+	NTSTATUS status;
+	off_t total_written;
+	uint32_t ctl_code;
+	DATA_BLOB token;
+	struct files_struct *src_fsp;
+	struct files_struct *dst_fsp;
+	int out_data;
+};
+
+#define SMBD_COPYCHUNK_STATE_NAME "struct fsctl_srv_copychunk_state"
+
+/* Runs in progress in this smbd process, each owned by smbd's state. */
+static struct copyoffload_chunk_run *copyoffload_chunk_runs;
+
+static const struct smbd_copychunk_state *smbd_copychunk_state(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
+	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
+	off_t dst_off, off_t num)
+{
+	const struct smbd_copychunk_state *s = NULL;
+	const struct srv_copychunk *chunk = NULL;
+
+	if (fsctl != FSCTL_SRV_COPYCHUNK && fsctl != FSCTL_SRV_COPYCHUNK_WRITE) {
+		return NULL;
+	}
+	if (talloc_check_name(mem_ctx, SMBD_COPYCHUNK_STATE_NAME) == NULL ||
+	    talloc_get_size(mem_ctx) != sizeof(struct smbd_copychunk_state)) {
+		return NULL;
+	}
+	s = (const struct smbd_copychunk_state *)mem_ctx;
+	if (s->ev != ev || s->dst_fsp != dst_fsp ||
+	    s->conn != dst_fsp->conn || s->ctl_code != fsctl ||
+	    token != &s->token ||
+	    s->token.data != s->cc_copy.source_key ||
+	    s->token.length != sizeof(s->cc_copy.source_key) ||
+	    s->cc_copy.chunks == NULL ||
+	    s->cc_copy.chunk_count > COPYCHUNK_MAX_CHUNKS ||
+	    s->current_chunk >= s->cc_copy.chunk_count) {
+		return NULL;
+	}
+	chunk = &s->cc_copy.chunks[s->current_chunk];
+	if ((off_t)chunk->source_off != src_off ||
+	    (off_t)chunk->target_off != dst_off ||
+	    (off_t)chunk->length != num) {
+		return NULL;
+	}
+	return s;
+}
+
+struct copyoffload_chunk_run *copyoffload_chunk_run_find(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
+	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
+	off_t dst_off, off_t num)
+{
+	const struct smbd_copychunk_state *s = NULL;
+	struct copyoffload_chunk_run *run = NULL;
+
+	if (copyoffload_chunk_runs == NULL) {
+		return NULL;
+	}
+	s = smbd_copychunk_state(mem_ctx, ev, fsctl, token, src_off, dst_fsp,
+				 dst_off, num);
+	if (s == NULL) {
+		return NULL;
+	}
+	for (run = copyoffload_chunk_runs; run != NULL; run = run->next) {
+		if (run->smbd_state == s) {
+			break;
+		}
+	}
+	if (run == NULL || s->current_chunk <= run->first_chunk ||
+	    s->current_chunk - run->first_chunk >= run->num_chunks) {
+		return NULL;
+	}
+	return run;
+}
+
+static int copyoffload_chunk_run_destructor(struct copyoffload_chunk_run *run)
+{
+	DLIST_REMOVE(copyoffload_chunk_runs, run);
+	return 0;
+}
+
+struct copyoffload_chunk_run *copyoffload_chunk_run_start(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
+	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
+	off_t dst_off, off_t num)
+{
+	const struct smbd_copychunk_state *s = NULL;
+	struct copyoffload_chunk_run *run = NULL;
+	off_t length = num;
+	uint32_t i;
+
+	s = smbd_copychunk_state(mem_ctx, ev, fsctl, token, src_off, dst_fsp,
+				 dst_off, num);
+	if (s == NULL) {
+		return NULL;
+	}
+	/* smbd has checked every length (1 to 1 MiB, 16 MiB in all). */
+	for (i = s->current_chunk + 1; i < s->cc_copy.chunk_count; i++) {
+		const struct srv_copychunk *c = &s->cc_copy.chunks[i];
+
+		/* Unsigned: the offsets are checked for overflow later. */
+		if (c->source_off != (uint64_t)src_off + (uint64_t)length ||
+		    c->target_off != (uint64_t)dst_off + (uint64_t)length) {
+			break;
+		}
+		length += c->length;
+	}
+	if (i == s->current_chunk + 1) {
+		return NULL;
+	}
+
+	run = talloc(mem_ctx, struct copyoffload_chunk_run);
+	if (run == NULL) {
+		return NULL;
+	}
+	*run = (struct copyoffload_chunk_run) {
+		.src_off = src_off,
+		.dst_off = dst_off,
+		.length = length,
+		.first_chunk = s->current_chunk,
+		.num_chunks = i - s->current_chunk,
+		.smbd_state = s,
+	};
+	DLIST_ADD(copyoffload_chunk_runs, run);
+	talloc_set_destructor(run, copyoffload_chunk_run_destructor);
+	return run;
+}
+
+bool copyoffload_chunk_run_covers(const struct copyoffload_chunk_run *run,
+				  off_t dst_off, off_t num)
+{
+	return run->answered && dst_off >= run->dst_off &&
+	       (uint64_t)(dst_off - run->dst_off + num) <= run->bytes_done;
+}

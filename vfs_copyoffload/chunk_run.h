@@ -1,0 +1,67 @@
+/*
+ * copyoffload: the contiguous chunks of one copychunk request, copied as one
+ * range.
+ *
+ * Copyright (C) 2026 The copyoffload authors
+ *
+ * This program is free software; you can redistribute it and/or modify
+ * it under the terms of the GNU General Public License as published by
+ * the Free Software Foundation; either version 3 of the License, or
+ * (at your option) any later version.
+ */
+
+#ifndef COPYOFFLOAD_CHUNK_RUN_H
+#define COPYOFFLOAD_CHUNK_RUN_H
+
+/*
+ * smbd hands a copychunk request to the VFS one chunk (at most 1 MiB) at a
+ * time and waits for each. Clients send whole files as 16 chunks that follow
+ * each other in both files, so the module copies such a run with one helper
+ * request when smbd asks for its first chunk, and answers the later chunks
+ * from that request's reply. Every chunk is still reported only once the
+ * helper has done all of its bytes.
+ */
+struct copyoffload_chunk_run {
+	off_t src_off;
+	off_t dst_off;
+	off_t length;		/* of all its chunks */
+	uint32_t first_chunk;	/* index in smbd's chunk list */
+	uint32_t num_chunks;
+	bool answered;		/* the helper's reply has come */
+	int status;		/* its errno; 0 when every byte was copied */
+	uint64_t bytes_done;	/* the contiguous prefix the helper did */
+	/* private */
+	const void *smbd_state;
+	struct copyoffload_chunk_run *prev, *next;
+};
+
+/*
+ * The run that started at an earlier chunk of the same request and covers
+ * the chunk smbd asks for now; NULL if there is none. The arguments are
+ * those of offload_write_send.
+ */
+struct copyoffload_chunk_run *copyoffload_chunk_run_find(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
+	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
+	off_t dst_off, off_t num);
+
+/*
+ * A new run from the chunk smbd asks for now through every chunk after it
+ * that continues both ranges, as a talloc child of smbd's request state.
+ * NULL when no chunk continues it, or when mem_ctx cannot be recognised as
+ * smbd's copychunk state (another module in between, another Samba
+ * release): the chunk is then copied on its own.
+ */
+struct copyoffload_chunk_run *copyoffload_chunk_run_start(
+	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
+	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
+	off_t dst_off, off_t num);
+
+/*
+ * Whether the helper's reply covers all of a chunk of the run (dst_off and
+ * num are the chunk's own).
+ */
+bool copyoffload_chunk_run_covers(const struct copyoffload_chunk_run *run,
+				  off_t dst_off, off_t num);
+
+#endif
