@@ -6,8 +6,8 @@
 
 namespace copyoffload {
 
-Scheduler::Scheduler(std::size_t workers, WakeWorker wake)
-	: wake_(std::move(wake)), idle_(workers, false)
+Scheduler::Scheduler(std::size_t workers, WakeWorker wake, std::size_t busy_limit)
+	: wake_(std::move(wake)), busy_limit_(busy_limit), idle_(workers, false)
 {
 }
 
@@ -53,8 +53,11 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
 	const std::size_t pieces = admits(*task) ? task->pieces_left(idle + 1) : 0;
 	found->second->tasks.push_back(std::move(task));
-	// `self` takes the first piece itself when nothing else waits.
-	wake_idle(pieces > 0 && queue_was_empty ? pieces - 1 : pieces, self);
+	// `self` takes the first piece itself when nothing else waits. The
+	// busy ones (self among them) go on with the rest in turn.
+	const std::size_t busy = idle_.size() - idle;
+	const std::size_t room = busy_limit_ > busy ? busy_limit_ - busy : 0;
+	wake_idle(std::min(room, pieces > 0 && queue_was_empty ? pieces - 1 : pieces), self);
 }
 
 void Scheduler::remove(std::list<Flow>::iterator flow, std::size_t index)

@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <deque>
 #include <functional>
+#include <limits>
 #include <list>
 #include <memory>
 #include <mutex>
@@ -40,7 +41,11 @@ class Scheduler {
 public:
 	using WakeWorker = std::function<void(std::size_t worker)>;
 
-	Scheduler(std::size_t workers, WakeWorker wake);
+	// `busy_limit`: idle workers are woken for a copy's further pieces only
+	// while fewer workers than that are busy (WorkerPool: one CPU fewer
+	// than the process may use, so smbd keeps one to answer its clients).
+	Scheduler(std::size_t workers, WakeWorker wake,
+		  std::size_t busy_limit = std::numeric_limits<std::size_t>::max());
 	Scheduler(const Scheduler &) = delete;
 	Scheduler &operator=(const Scheduler &) = delete;
 
@@ -103,6 +108,7 @@ private:
 	void leave_share(const CopyTask &task);
 
 	WakeWorker wake_;
+	std::size_t busy_limit_;
 	mutable std::mutex mutex_;
 	std::list<Flow> flows_; // connections with tasks that want pieces, in turn order
 	std::unordered_map<const Connection *, std::list<Flow>::iterator> by_connection_;

@@ -2,6 +2,7 @@
 
 #include "epoll_set.hpp"
 
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/resource.h>
@@ -281,6 +282,12 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 	}();
 	if (pool_.scheduler_.done(assignment, result)) {
 		finish(*assignment.task);
+	} else {
+		// More pieces follow, likely on this worker. A task woken on
+		// this CPU meanwhile (smbd, with a client's next request) would
+		// otherwise wait until the worker's time slice ends: an SMB2
+		// ECHO behind a 16 MiB chunk run waited 1.2-3.7 ms.
+		::sched_yield();
 	}
 	last_piece_ = std::chrono::steady_clock::now();
 }

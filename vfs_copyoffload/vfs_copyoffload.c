@@ -43,6 +43,12 @@
  */
 static struct vfs_offload_ctx *copyoffload_offload_ctx;
 
+/* The kernel's answers that say a filesystem cannot clone at all. */
+static bool copyoffload_refuses_clone(int err)
+{
+	return err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS;
+}
+
 /*
  * Whether the next module (vfs_default) serves FSCTL_DUPLICATE_EXTENTS_TO_FILE:
  * Samba 4.22 (VFS interface 50) added a synchronous FICLONERANGE path there,
@@ -122,6 +128,14 @@ static uint32_t copyoffload_fs_capabilities(
 		DBG_INFO("copyoffload: %s does not clone (%s): block "
 			 "refcounting not advertised\n",
 			 handle->conn->connectpath, strerror(err));
+		if (copyoffload_refuses_clone(err)) {
+			/*
+			 * No inline attempt either: the first one per tree
+			 * connect made an SMB2 ECHO behind a 16 MiB request
+			 * on ext4 wait up to 4 ms.
+			 */
+			config->inline_clone = false;
+		}
 		return caps;
 	}
 	DBG_INFO("copyoffload: %s clones: advertising block refcounting\n",
@@ -515,7 +529,7 @@ static bool copyoffload_write_inline_clone(
 		fsp_get_io_fd(state->dst_fsp), state->dst_off,
 		state->run ? state->run->length : state->num,
 		dst_st->st_ex_blksize);
-	if (err == EOPNOTSUPP || err == ENOTTY || err == ENOSYS) {
+	if (copyoffload_refuses_clone(err)) {
 		/* Not a reflink filesystem: no more attempts on this share. */
 		DBG_INFO("copyoffload: %s does not clone (%s): chunks go to "
 			 "the helper without an inline attempt\n",

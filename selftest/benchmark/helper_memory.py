@@ -33,7 +33,7 @@ def measure(env, share, sessions, per_session):
             pending.append((s, ids))
         for s, ids in pending:
             answers = s.collect(ids)
-            if any(status != 0 for status, _, _ in answers.values()):
+            if any(answer[0] != 0 for answer in answers.values()):
                 raise RuntimeError(f"copy failed: {answers}")
     finally:
         for s in opened:

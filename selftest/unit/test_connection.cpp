@@ -963,6 +963,32 @@ void test_scheduler_wakes_for_extra_pieces(void **)
 	run_in_turns(scheduler);
 }
 
+void test_scheduler_keeps_to_its_busy_limit(void **)
+{
+	TempDir dir;
+	Pair a = ready_pair();
+	std::vector<std::size_t> woken;
+	// Three workers, at most two busy through wake-ups (three CPUs).
+	Scheduler scheduler(3, [&](std::size_t worker) { woken.push_back(worker); }, 2);
+	assert_false(scheduler.next(1).has_value());
+	assert_false(scheduler.next(2).has_value());
+
+	// Three pieces: the adder takes one and one idle worker is woken; the
+	// third piece waits for one of the two.
+	scheduler.add(file_task(a, dir, 1, 3 * 4096, 4096), 0);
+	assert_true(woken == (std::vector<std::size_t>{1}));
+	assert_int_equal(run_in_turns(scheduler).size(), 3);
+
+	// With a limit of one, nobody is woken: the adder runs every piece.
+	Scheduler alone(3, [&](std::size_t worker) { woken.push_back(worker); }, 1);
+	woken.clear();
+	assert_false(alone.next(1).has_value());
+	assert_false(alone.next(2).has_value());
+	alone.add(file_task(a, dir, 2, 3 * 4096, 4096), 0);
+	assert_true(woken.empty());
+	assert_int_equal(run_in_turns(alone).size(), 3);
+}
+
 void test_scheduler_drops_a_gone_connection(void **)
 {
 	TempDir dir;
@@ -1117,6 +1143,7 @@ int main()
 		cmocka_unit_test(test_descriptor_table_bound),
 		cmocka_unit_test(test_scheduler_takes_turns),
 		cmocka_unit_test(test_scheduler_wakes_for_extra_pieces),
+		cmocka_unit_test(test_scheduler_keeps_to_its_busy_limit),
 		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
