@@ -128,12 +128,11 @@ static uint32_t copyoffload_fs_capabilities(
 		DBG_INFO("copyoffload: %s does not clone (%s): block "
 			 "refcounting not advertised\n",
 			 handle->conn->connectpath, strerror(err));
-		if (copyoffload_refuses_clone(err)) {
-			/*
-			 * No inline attempt either: the first one per tree
-			 * connect made an SMB2 ECHO behind a 16 MiB request
-			 * on ext4 wait up to 4 ms.
-			 */
+		if (copyoffload_refuses_clone(err) && config->inline_clone) {
+			/* Nor any inline attempt, which would fail the same. */
+			DBG_INFO("copyoffload: %s does not clone (%s): chunks "
+				 "go to the helper without an inline attempt\n",
+				 handle->conn->connectpath, strerror(err));
 			config->inline_clone = false;
 		}
 		return caps;

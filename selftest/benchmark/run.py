@@ -16,6 +16,7 @@ import argparse
 import datetime
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import sys
@@ -140,7 +141,7 @@ def main():
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
 
-    command = "/usr/bin/python3 selftest/benchmark/run.py " + " ".join(sys.argv[1:])
+    command = "/usr/bin/python3 selftest/benchmark/run.py " + shlex.join(sys.argv[1:])
     out = [f"Measured {datetime.date.today()} on {platform.node()} "
            f"({os.cpu_count()} CPUs, kernel {platform.release()}), "
            f"{subprocess.run(['smbd', '--version'], capture_output=True, text=True).stdout.strip()}.\n",

@@ -54,9 +54,10 @@ Cases (FS = ext4):
   * `FS:faults:client disconnects mid-copy`: three scopy of 32 MiB through
     the throttled helper, the smbclient processes killed (SIGKILL) once each
     copy has written its first MiB. The helper logs each smbd process as
-    disconnected, ends the copy it was running for it (a run of 16 chunks,
-    one request) with the pieces already running, and its descriptor count
-    returns to what it was before.
+    disconnected and copies nothing for it afterwards beyond the copy it
+    was running; at least one copy is cut short (smbd lets the requests in
+    flight end, a run of 16 chunks each, and 4.22's smbclient sends both of
+    a file's at once); its descriptor count returns to what it was before.
 
 In stock mode only the disk-full cases run (the others are about the
 helper), without the helper-log assertion.
@@ -430,7 +431,7 @@ def client_disconnect_case(env, check):
     check.require(released, f"the helper holds {env.helper.descriptors_besides_connections()} "
                             f"descriptors besides connections, {base} before the copies")
     log = env.helper.log_text(position)
-    dropped = 0
+    dropped, done = 0, {}
     for peer in peers():
         gone = re.search(rf"peer pid={peer} uid=0 disconnected; dropped (\d+) queued", log)
         check.require(gone, f"the helper did not log smbd pid {peer} as disconnected")
@@ -440,11 +441,14 @@ def client_disconnect_case(env, check):
         check.require(len(late) <= 1,
                       f"the helper went on copying for pid {peer}: {len(late)} copies "
                       f"after it disconnected")
-        done = sum(r.bytes for r in env.helper.records_since(position)
-                   if r.peer_pid == peer)
-        check.require(done < VANISH_FILE_SIZE,
-                      f"the helper copied all {done} bytes for pid {peer}")
-    check.note(f"descriptors back to {base}; {dropped} queued copies dropped")
+        done[peer] = sum(r.bytes for r in env.helper.records_since(position)
+                         if r.peer_pid == peer)
+    # Samba 4.22's smbd ends the requests it has in flight before it exits,
+    # and its smbclient sends a file's requests at once: a copy may finish.
+    check.require(any(n < VANISH_FILE_SIZE for n in done.values()),
+                  f"no copy was cut short: {done}")
+    check.note(f"descriptors back to {base}; {dropped} queued copies dropped; "
+               f"bytes per smbd process {sorted(done.values())}")
 
 
 def cases(fs_type, stock):

@@ -18,9 +18,10 @@ Cases (module mode only):
     clone makes the kernel write the source back, so later chunks may be
     clean and cloned inline: together the two account for every byte, and
     the helper's share is not empty.
-  * `ext4:inline:no-reflink-goes-to-helper`: the inline clone is refused, the
-    helper copies every byte, and the smbd process stopped trying after the
-    first refusal (it logs that once, not once per chunk).
+  * `ext4:inline:no-reflink-goes-to-helper`: no inline clone, the helper
+    copies every byte, and the smbd process decided once that it would not
+    try (at tree connect, from the clone probe; else at the first refusal),
+    not once per chunk.
 """
 
 import os
