@@ -155,7 +155,6 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_start(
 		return NULL;
 	}
 	*run = (struct copyoffload_chunk_run) {
-		.src_off = src_off,
 		.dst_off = dst_off,
 		.length = length,
 		.first_chunk = s->current_chunk,

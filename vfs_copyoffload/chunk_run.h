@@ -22,8 +22,7 @@
  * helper has done all of its bytes.
  */
 struct copyoffload_chunk_run {
-	off_t src_off;
-	off_t dst_off;
+	off_t dst_off;		/* its first chunk's, as is its source offset */
 	off_t length;		/* of all its chunks */
 	uint32_t first_chunk;	/* index in smbd's chunk list */
 	uint32_t num_chunks;

@@ -287,6 +287,12 @@ struct copyoffload_write_state {
 	off_t copied;
 };
 
+/* What one request to the helper (or one inline clone) copies. */
+static off_t copyoffload_write_length(const struct copyoffload_write_state *state)
+{
+	return state->run != NULL ? state->run->length : state->num;
+}
+
 static void copyoffload_write_cleanup(struct tevent_req *req,
 				      enum tevent_req_state req_state)
 {
@@ -417,10 +423,10 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	bool is_clone = state->fsctl == FSCTL_DUP_EXTENTS_TO_FILE;
 	files_struct *src_fsp = NULL;
 	files_struct *dst_fsp = state->dst_fsp;
-	/* A run is checked as the one range it is copied as. */
-	off_t src_off = state->run ? state->run->src_off : state->src_off;
-	off_t dst_off = state->run ? state->run->dst_off : state->dst_off;
-	off_t num = state->run ? state->run->length : state->num;
+	off_t src_off = state->src_off;
+	off_t dst_off = state->dst_off;
+	/* A run, which starts at this chunk, is checked as one range. */
+	off_t num = copyoffload_write_length(state);
 	NTSTATUS status;
 
 	/* off_t is signed: refuse anything whose end does not fit. */
@@ -526,8 +532,7 @@ static bool copyoffload_write_inline_clone(
 	err = copyoffload_inline_clone(
 		fsp_get_io_fd(src_fsp), state->src_off, src_st->st_ex_size,
 		fsp_get_io_fd(state->dst_fsp), state->dst_off,
-		state->run ? state->run->length : state->num,
-		dst_st->st_ex_blksize);
+		copyoffload_write_length(state), dst_st->st_ex_blksize);
 	if (copyoffload_refuses_clone(err)) {
 		/* Not a reflink filesystem: no more attempts on this share. */
 		DBG_INFO("copyoffload: %s does not clone (%s): chunks go to "
@@ -680,7 +685,7 @@ static struct tevent_req *copyoffload_offload_write_send(
 	mark_file_modified(dest_fsp);
 
 	if (copyoffload_write_inline_clone(state, src_fsp)) {
-		off_t length = state->run ? state->run->length : num;
+		off_t length = copyoffload_write_length(state);
 
 		DBG_DEBUG("copyoffload: cloned %jd bytes to %s at %jd inline\n",
 			  (intmax_t)length, fsp_str_dbg(dest_fsp),
@@ -701,7 +706,7 @@ static struct tevent_req *copyoffload_offload_write_send(
 		.dst_fd = fsp_get_io_fd(dest_fsp),
 		.src_offset = transfer_offset,
 		.dst_offset = dest_off,
-		.length = state->run ? state->run->length : num,
+		.length = copyoffload_write_length(state),
 		.methods = copyoffload_config_methods(config),
 		.flags = 0,
 		/* The helper keeps both descriptors until either closes. */
@@ -813,7 +818,7 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 		return;
 	}
 
-	length = state->run ? state->run->length : state->num;
+	length = copyoffload_write_length(state);
 	if (state->run != NULL) {
 		state->run->answered = true;
 		state->run->status = reply.status;

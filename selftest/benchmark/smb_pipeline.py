@@ -119,9 +119,7 @@ class PipelinedSession(smb_raw.Session):
         status, arrived, _, packet = self.collect([message_id])[message_id]
         if status != 0:
             raise RuntimeError(f"COPYCHUNK_WRITE failed: status 0x{status:08x}")
-        ioctl = smb3structs.SMB2Ioctl_Response(packet["Data"])
-        written = smb_raw.COPYCHUNK_RESPONSE.unpack_from(ioctl["Buffer"], 0)
-        return written, arrived - self.sent_at.pop(message_id)
+        return smb_raw.copychunk_written(packet), arrived - self.sent_at.pop(message_id)
 
     def collect(self, message_ids):
         """Read until every id has its final response; returns

@@ -182,11 +182,7 @@ class Session:
                                      copychunk_blob(key, chunks),
                                      COPYCHUNK_RESPONSE.size)
         answer = self.smb.recvSMB(message_id)
-        response = smb3structs.SMB2Ioctl_Response(answer["Data"])
-        written = None
-        if response["OutputCount"] == COPYCHUNK_RESPONSE.size:
-            written = COPYCHUNK_RESPONSE.unpack_from(response["Buffer"], 0)
-        return answer["Status"], written
+        return answer["Status"], copychunk_written(answer)
 
     def copychunk_write(self, dst_id, key, chunks):
         """FSCTL_SRV_COPYCHUNK_WRITE of chunks [(src_off, dst_off, length)];
@@ -194,6 +190,16 @@ class Session:
         out = self.fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE,
                          copychunk_blob(key, chunks), COPYCHUNK_RESPONSE.size)
         return COPYCHUNK_RESPONSE.unpack_from(out, 0)
+
+
+def copychunk_written(answer):
+    """(ChunksWritten, ChunkBytesWritten, TotalBytesWritten) of a
+    COPYCHUNK(_WRITE) response packet, which carries them with success and
+    failure alike (MS-SMB2 2.2.32.1); None if it has none."""
+    response = smb3structs.SMB2Ioctl_Response(answer["Data"])
+    if response["OutputCount"] != COPYCHUNK_RESPONSE.size:
+        return None
+    return COPYCHUNK_RESPONSE.unpack_from(response["Buffer"], 0)
 
 
 def copychunk_blob(key, chunks):
