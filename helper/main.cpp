@@ -6,6 +6,8 @@
 #include "logging.hpp"
 #include "options.hpp"
 #include "privileges.hpp"
+#include "starvation_guard.hpp"
+
 #include "server.hpp"
 #include "service_manager.hpp"
 #include "termination_signals.hpp"
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include <exception>
+#include <iterator>
 #include <string_view>
 #include <vector>
 
@@ -90,11 +93,29 @@ int main(int argc, char **argv)
 				    "passed, {}",
 				    options.socket_path, listener.path());
 		}
-		const std::vector<int> missing =
-			drop_all_privileges(options.device_copy
-						    ? std::span<const int>(device::device_capabilities)
-						    : std::span<const int>());
+		// Lifting starved SCHED_IDLE workers (starvation_guard.hpp) takes
+		// RLIMIT_NICE (raised here while CAP_SYS_RESOURCE lasts, or set by
+		// the service manager: LimitNICE=) or else CAP_SYS_NICE, kept
+		// permitted for it.
+		std::vector<int> keep;
+		if (options.device_copy) {
+			keep.assign(std::begin(device::device_capabilities),
+				    std::end(device::device_capabilities));
+		}
+		if (options.worker_policy == WorkerPolicy::idle &&
+		    !allow_lifting_to_nice(options.worker_nice)) {
+			keep.push_back(CAP_SYS_NICE);
+		}
+		const std::vector<int> missing = drop_all_privileges(keep);
 		for (int capability : missing) {
+			if (capability == CAP_SYS_NICE) {
+				log.warning("--worker-policy idle: neither RLIMIT_NICE (for nice {}) nor "
+					    "CAP_SYS_NICE allows lifting workers that starve on busy "
+					    "CPUs to SCHED_OTHER; their copies may hang there "
+					    "(systemd: LimitNICE={})",
+					    options.worker_nice, 20 - options.worker_nice);
+				continue;
+			}
 			log.warning("--device-copy: {} is not available (the capability bounding "
 				    "set lacks it); device passthrough that needs it is refused "
 				    "and those copies read and write instead",

@@ -55,6 +55,17 @@ std::optional<std::uint64_t> parse_segment(std::string_view text)
 	return bytes;
 }
 
+std::optional<WorkerPolicy> parse_worker_policy(std::string_view text)
+{
+	if (text == "idle") {
+		return WorkerPolicy::idle;
+	}
+	if (text == "other") {
+		return WorkerPolicy::other;
+	}
+	return std::nullopt;
+}
+
 CommandLine usage_error(std::string message)
 {
 	CommandLine result;
@@ -101,7 +112,7 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 		}
 		const NumberOption *number = number_option(name);
 		if (name != "--socket" && name != "--log-level" && name != "--segment-size" &&
-		    number == nullptr) {
+		    name != "--worker-policy" && number == nullptr) {
 			if (argument.starts_with("-")) {
 				return usage_error(fmt::format("unknown option '{}'", argument));
 			}
@@ -121,6 +132,13 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 							       name, number->low, number->high, *value));
 			}
 			number->set(result.options, *parsed);
+		} else if (name == "--worker-policy") {
+			auto policy = parse_worker_policy(*value);
+			if (!policy) {
+				return usage_error(fmt::format(
+					"--worker-policy must be idle or other, not '{}'", *value));
+			}
+			result.options.worker_policy = *policy;
 		} else if (name == "--socket") {
 			if (value->empty()) {
 				return usage_error("--socket needs a non-empty path");
@@ -156,8 +174,8 @@ std::string usage_text(std::string_view program)
 {
 	return fmt::format(
 		"Usage: {} --socket PATH [--workers N] [--segment-size SIZE]\n"
-		"       [--queue-depth N] [--worker-nice N] [--poll-us N] [--device-copy]\n"
-		"       [--log-level LEVEL]\n"
+		"       [--queue-depth N] [--worker-policy idle|other] [--worker-nice N]\n"
+		"       [--poll-us N] [--device-copy] [--log-level LEVEL]\n"
 		"\n"
 		"Server-side copy helper for the Samba copyoffload VFS module.\n"
 		"Runs in the foreground and serves copy requests on a unix\n"
@@ -172,7 +190,12 @@ std::string usage_text(std::string_view program)
 		"                      (64K to 1G, default 1M)\n"
 		"  --queue-depth N     io_uring reads and writes in flight per worker,\n"
 		"                      each through a 256 KiB registered buffer (1 to {}, default 8)\n"
-		"  --worker-nice N     add N to the workers' nice value (0 to {}, default 10)\n"
+		"  --worker-policy P   idle (default): the workers use the CPU time smbd\n"
+		"                      and other processes leave (SCHED_IDLE), lifted\n"
+		"                      to SCHED_OTHER while they starve; other: normal\n"
+		"                      scheduling (SCHED_OTHER)\n"
+		"  --worker-nice N     add N to the workers' nice value, which counts\n"
+		"                      under SCHED_OTHER (0 to {}, default 10)\n"
 		"  --poll-us N         after a piece, look for the next request without\n"
 		"                      sleeping for N microseconds (0 to {}, default 150)\n"
 		"  --device-copy       copy between two block devices with the devices' own\n"

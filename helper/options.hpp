@@ -11,6 +11,12 @@
 
 namespace copyoffload {
 
+// How the workers are scheduled against smbd (sched(7)).
+enum class WorkerPolicy {
+	idle,  // SCHED_IDLE: a runnable smbd or client process always goes first
+	other, // SCHED_OTHER with --worker-nice added
+};
+
 struct Options {
 	std::string socket_path;
 	unsigned workers = 1;
@@ -21,9 +27,14 @@ struct Options {
 	// io_uring reads and writes in flight per worker (its registered
 	// buffers, 256 KiB each).
 	unsigned queue_depth = 8;
-	// Added to the workers' nice value, so smbd (whose requests wait on
-	// the CPU the workers copy with) runs first: measured, it keeps the
-	// echo behind a copy from waiting on a busy-polling worker.
+	// smbd answers its clients on the CPUs the workers copy with. Under
+	// SCHED_IDLE a woken smbd takes a worker's CPU at once, where SCHED_OTHER,
+	// even niced, lets the worker finish its slice first (measured on a
+	// slow disk: the worst echo behind a copy 0.45 against 4.5 ms). Copies
+	// that starve on busy CPUs are lifted (starvation_guard.hpp).
+	WorkerPolicy worker_policy = WorkerPolicy::idle;
+	// Added to the workers' nice value; it counts under SCHED_OTHER: with
+	// WorkerPolicy::other, and while the guard lifts idle workers.
 	int worker_nice = 10;
 	// After a piece, a worker looks at its sockets without sleeping for
 	// this long (microseconds), so that the next chunk of a copy finds it

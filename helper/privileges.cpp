@@ -27,6 +27,29 @@ void set_file_ids(unsigned id)
 	}
 }
 
+// The raw syscalls avoid a libcap dependency; version 3 covers all 64
+// capability bits in two data words.
+struct ThreadCapabilities {
+	__user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0}; // pid 0: this thread
+	__user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+
+	static ThreadCapabilities current()
+	{
+		ThreadCapabilities caps;
+		if (::syscall(SYS_capget, &caps.header, caps.data) != 0) {
+			throw std::system_error(errno, std::generic_category(), "capget()");
+		}
+		return caps;
+	}
+
+	void apply(const char *what)
+	{
+		if (::syscall(SYS_capset, &header, data) != 0) {
+			throw std::system_error(errno, std::generic_category(), what);
+		}
+	}
+};
+
 } // namespace
 
 std::vector<int> drop_all_privileges(std::span<const int> keep_permitted)
@@ -36,35 +59,39 @@ std::vector<int> drop_all_privileges(std::span<const int> keep_permitted)
 					"setgroups() to drop supplementary groups");
 	}
 	set_file_ids(unprivileged_file_id);
-	// The raw syscall avoids a libcap dependency for one call; version 3
-	// covers all 64 capability bits in two zeroed data words.
-	__user_cap_header_struct header{};
-	header.version = _LINUX_CAPABILITY_VERSION_3;
-	header.pid = 0; // this thread
-	__user_cap_data_struct current[_LINUX_CAPABILITY_U32S_3]{};
-	if (::syscall(SYS_capget, &header, current) != 0) {
-		throw std::system_error(errno, std::generic_category(), "capget()");
-	}
-	__user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3]{};
+	const ThreadCapabilities current = ThreadCapabilities::current();
+	ThreadCapabilities kept; // all zero but what is kept below
 	std::vector<int> missing;
 	for (int capability : keep_permitted) {
 		const unsigned word = static_cast<unsigned>(capability) / 32;
 		const unsigned bit = 1u << (static_cast<unsigned>(capability) % 32);
-		if ((current[word].permitted & bit) != 0) {
-			data[word].permitted |= bit;
+		if ((current.data[word].permitted & bit) != 0) {
+			kept.data[word].permitted |= bit;
 		} else {
 			missing.push_back(capability);
 		}
 	}
-	if (::syscall(SYS_capset, &header, data) != 0) {
-		throw std::system_error(errno, std::generic_category(),
-					"capset() to drop all capabilities");
-	}
+	kept.apply("capset() to drop all capabilities");
 	if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
 		throw std::system_error(errno, std::generic_category(),
 					"prctl(PR_SET_NO_NEW_PRIVS)");
 	}
 	return missing;
+}
+
+void drop_thread_capability(int capability)
+{
+	ThreadCapabilities caps = ThreadCapabilities::current();
+	const unsigned word = static_cast<unsigned>(capability) / 32;
+	const unsigned bit = 1u << (static_cast<unsigned>(capability) % 32);
+	auto &data = caps.data[word];
+	if (((data.permitted | data.effective | data.inheritable) & bit) == 0) {
+		return;
+	}
+	data.permitted &= ~bit;
+	data.effective &= ~bit;
+	data.inheritable &= ~bit;
+	caps.apply("capset() to drop one capability");
 }
 
 void restore_root_file_ids()

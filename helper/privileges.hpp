@@ -30,6 +30,11 @@ namespace copyoffload {
 // std::system_error.
 std::vector<int> drop_all_privileges(std::span<const int> keep_permitted = {});
 
+// Takes `capability` out of the calling thread's sets (a worker drops
+// CAP_SYS_NICE, which only the main thread may keep: starvation_guard.hpp).
+// Throws std::system_error.
+void drop_thread_capability(int capability);
+
 // The file-system uid and gid copies run with ("nobody").
 inline constexpr unsigned unprivileged_file_id = 65534;
 

@@ -9,7 +9,9 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <array>
+#include <chrono>
 #include <cerrno>
 #include <system_error>
 
@@ -27,6 +29,7 @@ PoolOptions pool_options(const Options &options)
 		.workers = options.workers,
 		.segment_size = options.segment_size,
 		.queue_depth = options.queue_depth,
+		.idle_policy = options.worker_policy == WorkerPolicy::idle,
 		.nice = options.worker_nice,
 		.poll_usec = options.poll_usec,
 	};
@@ -43,6 +46,7 @@ Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 	  listener_(std::move(listener)),
 	  epoll_(checked_fd(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
 	  notified_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+	  guard_(log),
 	  pool_(pool_options(options), log,
 		[fd = notified_.get()] {
 			std::uint64_t one = 1;
@@ -79,14 +83,17 @@ int Server::run()
 					 pool_.size());
 	log_.info("{}{}", status,
 		  listener_.adopted() ? " (socket passed by the service manager)" : "");
-	log_.debug("pieces of data up to {} bytes, io_uring queue depth {}, worker nice {}",
-		   options_.segment_size, options_.queue_depth, options_.worker_nice);
+	log_.debug("pieces of data up to {} bytes, io_uring queue depth {}, workers {}",
+		   options_.segment_size, options_.queue_depth,
+		   options_.worker_policy == WorkerPolicy::idle
+			   ? std::string("SCHED_IDLE")
+			   : fmt::format("SCHED_OTHER, nice +{}", options_.worker_nice));
 	notify_ready(status);
 
 	std::array<epoll_event, 16> events{};
 	while (!finished()) {
 		int ready = ::epoll_wait(epoll_.get(), events.data(),
-					 static_cast<int>(events.size()), -1);
+					 static_cast<int>(events.size()), wait_timeout_ms());
 		if (ready < 0) {
 			if (errno == EINTR) {
 				continue;
@@ -104,6 +111,7 @@ int Server::run()
 				accept_connections();
 			}
 		}
+		guard_workers();
 	}
 
 	log_.info("shut down: every received copy was answered, closing {} connections",
@@ -194,6 +202,36 @@ void Server::handle_signal()
 	signal_ = signal;
 	pool_.watch(true);
 	pool_.drain(drain_limit);
+}
+
+int Server::wait_timeout_ms() const
+{
+	if (options_.worker_policy != WorkerPolicy::idle ||
+	    (pool_.jobs_in_flight() == 0 && !guard_.lifted())) {
+		return -1;
+	}
+	const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+		next_guard_check_ - StarvationGuard::Clock::now());
+	return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+void Server::guard_workers()
+{
+	if (options_.worker_policy != WorkerPolicy::idle) {
+		return;
+	}
+	const auto now = StarvationGuard::Clock::now();
+	if (pool_.jobs_in_flight() == 0 && !guard_.lifted()) {
+		// Nothing to look at; the first copy starts a new tick.
+		guard_.forget();
+		next_guard_check_ = now + StarvationGuard::tick;
+		return;
+	}
+	if (now < next_guard_check_) {
+		return;
+	}
+	guard_.check(pool_.worker_threads(), now);
+	next_guard_check_ = now + StarvationGuard::tick;
 }
 
 void Server::handle_notification()

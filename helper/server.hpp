@@ -9,6 +9,7 @@
 #include "logging.hpp"
 #include "options.hpp"
 #include "share_registry.hpp"
+#include "starvation_guard.hpp"
 #include "unique_fd.hpp"
 #include "worker_pool.hpp"
 
@@ -43,6 +44,10 @@ private:
 	void pause_accepting();
 	void resume_accepting();
 	[[nodiscard]] bool finished() const;
+	// How long epoll_wait may sleep: until the starvation guard's next
+	// look while it has work, else -1.
+	[[nodiscard]] int wait_timeout_ms() const;
+	void guard_workers();
 
 	const Logger &log_;
 	Options options_;
@@ -56,6 +61,8 @@ private:
 	bool shutting_down_ = false;
 	std::string signal_;          // the one that started the shutdown
 	bool drain_reported_ = false; // its log line, once the workers drained
+	StarvationGuard guard_;        // with --worker-policy idle
+	StarvationGuard::Clock::time_point next_guard_check_{};
 	// Last member: destroyed first, so no worker outlives what it uses.
 	WorkerPool pool_;
 };

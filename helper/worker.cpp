@@ -1,6 +1,9 @@
 #include "worker.hpp"
 
 #include "epoll_set.hpp"
+#include "privileges.hpp"
+
+#include <linux/capability.h>
 
 #include <sched.h>
 #include <sys/epoll.h>
@@ -110,15 +113,35 @@ void WorkerPool::Worker::run_commands()
 	}
 }
 
-void WorkerPool::Worker::run(std::stop_token stop)
+void WorkerPool::Worker::lower_priority() const
 {
+	// The nice value counts under SCHED_OTHER: always with the other
+	// policy, and with the idle one while the starvation guard lifts the
+	// workers (starvation_guard.hpp).
 	const Logger &log = pool_.log_;
 	if (pool_.options_.nice != 0 &&
-	    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)),
+	    ::setpriority(PRIO_PROCESS, static_cast<id_t>(thread_id_.load()),
 			  pool_.options_.nice) != 0) {
 		log.warning("worker {}: cannot change its nice value by {}: {}", index_,
 			    pool_.options_.nice, describe_errno(errno));
 	}
+	if (pool_.options_.idle_policy) {
+		// Linux applies it to the calling thread only.
+		sched_param param{};
+		if (::sched_setscheduler(0, SCHED_IDLE, &param) != 0) {
+			log.warning("worker {}: cannot take the SCHED_IDLE policy: {}", index_,
+				    describe_errno(errno));
+		}
+	}
+}
+
+void WorkerPool::Worker::run(std::stop_token stop)
+{
+	const Logger &log = pool_.log_;
+	thread_id_.store(static_cast<pid_t>(::syscall(SYS_gettid)));
+	lower_priority();
+	// Kept for the main thread's starvation guard, if at all: not ours.
+	drop_thread_capability(CAP_SYS_NICE);
 	// The ring is made here: only the thread that made it submits to it.
 	log.debug("worker {}: read/write uses {}", index_, engine_.prepare());
 
@@ -259,7 +282,11 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 {
 	for (CopyJob &job : jobs) {
-		pool_.jobs_in_flight_++;
+		if (pool_.jobs_in_flight_++ == 0 && pool_.options_.idle_policy) {
+			// The main thread's starvation guard looks only while
+			// copies are in flight.
+			pool_.notify_();
+		}
 		auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
 						       pool_.options_.segment_size);
 		if (task->complete()) {
@@ -283,10 +310,11 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 	if (pool_.scheduler_.done(assignment, result)) {
 		finish(*assignment.task);
 	} else {
-		// More pieces follow, likely on this worker. A task woken on
-		// this CPU meanwhile (smbd, with a client's next request) would
-		// otherwise wait until the worker's time slice ends: an SMB2
-		// ECHO behind a 16 MiB chunk run waited 1.2-3.7 ms.
+		// More pieces follow, likely on this worker. Under SCHED_OTHER
+		// (--worker-policy other) a task woken on this CPU meanwhile
+		// (smbd, with a client's next request) would otherwise wait
+		// until the worker's time slice ends: an SMB2 ECHO behind a
+		// 16 MiB chunk run waited 1.2-3.7 ms.
 		::sched_yield();
 	}
 	last_piece_ = std::chrono::steady_clock::now();

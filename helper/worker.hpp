@@ -38,6 +38,8 @@ public:
 	// Main thread: counts a connection about to be posted to adopt(), so
 	// the next accept sees it.
 	void expect_connection() { connection_count_++; }
+	// Any thread: the worker thread's id, once it runs (else 0).
+	[[nodiscard]] pid_t thread_id() const { return thread_id_.load(); }
 
 	[[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }
 
@@ -47,6 +49,9 @@ public:
 
 private:
 	void run(std::stop_token stop);
+	// Gives this thread the pool's scheduling policy; a warning if the
+	// kernel refuses.
+	void lower_priority() const;
 	// One turn of the loop: a piece, or a look at the sockets (`looked`:
 	// the last turn looked). False on a fatal error.
 	bool step(bool &looked);
@@ -69,6 +74,7 @@ private:
 	UniqueFd wake_; // eventfd
 	std::unordered_map<int, std::shared_ptr<Connection>> connections_;
 	std::atomic<std::size_t> connection_count_{0};
+	std::atomic<pid_t> thread_id_{0};
 	std::mutex commands_mutex_;
 	std::vector<std::function<void()>> commands_;
 	CopyEngine engine_;

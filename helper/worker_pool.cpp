@@ -53,6 +53,17 @@ WorkerPool::~WorkerPool()
 	workers_.clear();
 }
 
+std::vector<pid_t> WorkerPool::worker_threads() const
+{
+	std::vector<pid_t> ids;
+	for (const auto &worker : workers_) {
+		if (pid_t id = worker->thread_id(); id != 0) {
+			ids.push_back(id);
+		}
+	}
+	return ids;
+}
+
 void WorkerPool::adopt(std::shared_ptr<Connection> connection)
 {
 	Worker *least = workers_.front().get();

@@ -15,6 +15,8 @@
 #include "logging.hpp"
 #include "scheduler.hpp"
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +32,7 @@ struct PoolOptions {
 	// split into and spread over the workers. 0: the engine's default.
 	std::uint64_t segment_size = 0;
 	unsigned queue_depth = 8;  // io_uring reads and writes in flight per worker
+	bool idle_policy = false;  // SCHED_IDLE workers (else SCHED_OTHER)
 	int nice = 0;              // added to the workers' nice value
 	unsigned poll_usec = 0;    // look for work this long after a piece before sleeping
 };
@@ -37,8 +40,9 @@ struct PoolOptions {
 class WorkerPool {
 public:
 	// Called on a worker thread while watch() is on, after a copy was
-	// answered, a connection closed or a drain finished: the main thread
-	// wants to look again.
+	// answered, a connection closed or a drain finished, and with
+	// idle_policy when a copy arrives while none is in flight: the main
+	// thread wants to look again.
 	using Notify = std::function<void()>;
 
 	WorkerPool(const PoolOptions &options, const Logger &log, Notify notify);
@@ -65,6 +69,8 @@ public:
 	[[nodiscard]] std::size_t jobs_in_flight() const { return jobs_in_flight_.load(); }
 	[[nodiscard]] std::size_t connections() const;
 	[[nodiscard]] unsigned size() const { return static_cast<unsigned>(workers_.size()); }
+	// The ids of the worker threads that run.
+	[[nodiscard]] std::vector<pid_t> worker_threads() const;
 
 private:
 	class Worker;

@@ -77,6 +77,7 @@ def row(env, share, requests, rounds=1, label=None, before_run=None, target=None
     for kind, lat in latencies.items():
         out[f"{kind} p50"] = stats.fmt_seconds(stats.percentile(lat, 50))
         out[f"{kind} p99"] = stats.fmt_seconds(stats.percentile(lat, 99))
+        out[f"{kind} max"] = stats.fmt_seconds(max(lat))
         out[f"{kind} echo first"] = f"{firsts[kind]}/{len(lat)}"
     if target is not None and "copyoffload" in latencies:
         p99 = stats.percentile(latencies["copyoffload"], 99)

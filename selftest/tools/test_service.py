@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -36,14 +37,14 @@ class Service(unittest.TestCase):
         self.processes.append(process)
         return process
 
-    def copy_through(self, path):
+    def copy_through(self, path, size=300000):
         """One real copy through the daemon at path; returns its reply."""
         src, dst = os.path.join(self.dir, "src"), os.path.join(self.dir, "dst")
         with open(src, "wb") as f:
-            f.write(os.urandom(300000))
+            f.write(os.urandom(size))
         with protocol_client.Client(path) as client:
             with open(src, "rb") as s, open(dst, "wb") as d:
-                reply = client.copy(s.fileno(), d.fileno(), 300000)
+                reply = client.copy(s.fileno(), d.fileno(), size)
         with open(src, "rb") as s, open(dst, "rb") as d:
             self.assertEqual(s.read(), d.read())
         return reply
@@ -105,6 +106,14 @@ class Service(unittest.TestCase):
         self.assertIsNone(daemon.proc.poll(), f"{line}: the daemon exited: {daemon.log()}")
         self.assertEqual(self.copy_through(path)[:2], (0, 300000))
         self.assertEqual(daemon.stop(), 0)
+
+    def test_unit_allows_lifting_starved_workers(self):
+        """Without CAP_SYS_NICE, which the service's bounding set leaves
+        out, the daemon lifts starved SCHED_IDLE workers only as far as
+        RLIMIT_NICE allows: the unit's LimitNICE= covers --worker-nice."""
+        with open(os.path.join(UNIT_DIR, "copyoffloadd.service")) as f:
+            limit = next(l for l in f.read().splitlines() if l.startswith("LimitNICE="))
+        self.assertGreaterEqual(int(limit.split("=", 1)[1]), 20 - 10)
 
     # -- socket activation ----------------------------------------------
 
@@ -181,6 +190,35 @@ class Service(unittest.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("--socket PATH is required (unless the service manager passes a "
                       "socket)", result.stderr)
+
+    # -- scheduling -----------------------------------------------------
+
+    def test_starved_idle_workers_are_lifted(self):
+        """Normal processes that keep every CPU busy in the daemon's own
+        task group (its session's autogroup) leave SCHED_IDLE workers, the
+        default, next to no time: the copy would outlast the client's 10 s
+        timeout. The daemon lifts them to SCHED_OTHER instead."""
+        hogs = 2 * len(os.sched_getaffinity(0))  # one on every CPU, however balanced
+        path = os.path.join(self.dir, "sock")
+        # One session for the hogs and the daemon: one autogroup.
+        daemon = self.track(daemon_process.Process(
+            ["/bin/sh", "-c",
+             f"for i in $(seq {hogs}); do /usr/bin/python3 -c 'while True: pass' & done; "
+             f"exec {daemon_process.DAEMON} --socket {path} --log-level debug"],
+            os.path.join(self.dir, "daemon.log")))
+        try:
+            daemon.wait_log("info: listening on ")
+            time.sleep(0.5)  # the hogs are up and spinning
+            self.assertEqual(self.copy_through(path, 256 << 20)[:2], (0, 256 << 20))
+            self.assertIn("under SCHED_IDLE, waiting for a CPU: running the workers under "
+                          "SCHED_OTHER", daemon.log())
+        finally:
+            for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+                try:
+                    if pid != daemon.pid and os.getsid(pid) == daemon.pid:
+                        os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     # -- readiness notification -------------------------------------------
 

@@ -112,17 +112,20 @@ void test_engine_options(void **)
 	CommandLine result = parse({"--socket", "/s"});
 	assert_true(result.options.segment_size == 1 << 20);
 	assert_int_equal(result.options.queue_depth, 8);
+	assert_true(result.options.worker_policy == WorkerPolicy::idle);
 	assert_int_equal(result.options.worker_nice, 10);
 	assert_int_equal(result.options.poll_usec, 150);
 
 	result = parse({"--socket", "/s", "--segment-size", "256K", "--queue-depth=64",
-			"--worker-nice", "0", "--poll-us=0"});
+			"--worker-policy", "other", "--worker-nice", "0", "--poll-us=0"});
 	assert_int_equal(result.action, CommandLine::Action::run);
 	assert_true(result.options.segment_size == 256 << 10);
 	assert_int_equal(result.options.queue_depth, 64);
+	assert_true(result.options.worker_policy == WorkerPolicy::other);
 	assert_int_equal(result.options.worker_nice, 0);
 	assert_int_equal(result.options.poll_usec, 0);
-	result = parse({"--socket", "/s", "--segment-size", "1G", "--worker-nice", "19"});
+	result = parse({"--socket", "/s", "--segment-size", "1G", "--worker-nice", "19",
+			"--worker-policy=other"});
 	assert_true(result.options.segment_size == std::uint64_t{1} << 30);
 	assert_int_equal(result.options.worker_nice, 19);
 
@@ -131,11 +134,19 @@ void test_engine_options(void **)
 	assert_usage_error({"--socket", "/s", "--segment-size", "lots"}, "--segment-size must be");
 	assert_usage_error({"--socket", "/s", "--queue-depth", "0"}, "--queue-depth must be");
 	assert_usage_error({"--socket", "/s", "--queue-depth", "65"}, "--queue-depth must be");
-	assert_usage_error({"--socket", "/s", "--worker-nice", "20"}, "--worker-nice must be");
-	assert_usage_error({"--socket", "/s", "--worker-nice", "-1"}, "--worker-nice must be");
+	assert_true(parse({"--socket", "/s", "--worker-policy", "idle"}).options.worker_policy ==
+		    WorkerPolicy::idle);
+	assert_usage_error({"--socket", "/s", "--worker-policy", "other", "--worker-nice", "20"},
+			   "--worker-nice must be");
+	assert_usage_error({"--socket", "/s", "--worker-policy", "other", "--worker-nice", "-1"},
+			   "--worker-nice must be");
+	assert_int_equal(parse({"--socket", "/s", "--worker-nice", "5"}).options.worker_nice, 5);
+	assert_usage_error({"--socket", "/s", "--worker-policy", "batch"},
+			   "--worker-policy must be idle or other, not 'batch'");
 	assert_usage_error({"--socket", "/s", "--poll-us", "10001"}, "--poll-us must be");
 	const std::string usage = usage_text("copyoffloadd");
-	for (const char *option : {"--segment-size", "--queue-depth", "--worker-nice", "--poll-us"}) {
+	for (const char *option : {"--segment-size", "--queue-depth", "--worker-policy",
+				   "--worker-nice", "--poll-us"}) {
 		assert_true(usage.find(option) != std::string::npos);
 	}
 }

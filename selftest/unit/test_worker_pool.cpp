@@ -6,7 +6,10 @@
 #include "connection.hpp"
 #include "worker_pool.hpp"
 
+#include <dirent.h>
 #include <poll.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <atomic>
@@ -308,6 +311,51 @@ void test_replies_say_busy(void **state)
 	assert_int_equal(f.client.copy(third, {source.get(), small.get()}).flags, lone_flags);
 }
 
+// The threads of this process for which `matches(tid)` holds.
+template <typename Predicate>
+int threads_where(Predicate matches)
+{
+	int count = 0;
+	DIR *tasks = ::opendir("/proc/self/task");
+	assert_non_null(tasks);
+	while (const dirent *entry = ::readdir(tasks)) {
+		if (entry->d_name[0] != '.' && matches(static_cast<pid_t>(std::atoi(entry->d_name)))) {
+			count++;
+		}
+	}
+	::closedir(tasks);
+	return count;
+}
+
+// Each worker, and only the workers, takes the pool's scheduling, and its
+// nice value under either policy (the starvation guard lifts idle workers
+// to SCHED_OTHER at that value); worker_threads() names them.
+void test_workers_take_the_policy(void **)
+{
+	auto idle = [](pid_t tid) { return ::sched_getscheduler(tid) == SCHED_IDLE; };
+	const int base = ::getpriority(PRIO_PROCESS, 0);
+	auto niced = [base](pid_t tid) {
+		errno = 0;
+		const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(tid));
+		return errno == 0 && nice == std::min(base + 3, 19);
+	};
+	{
+		WorkerPool pool(PoolOptions{.workers = 2, .idle_policy = true, .nice = 3}, quiet,
+				[] {});
+		assert_true(eventually([&] { return threads_where(idle) == 2; }));
+		assert_int_equal(threads_where(niced), 2);
+		assert_int_equal(::sched_getscheduler(0), SCHED_OTHER);
+		const std::vector<pid_t> workers = pool.worker_threads();
+		assert_int_equal(workers.size(), 2);
+		for (pid_t tid : workers) {
+			assert_true(idle(tid));
+		}
+	}
+	WorkerPool pool(PoolOptions{.workers = 2, .nice = 3}, quiet, [] {});
+	assert_true(eventually([&] { return threads_where(niced) == 2; }));
+	assert_int_equal(threads_where(idle), 0);
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -320,6 +368,7 @@ int main()
 		WITH_DIR(test_drain_and_disconnect),
 		WITH_DIR(test_messages_before_a_hangup_are_read),
 		WITH_DIR(test_replies_say_busy),
+		cmocka_unit_test(test_workers_take_the_policy),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);
 }
