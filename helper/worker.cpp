@@ -140,8 +140,13 @@ void WorkerPool::Worker::run(std::stop_token stop)
 	const Logger &log = pool_.log_;
 	thread_id_.store(static_cast<pid_t>(::syscall(SYS_gettid)));
 	lower_priority();
-	// Kept for the main thread's starvation guard, if at all: not ours.
-	drop_thread_capability(CAP_SYS_NICE);
+	try {
+		// Kept for the main thread's starvation guard, if at all: not ours.
+		drop_thread_capability(CAP_SYS_NICE);
+	} catch (const std::exception &e) {
+		log.error("worker {}: {}", index_, e.what());
+	}
+	pool_.started_.count_down();
 	// The ring is made here: only the thread that made it submits to it.
 	log.debug("worker {}: read/write uses {}", index_, engine_.prepare());
 

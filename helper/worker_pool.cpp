@@ -27,6 +27,7 @@ unsigned usable_cpus()
 
 WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
 	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),
+	  started_(options.workers == 0 ? 1 : options.workers),
 	  // Pieces of one copy keep a CPU free for smbd: an SMB2 ECHO behind a
 	  // 16 MiB chunk run on ext4 waited up to 4 ms (p99) with both CPUs of
 	  // 2 copying it, 0.3 ms with one (docs/design.md).
@@ -39,6 +40,9 @@ WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify not
 	for (unsigned i = 0; i < count; i++) {
 		workers_.push_back(std::make_unique<Worker>(*this, i));
 	}
+	// From here on every worker has its thread id, policy and
+	// capabilities: what the main thread and its guard see is final.
+	started_.wait();
 }
 
 WorkerPool::~WorkerPool()

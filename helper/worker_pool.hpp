@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <vector>
 
@@ -69,7 +70,7 @@ public:
 	[[nodiscard]] std::size_t jobs_in_flight() const { return jobs_in_flight_.load(); }
 	[[nodiscard]] std::size_t connections() const;
 	[[nodiscard]] unsigned size() const { return static_cast<unsigned>(workers_.size()); }
-	// The ids of the worker threads that run.
+	// The ids of the worker threads.
 	[[nodiscard]] std::vector<pid_t> worker_threads() const;
 
 private:
@@ -92,6 +93,8 @@ private:
 	// (cpus_taken()).
 	std::atomic<unsigned> busy_workers_{0};
 	unsigned cpus_;
+	// Counts down as each worker has set itself up (worker_threads()).
+	std::latch started_;
 	Scheduler scheduler_;
 	// Last member: workers stop before anything they use goes.
 	std::vector<std::unique_ptr<Worker>> workers_;
