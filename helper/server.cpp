@@ -11,8 +11,8 @@
 
 #include <algorithm>
 #include <array>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <system_error>
 
 namespace copyoffload {
@@ -116,6 +116,10 @@ int Server::run()
 
 	log_.info("shut down: every received copy was answered, closing {} connections",
 		  pool_.connections());
+	if (guard_.lifts() > 0) {
+		log_.info("starving SCHED_IDLE workers were lifted to SCHED_OTHER {} times",
+			  guard_.lifts());
+	}
 	return 0;
 }
 

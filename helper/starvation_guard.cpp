@@ -74,7 +74,7 @@ bool StarvationGuard::set_policy(std::span<const pid_t> workers, int policy)
 	// Leaving SCHED_IDLE takes RLIMIT_NICE or CAP_SYS_NICE; the daemon
 	// keeps the capability permitted only when the limit could not be
 	// raised (main.cpp), and it is effective only here.
-	const device::ScopedCapability nice(CAP_SYS_NICE);
+	const device::ScopedCapability may_lift(CAP_SYS_NICE);
 	for (pid_t tid : workers) {
 		if (::sched_setscheduler(tid, policy, &param) != 0) {
 			const int error = errno;
@@ -117,17 +117,17 @@ void StarvationGuard::check(std::span<const pid_t> workers, Clock::time_point no
 		forget();
 	}
 	bool any_starved = false;
-	std::chrono::nanoseconds least_run = interval;
+	std::chrono::nanoseconds least_run = interval; // of the starved workers, for the log
 	for (pid_t tid : workers) {
 		const auto sample = sample_thread(tid);
 		if (!sample) {
 			continue; // a worker that has just ended
 		}
-		if (auto before = samples_.find(tid); before != samples_.end() &&
-						      starved(before->second, *sample, interval)) {
+		const auto before = samples_.find(tid);
+		if (before != samples_.end() && starved(before->second, *sample, interval)) {
 			any_starved = true;
-			least_run = std::min(least_run, std::chrono::duration_cast<std::chrono::nanoseconds>(
-								sample->on_cpu - before->second.on_cpu));
+			least_run = std::min<std::chrono::nanoseconds>(
+				least_run, sample->on_cpu - before->second.on_cpu);
 		}
 		samples_[tid] = *sample;
 	}

@@ -212,6 +212,8 @@ class Service(unittest.TestCase):
             self.assertEqual(self.copy_through(path, 256 << 20)[:2], (0, 256 << 20))
             self.assertIn("under SCHED_IDLE, waiting for a CPU: running the workers under "
                           "SCHED_OTHER", daemon.log())
+            self.assertEqual(daemon.stop(), 0)
+            self.assertRegex(daemon.log(), r"lifted to SCHED_OTHER [1-9]\d* times")
         finally:
             for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
                 try:
