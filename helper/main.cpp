@@ -6,10 +6,9 @@
 #include "logging.hpp"
 #include "options.hpp"
 #include "privileges.hpp"
-#include "starvation_guard.hpp"
-
 #include "server.hpp"
 #include "service_manager.hpp"
+#include "starvation_guard.hpp"
 #include "termination_signals.hpp"
 
 #include <sys/resource.h>
