@@ -208,10 +208,15 @@ void Server::handle_signal()
 	pool_.drain(drain_limit);
 }
 
+bool Server::guard_has_work() const
+{
+	return options_.worker_policy == WorkerPolicy::idle &&
+	       (pool_.jobs_in_flight() > 0 || guard_.lifted());
+}
+
 int Server::wait_timeout_ms() const
 {
-	if (options_.worker_policy != WorkerPolicy::idle ||
-	    (pool_.jobs_in_flight() == 0 && !guard_.lifted())) {
+	if (!guard_has_work()) {
 		return -1;
 	}
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(
@@ -221,11 +226,8 @@ int Server::wait_timeout_ms() const
 
 void Server::guard_workers()
 {
-	if (options_.worker_policy != WorkerPolicy::idle) {
-		return;
-	}
 	const auto now = StarvationGuard::Clock::now();
-	if (pool_.jobs_in_flight() == 0 && !guard_.lifted()) {
+	if (!guard_has_work()) {
 		// Nothing to look at; the first copy starts a new tick.
 		guard_.forget();
 		next_guard_check_ = now + StarvationGuard::tick;

@@ -44,6 +44,9 @@ private:
 	void pause_accepting();
 	void resume_accepting();
 	[[nodiscard]] bool finished() const;
+	// Whether the starvation guard looks at the workers now: with
+	// --worker-policy idle, while copies are in flight or it lifted them.
+	[[nodiscard]] bool guard_has_work() const;
 	// How long epoll_wait may sleep: until the starvation guard's next
 	// look while it has work, else -1.
 	[[nodiscard]] int wait_timeout_ms() const;
