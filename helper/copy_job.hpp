@@ -64,6 +64,8 @@ public:
 	// Whether a piece was ever taken (the task counts as running for its
 	// share's concurrency limit from then on).
 	[[nodiscard]] bool started() const { return started_; }
+	// Whether one of its pieces runs now.
+	[[nodiscard]] bool running() const { return running_ > 0; }
 
 	// Logs the outcome, counts it in the share's statistics, lets go of
 	// the descriptors and answers the client (unless it went away), with

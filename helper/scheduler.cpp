@@ -54,9 +54,13 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	const std::size_t pieces = admits(*task) ? task->pieces_left(idle + 1) : 0;
 	found->second->tasks.push_back(std::move(task));
 	// `self` takes the first piece itself when nothing else waits. The
-	// busy ones (self among them) go on with the rest in turn.
+	// busy ones (self among them) go on with the rest in turn. Past
+	// busy_limit_ an idle worker is woken only for another connection's
+	// copy: the limit keeps a CPU for one smbd process, and several of
+	// them copying at once use every CPU, as stock's would.
 	const std::size_t busy = idle_.size() - idle;
-	const std::size_t room = busy_limit_ > busy ? busy_limit_ - busy : 0;
+	const std::size_t wanted = std::max(busy_limit_, flows_.size());
+	const std::size_t room = wanted > busy ? wanted - busy : 0;
 	wake_idle(std::min(room, pieces > 0 && queue_was_empty ? pieces - 1 : pieces), self);
 }
 
@@ -87,7 +91,8 @@ bool Scheduler::paced_ready(const CopyTask &task, Clock::time_point now,
 }
 
 std::optional<Scheduler::Assignment> Scheduler::take(Clock::time_point now,
-						     Clock::time_point &retry)
+						     Clock::time_point &retry,
+						     bool idle_tasks_only)
 {
 	for (auto flow = flows_.begin(); flow != flows_.end();) {
 		bool flow_removed = false;
@@ -95,6 +100,10 @@ std::optional<Scheduler::Assignment> Scheduler::take(Clock::time_point now,
 			std::shared_ptr<CopyTask> task = flow->tasks[i];
 			if (!task->started() && !admits(*task)) {
 				i++; // its share is at its limit: the next one's turn
+				continue;
+			}
+			if (idle_tasks_only && task->running()) {
+				i++;
 				continue;
 			}
 			// A task whose client went away still comes through, to
@@ -155,7 +164,13 @@ std::optional<Scheduler::Assignment> Scheduler::next(std::size_t self,
 	std::lock_guard lock(mutex_);
 	idle_.at(self) = false;
 	retry = {};
-	auto assignment = take(Clock::now(), retry);
+	// Another copy first: two pieces of one destination wait for each
+	// other's inode lock on ext4 (4 clients: 170 waits in 256 requests).
+	const Clock::time_point now = Clock::now();
+	auto assignment = take(now, retry, true);
+	if (!assignment) {
+		assignment = take(now, retry, false);
+	}
 	if (!assignment) {
 		idle_.at(self) = true;
 	}

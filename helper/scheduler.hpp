@@ -43,7 +43,8 @@ public:
 
 	// `busy_limit`: idle workers are woken for a copy's further pieces only
 	// while fewer workers than that are busy (WorkerPool: one CPU fewer
-	// than the process may use, so smbd keeps one to answer its clients).
+	// than the process may use, so smbd keeps one to answer its clients),
+	// or than connections have pieces waiting.
 	Scheduler(std::size_t workers, WakeWorker wake,
 		  std::size_t busy_limit = std::numeric_limits<std::size_t>::max());
 	Scheduler(const Scheduler &) = delete;
@@ -95,8 +96,10 @@ private:
 		std::deque<std::shared_ptr<CopyTask>> tasks;
 	};
 
-	// Needs mutex_: the first task that may take a piece now.
-	std::optional<Assignment> take(Clock::time_point now, Clock::time_point &retry);
+	// Needs mutex_: the first task that may take a piece now; with
+	// `idle_tasks_only`, the first of those with no piece running.
+	std::optional<Assignment> take(Clock::time_point now, Clock::time_point &retry,
+				       bool idle_tasks_only);
 	// Needs mutex_: whether the task's share's rate lets it have a piece
 	// now; if not, `retry` moves up to when it will.
 	static bool paced_ready(const CopyTask &task, Clock::time_point now,

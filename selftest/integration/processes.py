@@ -34,7 +34,7 @@ def _log(text):
             f.write(text + "\n")
 
 
-def run(argv, *, input=None, timeout=120, check=True, env=None, quiet=False):
+def run(argv, *, input=None, timeout=120, check=True, env=None, quiet=False, cwd=None):
     """Run a short command, capturing stdout+stderr as text.
 
     The command runs in a session of its own, so a terminal Ctrl-C reaches
@@ -48,7 +48,7 @@ def run(argv, *, input=None, timeout=120, check=True, env=None, quiet=False):
         proc = subprocess.run(argv, input=input, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True,
                               errors="replace", timeout=timeout, env=env,
-                              start_new_session=True)
+                              cwd=cwd, start_new_session=True)
     except subprocess.TimeoutExpired as e:
         out = e.output or ""
         if isinstance(out, bytes):

@@ -199,7 +199,10 @@ class SmbTorture:
         argv += [f"--option={o}" for o in options]
         argv += list(tests)
         try:
-            proc = processes.run(_in_runtime(self.runtime, argv), timeout=timeout, check=False)
+            # smbtorture makes its scratch directory in its working
+            # directory, and leaves it there when it is killed.
+            proc = processes.run(_in_runtime(self.runtime, argv), timeout=timeout, check=False,
+                                 cwd=os.path.dirname(self.conf))
             output, rc = proc.stdout, proc.returncode
         except processes.CommandError as e:  # timeout
             output, rc = e.output, None

@@ -986,7 +986,46 @@ void test_scheduler_keeps_to_its_busy_limit(void **)
 	assert_false(alone.next(2).has_value());
 	alone.add(file_task(a, dir, 2, 3 * 4096, 4096), 0);
 	assert_true(woken.empty());
-	assert_int_equal(run_in_turns(alone).size(), 3);
+	// Another connection's copy (another smbd process) does wake one: the
+	// limit keeps a CPU for one smbd process, not from several.
+	Pair b = ready_pair();
+	alone.add(file_task(b, dir, 3, 2 * 4096, 4096), 0);
+	assert_true(woken == (std::vector<std::size_t>{1}));
+	assert_int_equal(run_in_turns(alone).size(), 5);
+}
+
+// A worker looking for work takes a piece of a copy that has none running
+// before a second piece of one that has (two writers of one destination
+// wait for each other's inode lock), whatever the turns say; with only
+// running copies left it takes the next in turn.
+void test_scheduler_prefers_a_copy_with_no_piece_running(void **)
+{
+	TempDir dir;
+	Pair a = ready_pair();
+	Pair b = ready_pair();
+	Scheduler scheduler(2, [](std::size_t) {});
+	scheduler.add(file_task(a, dir, 1, 3 * 4096, 4096), 0);
+	scheduler.add(file_task(b, dir, 2, 2 * 4096, 4096), 0);
+	auto first = scheduler.next(0);
+	assert_true(first->task->job().request.request_id == 1);
+	auto second = scheduler.next(1);
+	assert_true(second->task->job().request.request_id == 2);
+	assert_false(scheduler.done(*second, whole(*second->piece)));
+
+	// Copy 1's turn, but a piece of it runs: copy 2's second piece goes.
+	auto third = scheduler.next(1);
+	assert_true(third->task->job().request.request_id == 2);
+	assert_true(scheduler.done(*third, whole(*third->piece)));
+	third->task->finish();
+
+	// Only copy 1 is left, with a piece running: worker 1 joins it.
+	auto fourth = scheduler.next(1);
+	assert_true(fourth->task->job().request.request_id == 1);
+	assert_false(scheduler.done(*first, whole(*first->piece)));
+	assert_false(scheduler.done(*fourth, whole(*fourth->piece)));
+	assert_int_equal(run_in_turns(scheduler).size(), 1);
+	assert_int_equal(receive_copy_reply(a.client.get()).status, 0);
+	assert_int_equal(receive_copy_reply(b.client.get()).status, 0);
 }
 
 void test_scheduler_drops_a_gone_connection(void **)
@@ -1144,6 +1183,7 @@ int main()
 		cmocka_unit_test(test_scheduler_takes_turns),
 		cmocka_unit_test(test_scheduler_wakes_for_extra_pieces),
 		cmocka_unit_test(test_scheduler_keeps_to_its_busy_limit),
+		cmocka_unit_test(test_scheduler_prefers_a_copy_with_no_piece_running),
 		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
