@@ -26,7 +26,7 @@ def measure(env, server, share, requests, before_run=None):
     src_path, src = source_files.ensure_source(env, share, span * REQUEST_BYTES)
     dst = "echo-copy.bin"
     if before_run:
-        before_run()
+        before_run(src_path)
     latencies, echo_first = [], 0
     with PipelinedSession(server.port, env.user, share) as s:
         s.stamp_arrivals()

@@ -94,8 +94,8 @@ def run_sections(env, args, emit):
         if not throttle.available():
             emit("d) Slow disk", "cgroup v1 blkio throttling is not available here.", [])
         else:
-            def cold():
-                throttle.drop_caches()
+            def cold(src_path):
+                throttle.evict(src_path)
             with throttle.throttled_reads(env.devices["slow"], SLOW_BYTES_PER_SECOND,
                                           env.daemon_pids()):
                 emit("d) Echo behind COPYCHUNK_WRITE on a slow disk "
@@ -103,7 +103,7 @@ def run_sections(env, args, emit):
                      "A 16 MiB request reads 16 MiB from the throttled device. "
                      f"{SLOW_ECHO_REQUESTS} requests per server; the servers take turns, "
                      f"{SLOW_ECHO_REQUESTS // SLOW_ECHO_ROUNDS} at a time, each turn "
-                     "after the page cache was dropped.",
+                     "after the source's pages were dropped from the page cache.",
                      [echo_latency.row(env, "slow", SLOW_ECHO_REQUESTS, SLOW_ECHO_ROUNDS,
                                        label="slow ext4", before_run=cold, target=2e-3)])
     if "clients" in args.only:
