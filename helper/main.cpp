@@ -10,6 +10,7 @@
 #include "service_manager.hpp"
 #include "starvation_guard.hpp"
 #include "termination_signals.hpp"
+#include "worker_pool.hpp"
 
 #include <sys/resource.h>
 #include <unistd.h>
@@ -26,12 +27,6 @@
 namespace {
 
 constexpr std::string_view program_name = "copyoffloadd";
-
-unsigned online_cpus()
-{
-	long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
-	return cpus > 0 ? static_cast<unsigned>(cpus) : 1;
-}
 
 // Every queued copy holds two descriptors; use all the headroom the hard
 // limit allows (raising the soft limit needs no privilege).
@@ -59,7 +54,7 @@ int main(int argc, char **argv)
 	}
 	std::vector<std::string_view> arguments(argv + (argc > 0 ? 1 : 0), argv + argc);
 	CommandLine command_line =
-		parse_command_line(arguments, online_cpus(), passed_sockets > 0);
+		parse_command_line(arguments, usable_cpus(), passed_sockets > 0);
 	switch (command_line.action) {
 	case CommandLine::Action::show_help:
 		fmt::print("{}", usage_text(program_name));

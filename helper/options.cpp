@@ -184,7 +184,7 @@ std::string usage_text(std::string_view program)
 		"\n"
 		"  --socket PATH       listen on PATH (mode 0600; a stale socket is replaced);\n"
 		"                      not needed with socket activation\n"
-		"  --workers N         copy worker threads (default: online CPUs, max {})\n"
+		"  --workers N         copy worker threads (default: the CPUs it may use, max {})\n"
 		"  --segment-size SIZE largest piece of data one worker copies at a time;\n"
 		"                      larger copies are spread over the workers\n"
 		"                      (64K to 1G, default 1M)\n"

@@ -62,7 +62,7 @@ struct CommandLine {
 };
 
 // `arguments` excludes argv[0]; `default_workers` is what --workers
-// defaults to (the number of online CPUs in the real daemon). --socket is
+// defaults to (the CPUs the real daemon may run on). --socket is
 // required unless `socket_passed` (socket activation supplies one).
 CommandLine parse_command_line(std::span<const std::string_view> arguments,
 			       unsigned default_workers, bool socket_passed = false);

@@ -9,10 +9,6 @@
 
 namespace copyoffload {
 
-namespace {
-
-// The CPUs this process may run on (its affinity mask, as a cpuset or
-// taskset leaves it).
 unsigned usable_cpus()
 {
 	cpu_set_t set;
@@ -22,8 +18,6 @@ unsigned usable_cpus()
 	}
 	return static_cast<unsigned>(CPU_COUNT(&set));
 }
-
-} // namespace
 
 WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
 	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),

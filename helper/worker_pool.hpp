@@ -27,6 +27,10 @@
 
 namespace copyoffload {
 
+// The CPUs this process may run on: its affinity mask, as a cpuset,
+// systemd's CPUAffinity= or taskset leaves it, not every online CPU.
+[[nodiscard]] unsigned usable_cpus();
+
 struct PoolOptions {
 	unsigned workers = 1;
 	// Largest piece of data one worker moves in one go: what a copy is

@@ -197,30 +197,72 @@ class Service(unittest.TestCase):
         """Normal processes that keep every CPU busy in the daemon's own
         task group (its session's autogroup) leave SCHED_IDLE workers, the
         default, next to no time: the copy would outlast the client's 10 s
-        timeout. The daemon lifts them to SCHED_OTHER instead."""
-        hogs = 2 * len(os.sched_getaffinity(0))  # one on every CPU, however balanced
+        timeout. The daemon lifts them to SCHED_OTHER instead.
+
+        The daemon and its hogs share one CPU: on two, the kernel once left
+        a CPU to the worker while the four hogs ran on the other (a CI run
+        whose 256 MiB copy took 68 ms, as on an idle machine)."""
+        cpu = max(os.sched_getaffinity(0))
+        hogs = 2
         path = os.path.join(self.dir, "sock")
         # One session for the hogs and the daemon: one autogroup.
         daemon = self.track(daemon_process.Process(
             ["/bin/sh", "-c",
              f"for i in $(seq {hogs}); do /usr/bin/python3 -c 'while True: pass' & done; "
              f"exec {daemon_process.DAEMON} --socket {path} --log-level debug"],
-            os.path.join(self.dir, "daemon.log")))
+            os.path.join(self.dir, "daemon.log"),
+            preexec_fn=lambda: os.sched_setaffinity(0, {cpu})))
         try:
             daemon.wait_log("info: listening on ")
-            time.sleep(0.5)  # the hogs are up and spinning
+            self.assertIn("with 1 workers", daemon.log())
+
+            def all_spinning():
+                seconds = self.spinning_hogs(daemon.pid)
+                return seconds if len(seconds) == hogs else None
+            spinning = daemon_process.wait_for(all_spinning, what=f"{hogs} hogs to spin")
             self.assertEqual(self.copy_through(path, 256 << 20)[:2], (0, 256 << 20))
             self.assertIn("under SCHED_IDLE, waiting for a CPU: running the workers under "
-                          "SCHED_OTHER", daemon.log())
+                          "SCHED_OTHER", daemon.log(),
+                          f"hogs' CPU seconds before the copy {spinning}, "
+                          f"after {self.spinning_hogs(daemon.pid)}")
             self.assertEqual(daemon.stop(), 0)
             self.assertRegex(daemon.log(), r"lifted to SCHED_OTHER [1-9]\d* times")
         finally:
-            for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
-                try:
-                    if pid != daemon.pid and os.getsid(pid) == daemon.pid:
+            for pid in self.session_members(daemon.pid):
+                if pid != daemon.pid:
+                    try:
                         os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+                    except ProcessLookupError:
+                        pass
+
+    @staticmethod
+    def session_members(sid):
+        members = []
+        for pid in map(int, filter(str.isdigit, os.listdir("/proc"))):
+            try:
+                if os.getsid(pid) == sid:
+                    members.append(pid)
+            except ProcessLookupError:
+                pass
+        return members
+
+    def spinning_hogs(self, sid):
+        """CPU seconds of each python3 of session sid that has run for
+        a tenth of a second."""
+        seconds = []
+        for pid in self.session_members(sid):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except FileNotFoundError:
+                continue
+            if "(python3)" not in stat:
+                continue
+            fields = stat[stat.rindex(")") + 2:].split()
+            cpu_seconds = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            if cpu_seconds >= 0.1:
+                seconds.append(cpu_seconds)
+        return seconds
 
     # -- readiness notification -------------------------------------------
 
