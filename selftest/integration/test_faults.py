@@ -21,12 +21,13 @@ Cases (FS = ext4):
     then killed (SIGKILL). Each smbd process must log that it handed back
     1 copy in flight (16 in all), and one more for each connection an smbd
     process made to the helper's listening socket while the kernel was
-    still tearing it down (a chunk it sent then is handed back as well). Every copy on share completes with the
-    right data (redone by smbd itself); every copy on share_fail completes
-    with the right data or fails with an NT status. Then the helper is
-    restarted, and an SMB session that copied through the old helper copies
-    through the new one: same smbd process (the helper logs its pid), so
-    the module reconnected, and smbd served throughout.
+    still tearing it down (a chunk it sent then is handed back as well).
+    Every copy on share completes with the right data (redone by smbd
+    itself); every copy on share_fail completes with the right data or
+    fails with an NT status. Then the helper is restarted, and an SMB
+    session that copied through the old helper copies through the new one:
+    same smbd process (the helper logs its pid), so the module reconnected,
+    and smbd served throughout.
   * `FS:faults:disk full`: on tiny, a 2 MiB source, then the filesystem
     filled until less than 2 MiB is left for users while more than 2 MiB
     is left for root (ext4's reserved blocks). scopy must fail with

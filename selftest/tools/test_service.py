@@ -13,7 +13,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 
 sys.dont_write_bytecode = True
@@ -199,9 +198,10 @@ class Service(unittest.TestCase):
         default, next to no time: the copy would outlast the client's 10 s
         timeout. The daemon lifts them to SCHED_OTHER instead.
 
-        The daemon and its hogs share one CPU: on two, the kernel once left
-        a CPU to the worker while the four hogs ran on the other (a CI run
-        whose 256 MiB copy took 68 ms, as on an idle machine)."""
+        The daemon and its hogs share one CPU: with four hogs on two CPUs,
+        a CI run's 256 MiB copy took 68 ms, as on an idle machine, so the
+        worker had found a CPU the hogs left it, and the guard rightly
+        stayed put."""
         cpu = max(os.sched_getaffinity(0))
         hogs = 2
         path = os.path.join(self.dir, "sock")
