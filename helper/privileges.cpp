@@ -42,6 +42,20 @@ struct ThreadCapabilities {
 		return caps;
 	}
 
+	// The data word that holds `capability`, and its bit there.
+	__user_cap_data_struct &word(int capability)
+	{
+		return data[static_cast<unsigned>(capability) / 32];
+	}
+	const __user_cap_data_struct &word(int capability) const
+	{
+		return data[static_cast<unsigned>(capability) / 32];
+	}
+	static unsigned bit(int capability)
+	{
+		return 1u << (static_cast<unsigned>(capability) % 32);
+	}
+
 	void apply(const char *what)
 	{
 		if (::syscall(SYS_capset, &header, data) != 0) {
@@ -63,10 +77,9 @@ std::vector<int> drop_all_privileges(std::span<const int> keep_permitted)
 	ThreadCapabilities kept; // all zero but what is kept below
 	std::vector<int> missing;
 	for (int capability : keep_permitted) {
-		const unsigned word = static_cast<unsigned>(capability) / 32;
-		const unsigned bit = 1u << (static_cast<unsigned>(capability) % 32);
-		if ((current.data[word].permitted & bit) != 0) {
-			kept.data[word].permitted |= bit;
+		const unsigned bit = ThreadCapabilities::bit(capability);
+		if ((current.word(capability).permitted & bit) != 0) {
+			kept.word(capability).permitted |= bit;
 		} else {
 			missing.push_back(capability);
 		}
@@ -82,9 +95,8 @@ std::vector<int> drop_all_privileges(std::span<const int> keep_permitted)
 void drop_thread_capability(int capability)
 {
 	ThreadCapabilities caps = ThreadCapabilities::current();
-	const unsigned word = static_cast<unsigned>(capability) / 32;
-	const unsigned bit = 1u << (static_cast<unsigned>(capability) % 32);
-	auto &data = caps.data[word];
+	const unsigned bit = ThreadCapabilities::bit(capability);
+	auto &data = caps.word(capability);
 	if (((data.permitted | data.effective | data.inheritable) & bit) == 0) {
 		return;
 	}
