@@ -2,6 +2,7 @@
 // module on descriptors smbd passes over a unix socket.
 #include "device_privileges.hpp"
 #include "device_session.hpp"
+#include "idle_cgroup.hpp"
 #include "listening_socket.hpp"
 #include "logging.hpp"
 #include "options.hpp"
@@ -87,6 +88,12 @@ int main(int argc, char **argv)
 				    "passed, {}",
 				    options.socket_path, listener.path());
 		}
+		// Writing to the cgroup takes root's privileges; the descriptors
+		// the workers and the guard use outlive them.
+		IdleCgroup cgroup;
+		if (!options.cpu_cgroup.empty()) {
+			cgroup = IdleCgroup::create(options.cpu_cgroup);
+		}
 		// Lifting starved SCHED_IDLE workers (starvation_guard.hpp) takes
 		// RLIMIT_NICE (raised here while CAP_SYS_RESOURCE lasts, or set by
 		// the service manager: LimitNICE=) or else CAP_SYS_NICE, kept
@@ -116,7 +123,8 @@ int main(int argc, char **argv)
 				    capability == CAP_SYS_ADMIN ? "CAP_SYS_ADMIN" : "CAP_SYS_RAWIO");
 		}
 		device::enable_device_copy(options.device_copy);
-		Server server(options, log, std::move(signals), std::move(listener));
+		Server server(options, log, std::move(signals), std::move(listener),
+			      std::move(cgroup));
 		restore_root_file_ids(); // the workers keep the unprivileged ones
 		return server.run();
 	} catch (const std::exception &e) {

@@ -112,7 +112,7 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 		}
 		const NumberOption *number = number_option(name);
 		if (name != "--socket" && name != "--log-level" && name != "--segment-size" &&
-		    name != "--worker-policy" && number == nullptr) {
+		    name != "--worker-policy" && name != "--cpu-cgroup" && number == nullptr) {
 			if (argument.starts_with("-")) {
 				return usage_error(fmt::format("unknown option '{}'", argument));
 			}
@@ -144,6 +144,12 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 				return usage_error("--socket needs a non-empty path");
 			}
 			result.options.socket_path = std::string(*value);
+		} else if (name == "--cpu-cgroup") {
+			if (!value->starts_with("/")) {
+				return usage_error(fmt::format(
+					"--cpu-cgroup needs an absolute path, not '{}'", *value));
+			}
+			result.options.cpu_cgroup = std::string(*value);
 		} else if (name == "--segment-size") {
 			auto bytes = parse_segment(*value);
 			if (!bytes) {
@@ -163,6 +169,11 @@ CommandLine parse_command_line(std::span<const std::string_view> arguments,
 		}
 	}
 
+	if (!result.options.cpu_cgroup.empty() &&
+	    result.options.worker_policy != WorkerPolicy::idle) {
+		// An idle cgroup without the guard could starve copies for good.
+		return usage_error("--cpu-cgroup goes with --worker-policy idle");
+	}
 	if (result.options.socket_path.empty() && !socket_passed) {
 		return usage_error("--socket PATH is required (unless the service manager "
 				   "passes a socket)");
@@ -175,7 +186,7 @@ std::string usage_text(std::string_view program)
 	return fmt::format(
 		"Usage: {} --socket PATH [--workers N] [--segment-size SIZE]\n"
 		"       [--queue-depth N] [--worker-policy idle|other] [--worker-nice N]\n"
-		"       [--poll-us N] [--device-copy] [--log-level LEVEL]\n"
+		"       [--cpu-cgroup DIR] [--poll-us N] [--device-copy] [--log-level LEVEL]\n"
 		"\n"
 		"Server-side copy helper for the Samba copyoffload VFS module.\n"
 		"Runs in the foreground and serves copy requests on a unix\n"
@@ -196,6 +207,10 @@ std::string usage_text(std::string_view program)
 		"                      scheduling (SCHED_OTHER)\n"
 		"  --worker-nice N     add N to the workers' nice value, which counts\n"
 		"                      under SCHED_OTHER (0 to {}, default 10)\n"
+		"  --cpu-cgroup DIR    run the workers in this cgroup v1 cpu directory\n"
+		"                      (created if missing), marked idle (cpu.idle), so\n"
+		"                      that they yield to smbd in other scheduling groups\n"
+		"                      too; set to 0 while they starve\n"
 		"  --poll-us N         after a piece, look for the next request without\n"
 		"                      sleeping for N microseconds (0 to {}, default 150)\n"
 		"  --device-copy       copy between two block devices with the devices' own\n"

@@ -42,6 +42,10 @@ struct Options {
 	// sleeping worker costs a wake-up on another CPU (measured: 73 -> 34
 	// us per chunk). 0: it sleeps at once.
 	unsigned poll_usec = 150;
+	// A cgroup v1 cpu directory the workers move into, marked idle
+	// (cpu.idle), to yield to smbd, which SCHED_IDLE alone does only
+	// within one scheduling group (idle_cgroup.hpp). Empty: none.
+	std::string cpu_cgroup;
 	// Copies between two block devices (NVMe Copy, SCSI EXTENDED COPY):
 	// keeps CAP_SYS_ADMIN and CAP_SYS_RAWIO permitted for device
 	// passthrough. Without it block devices are refused.

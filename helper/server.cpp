@@ -38,7 +38,7 @@ PoolOptions pool_options(const Options &options)
 } // namespace
 
 Server::Server(const Options &options, const Logger &log, UniqueFd signals,
-	       ListeningSocket listener)
+	       ListeningSocket listener, IdleCgroup cgroup)
 	: log_(log),
 	  options_(options),
 	  socket_path_(listener.path()),
@@ -46,7 +46,8 @@ Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 	  listener_(std::move(listener)),
 	  epoll_(checked_fd(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
 	  notified_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
-	  guard_(log),
+	  cgroup_(std::move(cgroup)),
+	  guard_(log, cgroup_),
 	  pool_(pool_options(options), log,
 		[fd = notified_.get()] {
 			std::uint64_t one = 1;
@@ -55,6 +56,14 @@ Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 			[[maybe_unused]] auto ignored = ::write(fd, &one, sizeof(one));
 		})
 {
+	for (pid_t tid : pool_.worker_threads()) {
+		if (!cgroup_.add_thread(tid)) {
+			throw std::system_error(errno, std::generic_category(),
+						fmt::format("--cpu-cgroup {}: cannot move worker "
+							    "thread {} into it",
+							    cgroup_.directory(), tid));
+		}
+	}
 	watch(signals_.get(), EPOLLIN);
 	watch(notified_.get(), EPOLLIN);
 	watch(listener_.fd(), EPOLLIN);
@@ -83,11 +92,13 @@ int Server::run()
 					 pool_.size());
 	log_.info("{}{}", status,
 		  listener_.adopted() ? " (socket passed by the service manager)" : "");
-	log_.debug("pieces of data up to {} bytes, io_uring queue depth {}, workers {}",
+	log_.debug("pieces of data up to {} bytes, io_uring queue depth {}, workers {}{}",
 		   options_.segment_size, options_.queue_depth,
 		   options_.worker_policy == WorkerPolicy::idle
 			   ? std::string("SCHED_IDLE")
-			   : fmt::format("SCHED_OTHER, nice +{}", options_.worker_nice));
+			   : fmt::format("SCHED_OTHER, nice +{}", options_.worker_nice),
+		   cgroup_.in_use() ? fmt::format(" in the idle cgroup {}", cgroup_.directory())
+				    : std::string());
 	notify_ready(status);
 
 	std::array<epoll_event, 16> events{};

@@ -5,6 +5,7 @@
 #pragma once
 
 #include "connection.hpp"
+#include "idle_cgroup.hpp"
 #include "listening_socket.hpp"
 #include "logging.hpp"
 #include "options.hpp"
@@ -20,10 +21,11 @@ namespace copyoffload {
 
 class Server {
 public:
-	// Takes over the signalfd and the bound listener; starts the workers,
-	// so privileges must already be dropped.
+	// Takes over the signalfd, the bound listener and the idle cgroup for
+	// the workers (--cpu-cgroup, else none); starts the workers, so
+	// privileges must already be dropped.
 	Server(const Options &options, const Logger &log, UniqueFd signals,
-	       ListeningSocket listener);
+	       ListeningSocket listener, IdleCgroup cgroup = {});
 	~Server();
 
 	Server(const Server &) = delete;
@@ -64,6 +66,7 @@ private:
 	bool shutting_down_ = false;
 	std::string signal_;          // the one that started the shutdown
 	bool drain_reported_ = false; // its log line, once the workers drained
+	IdleCgroup cgroup_;            // before guard_, which lifts it
 	StarvationGuard guard_;        // with --worker-policy idle
 	StarvationGuard::Clock::time_point next_guard_check_{};
 	// Last member: destroyed first, so no worker outlives what it uses.

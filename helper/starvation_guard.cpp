@@ -93,6 +93,17 @@ bool StarvationGuard::set_policy(std::span<const pid_t> workers, int policy)
 	return true;
 }
 
+bool StarvationGuard::set_cgroup_idle(bool idle)
+{
+	if (cgroup_.set_idle(idle)) {
+		return true;
+	}
+	log_.warning("cannot set cpu.idle to {} in {}: {}; copies may starve on busy CPUs",
+		     idle ? 1 : 0, cgroup_.directory(), describe_errno(errno));
+	off_ = true;
+	return false;
+}
+
 void StarvationGuard::check(std::span<const pid_t> workers, Clock::time_point now)
 {
 	if (off_) {
@@ -103,7 +114,7 @@ void StarvationGuard::check(std::span<const pid_t> workers, Clock::time_point no
 			return;
 		}
 		lifted_ = false;
-		if (!set_policy(workers, SCHED_IDLE)) {
+		if (!set_policy(workers, SCHED_IDLE) || !set_cgroup_idle(true)) {
 			return;
 		}
 		log_.debug("workers back under SCHED_IDLE");
@@ -133,7 +144,7 @@ void StarvationGuard::check(std::span<const pid_t> workers, Clock::time_point no
 	}
 	last_check_ = now;
 	starved_ticks_ = any_starved ? starved_ticks_ + 1 : 0;
-	if (starved_ticks_ < 2 || !set_policy(workers, SCHED_OTHER)) {
+	if (starved_ticks_ < 2 || !set_cgroup_idle(false) || !set_policy(workers, SCHED_OTHER)) {
 		return;
 	}
 	starved_ticks_ = 0;
@@ -146,9 +157,11 @@ void StarvationGuard::check(std::span<const pid_t> workers, Clock::time_point no
 	// the debug log only, not ten lines a second.
 	if (lifts_ == 1) {
 		log_.info("a worker with work ran {} ms of the last {} ms under SCHED_IDLE, "
-			  "waiting for a CPU: running the workers under SCHED_OTHER for {} ms "
+			  "waiting for a CPU: running the workers under SCHED_OTHER{} for {} ms "
 			  "at a time while the CPUs stay this busy",
-			  ran_ms.count(), interval_ms.count(), lift_time.count());
+			  ran_ms.count(), interval_ms.count(),
+			  cgroup_.in_use() ? " in a cgroup that is not idle" : "",
+			  lift_time.count());
 	} else {
 		log_.debug("workers starved (ran {} of {} ms): lifted again ({} times)",
 			   ran_ms.count(), interval_ms.count(), lifts_);

@@ -11,10 +11,11 @@
 // run delay only once the thread runs again, so a thread that never runs
 // shows none). Two starved ticks in a row (one could be a worker caught
 // runnable twice between sleeps) lift every worker to SCHED_OTHER, keeping
-// its nice value, for a while; then they go back to SCHED_IDLE and the
-// guard looks again.
+// its nice value, and the workers' idle cgroup (--cpu-cgroup) to
+// cpu.idle = 0, for a while; then both go back and the guard looks again.
 #pragma once
 
+#include "idle_cgroup.hpp"
 #include "logging.hpp"
 
 #include <sys/types.h>
@@ -55,7 +56,11 @@ public:
 	static constexpr std::chrono::milliseconds tick{100};
 	static constexpr std::chrono::milliseconds lift_time{1000};
 
-	explicit StarvationGuard(const Logger &log) : log_(log) {}
+	// `cgroup`: the workers' idle cgroup, lifted with them (may be none);
+	// it must outlive the guard.
+	StarvationGuard(const Logger &log, const IdleCgroup &cgroup) : log_(log), cgroup_(cgroup)
+	{
+	}
 
 	// Main thread, about every tick while copies are in flight or the
 	// workers are lifted; `workers`: the worker threads' ids.
@@ -77,8 +82,12 @@ private:
 	// Gives every worker `policy`; false (logged once, guard off) if the
 	// kernel refuses.
 	bool set_policy(std::span<const pid_t> workers, int policy);
+	// The idle cgroup's cpu.idle; false (logged once, guard off) if the
+	// kernel refuses.
+	bool set_cgroup_idle(bool idle);
 
 	const Logger &log_;
+	const IdleCgroup &cgroup_;
 	bool lifted_ = false;
 	bool off_ = false; // cannot read or change the workers: said once
 	std::uint64_t lifts_ = 0;

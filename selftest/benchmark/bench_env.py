@@ -7,7 +7,9 @@ Shares (both servers, same directories):
   btrfs  a loop-mounted btrfs image
   slow   a loop-mounted ext4 image whose reads can be throttled (blkio)
 Logging is kept at level 0 on both servers and at warning in the helper, so
-neither side pays for debug output.
+neither side pays for debug output. With idle_cgroup the helper's workers run
+in a scratch idle cgroup (copyoffloadd --cpu-cgroup), where the machine has
+cgroup v1's cpu hierarchy.
 """
 
 import contextlib
@@ -19,6 +21,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
 import cleanup  # noqa: E402
+import cpu_cgroup  # noqa: E402
 import helper_daemon  # noqa: E402
 import loop_filesystem  # noqa: E402
 import processes  # noqa: E402
@@ -33,11 +36,15 @@ LOOP_TYPES = {"xfs": "xfs", "btrfs": "btrfs", "slow": "ext4"}
 class BenchEnvironment:
     """A context manager; .servers maps "stock"/"copyoffload" to a server."""
 
-    def __init__(self, build_dir, image_size=8 * GIB, compare=None):
+    def __init__(self, build_dir, image_size=8 * GIB, compare=None, idle_cgroup=False):
         """compare: ("merge chunks", "no") runs a third server, named
         "merge chunks=no" in the tables, with copyoffload:merge chunks = no,
-        to weigh one of the module's choices side by side."""
+        to weigh one of the module's choices side by side. idle_cgroup:
+        the workers in an idle cgroup of their own, not in the helper's
+        scheduling group."""
         self.build_dir = build_dir
+        self.idle_cgroup = idle_cgroup
+        self.helper_cgroup = None  # the workers' idle cgroup, once set up
         self.compare = compare
         self.kinds = ["stock", "copyoffload"] + (["=".join(compare)] if compare else [])
         self.image_size = image_size
@@ -79,9 +86,16 @@ class BenchEnvironment:
             self.paths[share] = self._share_dir(fs.mount_point, "share")
             self.devices[share] = fs.device()
 
+        helper_args = []
+        if self.idle_cgroup:
+            # Entered before the helper: removed after it has stopped.
+            cgroup = self._stack.enter_context(cpu_cgroup.ScratchCgroup("copyoffload-bench"))
+            if cgroup.path is not None:
+                self.helper_cgroup = cgroup.path
+                helper_args = ["--cpu-cgroup", cgroup.path]
         self.helper = helper_daemon.HelperDaemon(
             os.path.join(self.build_dir, "helper", "copyoffloadd"), self.dir,
-            log_level="warning")
+            log_level="warning", extra_args=helper_args)
         self._stack.enter_context(self.helper)
 
         module = os.path.join(self.build_dir, "vfs_copyoffload", "copyoffload.so")

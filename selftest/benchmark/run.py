@@ -3,6 +3,7 @@
 
     /usr/bin/python3 selftest/benchmark/run.py [--build-dir build] [--runs 5]
         [--only copy,echo,slow,clients,chunks,connect,memory] [--markdown FILE]
+        [--compare OPTION=VALUE] [--idle-cgroup]
 
 Starts, in one run, a stock smbd and an smbd with the module over the same
 shares (an ext4 directory, an XFS reflink image, a btrfs image, a throttled
@@ -140,6 +141,9 @@ def main():
     p.add_argument("--only", default=",".join(SECTIONS),
                    help="comma-separated sections: " + ",".join(SECTIONS))
     p.add_argument("--markdown", help="also write the tables to this file")
+    p.add_argument("--idle-cgroup", action="store_true",
+                   help="run the helper's workers in a scratch idle cgroup "
+                        "(copyoffloadd --cpu-cgroup) instead of its own scheduling group")
     p.add_argument("--compare", metavar="OPTION=VALUE",
                    help="also run copyoffload with copyoffload:OPTION = VALUE, "
                         "e.g. 'merge chunks=no'")
@@ -150,6 +154,8 @@ def main():
         if not sep or not option.strip() or not value.strip():
             p.error(f"--compare wants OPTION=VALUE, got {args.compare!r}")
         args.compare = (option.strip(), value.strip())
+    if args.idle_cgroup and bench_env.cpu_cgroup.hierarchy() is None:
+        p.error("--idle-cgroup: this machine has no cgroup v1 cpu hierarchy")
     unknown = args.only - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -170,8 +176,15 @@ def main():
     workdir = None
     try:
         with bench_env.BenchEnvironment(os.path.abspath(args.build_dir),
-                                        compare=args.compare) as env:
+                                        compare=args.compare,
+                                        idle_cgroup=args.idle_cgroup) as env:
             workdir = env.dir
+            setup = (f"copyoffloadd's workers: SCHED_IDLE in the idle cgroup "
+                     f"{env.helper_cgroup} (--cpu-cgroup).\n" if env.helper_cgroup else
+                     "copyoffloadd's workers: SCHED_IDLE in the helper's own scheduling "
+                     "group (no --cpu-cgroup).\n")
+            print(setup, flush=True)
+            out.append(setup)
             run_sections(env, args, emit)
     except BaseException:
         print(f"benchmark failed; its files and logs are in {workdir}")

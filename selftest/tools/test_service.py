@@ -16,6 +16,8 @@ import tempfile
 import unittest
 
 sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+import cpu_cgroup  # noqa: E402
 import daemon_process  # noqa: E402
 import protocol_client  # noqa: E402
 
@@ -216,10 +218,7 @@ class Service(unittest.TestCase):
             daemon.wait_log("info: listening on ")
             self.assertIn("with 1 workers", daemon.log())
 
-            def all_spinning():
-                seconds = self.spinning_hogs(daemon.pid)
-                return seconds if len(seconds) == hogs else None
-            spinning = daemon_process.wait_for(all_spinning, what=f"{hogs} hogs to spin")
+            spinning = self.wait_until_spinning(daemon.pid, hogs)
             self.assertEqual(self.copy_through(path, 256 << 20)[:2], (0, 256 << 20))
             self.assertIn("under SCHED_IDLE, waiting for a CPU: running the workers under "
                           "SCHED_OTHER", daemon.log(),
@@ -235,6 +234,97 @@ class Service(unittest.TestCase):
                     except ProcessLookupError:
                         pass
 
+    # -- idle cgroup (--cpu-cgroup) ---------------------------------------
+
+    def scratch_cgroup(self):
+        cgroup = cpu_cgroup.ScratchCgroup()
+        if cgroup.path is None:
+            self.skipTest("no cpu cgroup controller on this machine")
+        self.addCleanup(cgroup.remove)  # after tearDown has stopped the daemon
+        return cgroup.path
+
+    @staticmethod
+    def cgroup_of(pid, tid):
+        """The cpu controller's cgroup of one thread, as /proc lists it."""
+        with open(f"/proc/{pid}/task/{tid}/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controllers == "" or "cpu" in controllers.split(","):
+                    return path
+        return None
+
+    def test_cpu_cgroup_holds_the_workers_idle(self):
+        """--cpu-cgroup: the daemon creates the cgroup, marks it idle and
+        moves its workers there; the main thread stays with the daemon's
+        parent, and copies go on as before."""
+        path = self.scratch_cgroup()
+        daemon, sock = daemon_process.start_daemon(self.dir, "--cpu-cgroup", path)
+        self.track(daemon)
+        self.assertIn(f"in the idle cgroup {path}", daemon.log())
+        self.assertEqual(cpu_cgroup.read_idle(path), 1)
+        with open(os.path.join(path, "tasks")) as f:
+            workers = {int(t) for t in f.read().split()}
+        threads = {int(t) for t in os.listdir(f"/proc/{daemon.pid}/task")}
+        self.assertEqual(workers, threads - {daemon.pid})
+        self.assertEqual(len(workers), len(os.sched_getaffinity(0)))
+        self.assertEqual(self.cgroup_of(daemon.pid, daemon.pid),
+                         self.cgroup_of(os.getpid(), os.getpid()))
+        self.assertEqual(self.copy_through(sock)[:2], (0, 300000))
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_cpu_cgroup_that_is_no_cpu_cgroup_is_refused(self):
+        """A directory outside the cpu controller: a clear error, exit
+        status 1, and the directory it created is gone again."""
+        path = os.path.join(self.dir, "not-a-cgroup")
+        result = subprocess.run(
+            [daemon_process.DAEMON, "--socket", os.path.join(self.dir, "sock"),
+             "--cpu-cgroup", path], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, timeout=10)
+        self.assertEqual(result.returncode, 1, result.stdout)
+        self.assertIn(f"--cpu-cgroup {path}: it has no cpu.idle, so it is not a CPU cgroup",
+                      result.stdout)
+        self.assertFalse(os.path.exists(path))
+
+    def test_starved_idle_cgroup_is_lifted(self):
+        """Busy processes of another session, in a scheduling group of their
+        own, starve the workers' idle cgroup (it weighs what a SCHED_IDLE
+        task does against theirs): the guard sets cpu.idle to 0 as it lifts
+        the workers to SCHED_OTHER, the copy finishes, and after the lift
+        cpu.idle is 1 again."""
+        path = self.scratch_cgroup()
+        cpu = max(os.sched_getaffinity(0))
+        hogs = 2
+        pin = {"preexec_fn": lambda: os.sched_setaffinity(0, {cpu})}
+        spinners = self.track(daemon_process.Process(
+            ["/bin/sh", "-c",
+             f"for i in $(seq {hogs}); do /usr/bin/python3 -c 'while True: pass' & done; wait"],
+            os.path.join(self.dir, "hogs.log"), **pin))
+        try:
+            daemon = self.track(daemon_process.Process(
+                [daemon_process.DAEMON, "--socket", os.path.join(self.dir, "sock"),
+                 "--log-level", "debug", "--cpu-cgroup", path],
+                os.path.join(self.dir, "daemon.log"), **pin))
+            daemon.wait_log("info: listening on ")
+            self.assertIn("with 1 workers", daemon.log())
+
+            spinning = self.wait_until_spinning(spinners.pid, hogs)
+            self.assertEqual(self.copy_through(os.path.join(self.dir, "sock"), 256 << 20)[:2],
+                             (0, 256 << 20))
+            self.assertIn("running the workers under SCHED_OTHER in a cgroup that is not "
+                          "idle", daemon.log(),
+                          f"hogs' CPU seconds before the copy {spinning}, "
+                          f"after {self.spinning_hogs(spinners.pid)}")
+            daemon_process.wait_for(lambda: cpu_cgroup.read_idle(path) == 1,
+                                    what="cpu.idle back at 1 after the lift")
+            self.assertEqual(daemon.stop(), 0)
+            self.assertRegex(daemon.log(), r"lifted to SCHED_OTHER [1-9]\d* times")
+        finally:
+            for pid in self.session_members(spinners.pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+
     @staticmethod
     def session_members(sid):
         members = []
@@ -245,6 +335,13 @@ class Service(unittest.TestCase):
             except ProcessLookupError:
                 pass
         return members
+
+    def wait_until_spinning(self, sid, hogs):
+        """The hogs' CPU seconds once all `hogs` of session sid spin."""
+        def all_spinning():
+            seconds = self.spinning_hogs(sid)
+            return seconds if len(seconds) == hogs else None
+        return daemon_process.wait_for(all_spinning, what=f"{hogs} hogs to spin")
 
     def spinning_hogs(self, sid):
         """CPU seconds of each python3 of session sid that has run for

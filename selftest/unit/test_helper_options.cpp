@@ -144,9 +144,17 @@ void test_engine_options(void **)
 	assert_usage_error({"--socket", "/s", "--worker-policy", "batch"},
 			   "--worker-policy must be idle or other, not 'batch'");
 	assert_usage_error({"--socket", "/s", "--poll-us", "10001"}, "--poll-us must be");
+	assert_true(result.options.cpu_cgroup.empty());
+	assert_string_equal(parse({"--socket", "/s", "--cpu-cgroup", "/sys/fs/cgroup/cpu/c"})
+				    .options.cpu_cgroup.c_str(),
+			    "/sys/fs/cgroup/cpu/c");
+	assert_usage_error({"--socket", "/s", "--cpu-cgroup", "cpu/c"},
+			   "--cpu-cgroup needs an absolute path, not 'cpu/c'");
+	assert_usage_error({"--socket", "/s", "--cpu-cgroup=/c", "--worker-policy", "other"},
+			   "--cpu-cgroup goes with --worker-policy idle");
 	const std::string usage = usage_text("copyoffloadd");
 	for (const char *option : {"--segment-size", "--queue-depth", "--worker-policy",
-				   "--worker-nice", "--poll-us"}) {
+				   "--worker-nice", "--cpu-cgroup", "--poll-us"}) {
 		assert_true(usage.find(option) != std::string::npos);
 	}
 }

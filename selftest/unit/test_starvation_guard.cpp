@@ -23,6 +23,7 @@ using namespace std::chrono_literals;
 namespace {
 
 const Logger quiet(LogLevel::error, -1);
+const IdleCgroup no_cgroup; // the guard lifts only the workers
 
 pid_t current_thread_id()
 {
@@ -121,7 +122,7 @@ void test_samples_a_thread(void **)
 void test_an_idle_worker_with_a_cpu_stays_idle(void **)
 {
 	Spinner worker(true);
-	StarvationGuard guard(quiet);
+	StarvationGuard guard(quiet, no_cgroup);
 	guard_for(guard, {worker.id()}, 600ms);
 	assert_false(guard.lifted());
 	assert_int_equal(guard.lifts(), 0);
@@ -134,7 +135,7 @@ void test_an_idle_worker_with_a_cpu_stays_idle(void **)
 void test_a_starved_worker_is_lifted_then_lowered(void **)
 {
 	Spinner worker(true);
-	StarvationGuard guard(quiet);
+	StarvationGuard guard(quiet, no_cgroup);
 	{
 		// Two per CPU: whichever CPU the worker lands on has one,
 		// however the kernel balances them.
