@@ -245,11 +245,11 @@ class Service(unittest.TestCase):
 
     @staticmethod
     def cgroup_of(pid, tid):
-        """The cpu controller's cgroup of one thread, as /proc lists it."""
+        """One thread's cgroup in the cgroup v1 cpu hierarchy, as /proc lists it."""
         with open(f"/proc/{pid}/task/{tid}/cgroup") as f:
             for line in f:
                 _, controllers, path = line.rstrip("\n").split(":", 2)
-                if controllers == "" or "cpu" in controllers.split(","):
+                if "cpu" in controllers.split(","):
                     return path
         return None
 
