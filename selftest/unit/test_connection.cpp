@@ -882,6 +882,17 @@ PieceResult whole(const CopyPiece &piece)
 	return result;
 }
 
+// Worker `self`'s next assignment, which must be a piece of copy `request_id`.
+Scheduler::Assignment next_piece_of(Scheduler &scheduler, std::size_t self,
+				    std::uint64_t request_id)
+{
+	auto assignment = scheduler.next(self);
+	assert_true(assignment.has_value());
+	assert_true(assignment->piece.has_value());
+	assert_true(assignment->task->job().request.request_id == request_id);
+	return std::move(*assignment);
+}
+
 // Takes every assignment for worker 0 and completes it at once; returns
 // the request ids in the order their pieces were handed out.
 std::vector<std::uint64_t> run_in_turns(Scheduler &scheduler)
@@ -1006,23 +1017,19 @@ void test_scheduler_prefers_a_copy_with_no_piece_running(void **)
 	Scheduler scheduler(2, [](std::size_t) {});
 	scheduler.add(file_task(a, dir, 1, 3 * 4096, 4096), 0);
 	scheduler.add(file_task(b, dir, 2, 2 * 4096, 4096), 0);
-	auto first = scheduler.next(0);
-	assert_true(first->task->job().request.request_id == 1);
-	auto second = scheduler.next(1);
-	assert_true(second->task->job().request.request_id == 2);
-	assert_false(scheduler.done(*second, whole(*second->piece)));
+	auto first = next_piece_of(scheduler, 0, 1);
+	auto second = next_piece_of(scheduler, 1, 2);
+	assert_false(scheduler.done(second, whole(*second.piece)));
 
 	// Copy 1's turn, but a piece of it runs: copy 2's second piece goes.
-	auto third = scheduler.next(1);
-	assert_true(third->task->job().request.request_id == 2);
-	assert_true(scheduler.done(*third, whole(*third->piece)));
-	third->task->finish();
+	auto third = next_piece_of(scheduler, 1, 2);
+	assert_true(scheduler.done(third, whole(*third.piece)));
+	third.task->finish();
 
 	// Only copy 1 is left, with a piece running: worker 1 joins it.
-	auto fourth = scheduler.next(1);
-	assert_true(fourth->task->job().request.request_id == 1);
-	assert_false(scheduler.done(*first, whole(*first->piece)));
-	assert_false(scheduler.done(*fourth, whole(*fourth->piece)));
+	auto fourth = next_piece_of(scheduler, 1, 1);
+	assert_false(scheduler.done(first, whole(*first.piece)));
+	assert_false(scheduler.done(fourth, whole(*fourth.piece)));
 	assert_int_equal(run_in_turns(scheduler).size(), 1);
 	assert_int_equal(receive_copy_reply(a.client.get()).status, 0);
 	assert_int_equal(receive_copy_reply(b.client.get()).status, 0);
@@ -1137,21 +1144,18 @@ void test_scheduler_share_concurrency_limit(void **)
 	scheduler.add(file_task(a, dir, 2, 2 * 4096, 4096, limited), 0);
 	scheduler.add(file_task(a, dir, 3, 4096, 4096, free), 0);
 
-	auto first = scheduler.next(0);
-	assert_true(first->task->job().request.request_id == 1);
+	auto first = next_piece_of(scheduler, 0, 1);
 	assert_int_equal(limited.share->concurrency().running(), 1);
 	// Copy 2 may not start: copy 3 of the other share goes ahead.
-	auto second = scheduler.next(1);
-	assert_true(second->task->job().request.request_id == 3);
-	assert_true(scheduler.done(*second, whole(*second->piece)));
-	second->task->finish();
+	auto second = next_piece_of(scheduler, 1, 3);
+	assert_true(scheduler.done(second, whole(*second.piece)));
+	second.task->finish();
 	// Copy 1 may go on (it started); copy 2 still waits.
-	auto third = scheduler.next(1);
-	assert_true(third->task->job().request.request_id == 1);
-	assert_false(scheduler.done(*first, whole(*first->piece)));
+	auto third = next_piece_of(scheduler, 1, 1);
+	assert_false(scheduler.done(first, whole(*first.piece)));
 	assert_false(scheduler.next(0).has_value()); // copy 2 waits, not fails
-	assert_true(scheduler.done(*third, whole(*third->piece)));
-	third->task->finish();
+	assert_true(scheduler.done(third, whole(*third.piece)));
+	third.task->finish();
 	assert_int_equal(limited.share->concurrency().running(), 0);
 	auto order = run_in_turns(scheduler);
 	assert_true(order == (std::vector<std::uint64_t>{2, 2}));
