@@ -2,6 +2,7 @@
 // module on descriptors smbd passes over a unix socket.
 #include "device_privileges.hpp"
 #include "device_session.hpp"
+#include "autogroup_check.hpp"
 #include "idle_cgroup.hpp"
 #include "listening_socket.hpp"
 #include "logging.hpp"
@@ -93,6 +94,12 @@ int main(int argc, char **argv)
 		IdleCgroup cgroup;
 		if (!options.cpu_cgroup.empty()) {
 			cgroup = IdleCgroup::create(options.cpu_cgroup);
+		} else if (options.worker_policy == WorkerPolicy::idle && autogroups_apply()) {
+			log.info("autogroups are on (kernel.sched_autogroup_enabled = 1): SCHED_IDLE "
+				 "puts the workers below this daemon's own threads only, and smbd, in "
+				 "another session's autogroup, shares a CPU with them as an equal; with "
+				 "autogroups off, or the workers in an idle cgroup (--cpu-cgroup), a "
+				 "woken smbd goes first (copyoffloadd(8), --worker-policy)");
 		}
 		// Lifting starved SCHED_IDLE workers (starvation_guard.hpp) takes
 		// RLIMIT_NICE (raised here while CAP_SYS_RESOURCE lasts, or set by

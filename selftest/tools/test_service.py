@@ -261,6 +261,7 @@ class Service(unittest.TestCase):
         daemon, sock = daemon_process.start_daemon(self.dir, "--cpu-cgroup", path)
         self.track(daemon)
         self.assertIn(f"in the idle cgroup {path}", daemon.log())
+        self.assertNotIn("autogroups are on", daemon.log())
         self.assertEqual(cpu_cgroup.read_idle(path), 1)
         with open(os.path.join(path, "tasks")) as f:
             workers = {int(t) for t in f.read().split()}
@@ -324,6 +325,48 @@ class Service(unittest.TestCase):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+
+    # -- autogroups -----------------------------------------------------
+
+    AUTOGROUP_ADVICE = ("autogroups are on (kernel.sched_autogroup_enabled = 1): SCHED_IDLE "
+                        "puts the workers below this daemon's own threads only")
+
+    @staticmethod
+    def autogroups_enabled():
+        try:
+            with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+                return f.read().strip() == "1"
+        except FileNotFoundError:
+            return False
+
+    def test_autogroups_are_named_at_start(self):
+        """In the root CPU cgroup with autogroups on, smbd's session and the
+        daemon's are two scheduling groups: the daemon says so at start."""
+        if not self.autogroups_enabled():
+            self.skipTest("autogroups are off or missing on this machine")
+        daemon, _ = daemon_process.start_daemon(self.dir)
+        self.track(daemon)
+        self.assertIn(self.AUTOGROUP_ADVICE, daemon.log())
+        self.assertEqual(daemon.stop(), 0)
+
+    def test_no_autogroup_word_in_a_cpu_cgroup_of_its_own(self):
+        """Autogroups apply only to the root CPU cgroup: a daemon started in
+        another (as a service whose manager enabled the cpu controller for
+        it) is not told about them."""
+        cgroup = self.scratch_cgroup()
+        os.mkdir(cgroup)
+
+        def enter_cgroup():
+            with open(os.path.join(cgroup, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+        path = os.path.join(self.dir, "sock")
+        daemon = self.track(daemon_process.Process(
+            [daemon_process.DAEMON, "--socket", path], os.path.join(self.dir, "daemon.log"),
+            preexec_fn=enter_cgroup))
+        daemon.wait_log("info: listening on ")
+        self.assertNotEqual(self.cgroup_of(daemon.pid, daemon.pid), "/")
+        self.assertNotIn("autogroups are on", daemon.log())
+        self.assertEqual(daemon.stop(), 0)
 
     @staticmethod
     def session_members(sid):
