@@ -1,8 +1,8 @@
 // copyoffloadd: performs server-side copies for the Samba copyoffload VFS
 // module on descriptors smbd passes over a unix socket.
+#include "autogroup_check.hpp"
 #include "device_privileges.hpp"
 #include "device_session.hpp"
-#include "autogroup_check.hpp"
 #include "idle_cgroup.hpp"
 #include "listening_socket.hpp"
 #include "logging.hpp"
