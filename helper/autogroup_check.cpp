@@ -41,8 +41,11 @@ bool in_root_cpu_cgroup(const std::string &proc_cgroup)
 		return *v1 == "/";
 	}
 	const auto v2 = cgroup_v2_path(proc_cgroup);
+	if (!v2 || *v2 == "/") {
+		return true;
+	}
 	const auto mount = cgroup2_mount();
-	if (!v2 || *v2 == "/" || !mount) {
+	if (!mount) {
 		return true;
 	}
 	// Without the cpu controller a v2 cgroup's tasks are scheduled in the
