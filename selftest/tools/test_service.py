@@ -227,12 +227,7 @@ class Service(unittest.TestCase):
             self.assertEqual(daemon.stop(), 0)
             self.assertRegex(daemon.log(), r"lifted to SCHED_OTHER [1-9]\d* times")
         finally:
-            for pid in self.session_members(daemon.pid):
-                if pid != daemon.pid:
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except ProcessLookupError:
-                        pass
+            self.kill_session(daemon.pid, spare=daemon.pid)
 
     # -- idle cgroup (--cpu-cgroup) ---------------------------------------
 
@@ -320,11 +315,7 @@ class Service(unittest.TestCase):
             self.assertEqual(daemon.stop(), 0)
             self.assertRegex(daemon.log(), r"lifted to SCHED_OTHER [1-9]\d* times")
         finally:
-            for pid in self.session_members(spinners.pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            self.kill_session(spinners.pid)
 
     # -- autogroups -----------------------------------------------------
 
@@ -380,6 +371,15 @@ class Service(unittest.TestCase):
             except ProcessLookupError:
                 pass
         return members
+
+    def kill_session(self, sid, spare=None):
+        """SIGKILL to every process of session sid but `spare` (the hogs)."""
+        for pid in self.session_members(sid):
+            if pid != spare:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     def wait_until_spinning(self, sid, hogs):
         """The hogs' CPU seconds once all `hogs` of session sid spin."""
