@@ -9,7 +9,8 @@ Shares (both servers, same directories):
 Logging is kept at level 0 on both servers and at warning in the helper, so
 neither side pays for debug output. With idle_cgroup the helper's workers run
 in a scratch idle cgroup (copyoffloadd --cpu-cgroup), where the machine has
-cgroup v1's cpu hierarchy.
+cgroup v1's cpu hierarchy. With pin_cpu every smbd and the helper share one
+CPU, so that the scheduler, not a second CPU, decides who runs first.
 """
 
 import contextlib
@@ -36,14 +37,17 @@ LOOP_TYPES = {"xfs": "xfs", "btrfs": "btrfs", "slow": "ext4"}
 class BenchEnvironment:
     """A context manager; .servers maps "stock"/"copyoffload" to a server."""
 
-    def __init__(self, build_dir, image_size=8 * GIB, compare=None, idle_cgroup=False):
+    def __init__(self, build_dir, image_size=8 * GIB, compare=None, idle_cgroup=False,
+                 pin_cpu=None):
         """compare: ("merge chunks", "no") runs a third server, named
         "merge chunks=no" in the tables, with copyoffload:merge chunks = no,
         to weigh one of the module's choices side by side. idle_cgroup:
         the workers in an idle cgroup of their own, not in the helper's
-        scheduling group."""
+        scheduling group. pin_cpu: a CPU number every smbd and the helper
+        are bound to; the clients are not."""
         self.build_dir = build_dir
         self.idle_cgroup = idle_cgroup
+        self.pin_cpu = pin_cpu
         self.helper_cgroup = None  # the workers' idle cgroup, once set up
         self.compare = compare
         self.kinds = ["stock", "copyoffload"] + (["=".join(compare)] if compare else [])
@@ -96,7 +100,8 @@ class BenchEnvironment:
         self.helper = helper_daemon.HelperDaemon(
             os.path.join(self.build_dir, "helper", "copyoffloadd"), self.dir,
             log_level="warning", extra_args=helper_args)
-        self._stack.enter_context(self.helper)
+        with self._pinned():
+            self._stack.enter_context(self.helper)
 
         module = os.path.join(self.build_dir, "vfs_copyoffload", "copyoffload.so")
         for kind in self.kinds:
@@ -109,10 +114,28 @@ class BenchEnvironment:
                 if kind not in ("stock", "copyoffload"):
                     options["copyoffload:" + self.compare[0]] = self.compare[1]
                 shares.append(samba_server.Share(name, self.paths[name], vfs, options))
-            self.servers[kind] = self._stack.enter_context(samba_server.SambaServer(
-                self.dir, shares, self.user,
-                module_path=None if kind == "stock" else module,
-                log_level="0", name="smbd-" + (kind if kind in ("stock", "copyoffload") else "compare")))
+            with self._pinned():
+                self.servers[kind] = self._stack.enter_context(samba_server.SambaServer(
+                    self.dir, shares, self.user,
+                    module_path=None if kind == "stock" else module,
+                    log_level="0",
+                    name="smbd-" + (kind if kind in ("stock", "copyoffload") else "compare")))
+
+    @contextlib.contextmanager
+    def _pinned(self):
+        """With pin_cpu, binds this process to that CPU while it starts a
+        daemon, which inherits the binding (and smbd's per-client children
+        from it), so the helper counts one CPU, as under taskset. The
+        clients, started later, are free."""
+        if self.pin_cpu is None:
+            yield
+            return
+        mask = os.sched_getaffinity(0)
+        os.sched_setaffinity(0, {self.pin_cpu})
+        try:
+            yield
+        finally:
+            os.sched_setaffinity(0, mask)
 
     def path(self, share, name):
         return os.path.join(self.paths[share], name)

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 selftest/benchmark/run.py [--build-dir build] [--runs 5]
         [--only copy,echo,slow,clients,chunks,connect,memory] [--markdown FILE]
-        [--compare OPTION=VALUE] [--idle-cgroup]
+        [--compare OPTION=VALUE] [--idle-cgroup] [--pin-cpu CPU]
 
 Starts, in one run, a stock smbd and an smbd with the module over the same
 shares (an ext4 directory, an XFS reflink image, a btrfs image, a throttled
@@ -134,6 +134,17 @@ def run_sections(env, args, emit):
              [helper_memory.row(env, "ext4", 16, 4, 64)])
 
 
+def autogroups_line():
+    """Whether the kernel groups the daemons by session: it decides whether
+    SCHED_IDLE workers yield to smbd (design.md, Scheduling and fairness)."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            state = "on" if f.read().strip() == "1" else "off"
+    except FileNotFoundError:
+        state = "not in this kernel"
+    return f"Autogroups (kernel.sched_autogroup_enabled): {state}.\n"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--build-dir", default=os.path.join(REPO, "build"))
@@ -144,6 +155,9 @@ def main():
     p.add_argument("--idle-cgroup", action="store_true",
                    help="run the helper's workers in a scratch idle cgroup "
                         "(copyoffloadd --cpu-cgroup) instead of its own scheduling group")
+    p.add_argument("--pin-cpu", type=int, metavar="CPU",
+                   help="bind every smbd and all of the helper's threads to this CPU "
+                        "(the clients stay free), so that they compete for one CPU")
     p.add_argument("--compare", metavar="OPTION=VALUE",
                    help="also run copyoffload with copyoffload:OPTION = VALUE, "
                         "e.g. 'merge chunks=no'")
@@ -156,6 +170,9 @@ def main():
         args.compare = (option.strip(), value.strip())
     if args.idle_cgroup and bench_env.cpu_cgroup.hierarchy() is None:
         p.error("--idle-cgroup: this machine has no cgroup v1 cpu hierarchy")
+    if args.pin_cpu is not None and args.pin_cpu not in os.sched_getaffinity(0):
+        p.error(f"--pin-cpu: CPU {args.pin_cpu} is not one this process may run on "
+                f"({sorted(os.sched_getaffinity(0))})")
     unknown = args.only - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -177,12 +194,17 @@ def main():
     try:
         with bench_env.BenchEnvironment(os.path.abspath(args.build_dir),
                                         compare=args.compare,
-                                        idle_cgroup=args.idle_cgroup) as env:
+                                        idle_cgroup=args.idle_cgroup,
+                                        pin_cpu=args.pin_cpu) as env:
             workdir = env.dir
             setup = (f"copyoffloadd's workers: SCHED_IDLE in the idle cgroup "
                      f"{env.helper_cgroup} (--cpu-cgroup).\n" if env.helper_cgroup else
                      "copyoffloadd's workers: SCHED_IDLE in the helper's own scheduling "
                      "group (no --cpu-cgroup).\n")
+            setup += autogroups_line()
+            if args.pin_cpu is not None:
+                setup += (f"Every smbd and all of copyoffloadd's threads are bound to CPU "
+                          f"{args.pin_cpu} (--pin-cpu); the clients are not.\n")
             print(setup, flush=True)
             out.append(setup)
             run_sections(env, args, emit)
