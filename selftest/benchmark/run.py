@@ -137,11 +137,8 @@ def run_sections(env, args, emit):
 def autogroups_line():
     """Whether the kernel groups the daemons by session: it decides whether
     SCHED_IDLE workers yield to smbd (design.md, Scheduling and fairness)."""
-    try:
-        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
-            state = "on" if f.read().strip() == "1" else "off"
-    except FileNotFoundError:
-        state = "not in this kernel"
+    state = {True: "on", False: "off", None: "not in this kernel"}[
+        bench_env.cpu_cgroup.autogroups_enabled()]
     return f"Autogroups (kernel.sched_autogroup_enabled): {state}.\n"
 
 

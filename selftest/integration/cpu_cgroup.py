@@ -1,10 +1,22 @@
 """A scratch CPU cgroup for copyoffloadd --cpu-cgroup: where this machine's
 cgroup v1 cpu hierarchy is, and a fresh directory there that is removed
-once the threads in it have gone."""
+once the threads in it have gone. Also whether the kernel's autogroups,
+the other scheduling groups the daemon meets, are on."""
 
 import os
 import time
 import uuid
+
+
+def autogroups_enabled():
+    """True or False as kernel.sched_autogroup_enabled says; None if the
+    kernel has no autogroups."""
+    try:
+        with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
+            return f.read().strip() == "1"
+    except FileNotFoundError:
+        return None
+
 
 def hierarchy():
     """The root of cgroup v1's cpu hierarchy, or None without one."""

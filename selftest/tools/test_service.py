@@ -322,18 +322,10 @@ class Service(unittest.TestCase):
     AUTOGROUP_ADVICE = ("autogroups are on (kernel.sched_autogroup_enabled = 1): SCHED_IDLE "
                         "puts the workers below this daemon's own threads only")
 
-    @staticmethod
-    def autogroups_enabled():
-        try:
-            with open("/proc/sys/kernel/sched_autogroup_enabled") as f:
-                return f.read().strip() == "1"
-        except FileNotFoundError:
-            return False
-
     def test_autogroups_are_named_at_start(self):
         """In the root CPU cgroup with autogroups on, smbd's session and the
         daemon's are two scheduling groups: the daemon says so at start."""
-        if not self.autogroups_enabled():
+        if not cpu_cgroup.autogroups_enabled():
             self.skipTest("autogroups are off or missing on this machine")
         daemon, _ = daemon_process.start_daemon(self.dir)
         self.track(daemon)
@@ -344,7 +336,7 @@ class Service(unittest.TestCase):
         """Autogroups apply only to the root CPU cgroup: a daemon started in
         another (as a service whose manager enabled the cpu controller for
         it) is not told about them."""
-        if not self.autogroups_enabled():
+        if not cpu_cgroup.autogroups_enabled():
             self.skipTest("autogroups are off or missing: nothing to stay quiet about")
         cgroup = self.scratch_cgroup()
         os.mkdir(cgroup)
