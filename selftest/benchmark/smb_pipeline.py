@@ -31,6 +31,8 @@ SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 TIMESPEC = struct.Struct("@qq")
 NETBIOS_SESSION_MESSAGE = 0x00
 NETBIOS_KEEP_ALIVE = 0x85
+# SMB2 header fields (MS-SMB2 2.2.1): Status at byte 8, Flags at byte 16.
+STATUS_AND_FLAGS = struct.Struct("<I4xI")
 
 
 class PipelinedSession(smb_raw.Session):
@@ -129,11 +131,16 @@ class PipelinedSession(smb_raw.Session):
         answers = {}
         while wanted:
             data, arrived = self._recv_frame()
+            # An interim response (the request went async) is skipped before
+            # impacket parses it, which costs about 160 us of this client's
+            # CPU: on a 2-CPU machine that time is taken from the servers,
+            # and only a server that answers asynchronously sends interims.
+            status, flags = STATUS_AND_FLAGS.unpack_from(data, 8)
+            if status == nt_errors.STATUS_PENDING and \
+                    flags & smb3structs.SMB2_FLAGS_ASYNC_COMMAND:
+                continue
             packet = SMB2Packet(data)
             mid = packet["MessageID"]
-            if packet["Status"] == nt_errors.STATUS_PENDING and \
-                    packet["Flags"] & smb3structs.SMB2_FLAGS_ASYNC_COMMAND:
-                continue  # interim response: the request went async
             if mid in wanted:
                 answers[mid] = (packet["Status"], arrived, len(answers), packet)
                 wanted.discard(mid)
