@@ -22,12 +22,14 @@ packages=(
 	# the ASan/UBSan build and libFuzzer targets (scripts/sanitize-build.sh);
 	# llvm for llvm-symbolizer in sanitizer reports
 	clang libclang-rt-14-dev llvm
-	# the block-device test (selftest/blockdev): QEMU with emulated NVMe, a
-	# static busybox for the guest's initramfs, ldd (libc-bin) for the
-	# helper's libraries; the guest kernel is fetched and cached by the test
-	# itself (apt-get download linux-image-*), the LIO SCSI target is set up
-	# through configfs directly
-	qemu-system-x86 busybox-static libc-bin
+	# the QEMU guests: the block-device test (selftest/blockdev, emulated
+	# NVMe) and the Linux SMB client test (test_linux_client.py, cifs.ko,
+	# QEMU's user network), a static busybox for their initramfs, ldd
+	# (libc-bin) for the libraries of the programs they carry (the helper;
+	# coreutils' cp, xfsprogs' xfs_io); the guest kernel is fetched and
+	# cached by the tests themselves (apt-get download linux-image-*), the
+	# LIO SCSI target is set up through configfs directly
+	qemu-system-x86 busybox-static libc-bin coreutils
 )
 
 missing=()

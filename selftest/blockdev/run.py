@@ -20,12 +20,22 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(os.path.dirname(HERE), "qemu"))
 
 import guest_kernel  # noqa: E402
 import initramfs  # noqa: E402
 
 MIB = 1 << 20
+
+# What the guest loads, by module name. Crypto providers first: crc-t10dif,
+# crc64-rocksoft and crc32c look their algorithm up at load time, and the
+# guest has no modprobe to load it on demand.
+KERNEL_MODULES = [
+    "crct10dif_generic", "crc64_rocksoft_generic", "crc32c_generic",
+    "nvme",                                   # NVMe namespaces, ngXnY
+    "target_core_mod", "tcm_loop", "sd_mod",  # LIO + tcm_loop SCSI disks
+    "ext4",                                   # a mounted device (busybox mke2fs)
+]
 
 # The NVMe namespaces, in nsid order (/dev/nvme0n1 ... n4). Limits are in
 # logical blocks; msrc is 0-based. Chosen so that each limit is the one that
@@ -74,24 +84,13 @@ def make_images(workdir):
 
 
 def build_initramfs(path, kernel_dir, build_dir):
-    archive = initramfs.Archive()
-    busybox = shutil.which("busybox") or "/bin/busybox"
-    if initramfs.shared_libraries(busybox):
-        raise RuntimeError(f"{busybox} is not static: install busybox-static")
-    archive.copy(busybox, "bin/busybox", 0o755)
-    archive.symlink("bin/sh", "busybox")  # for /init's #!; it installs the rest
-    archive.copy(os.path.join(HERE, "guest_init.sh"), "init", 0o755)
+    archive = initramfs.guest_base(os.path.join(HERE, "guest_init.sh"), kernel_dir)
     archive.program(os.path.join(build_dir, "helper", "copyoffloadd"), "bin/copyoffloadd")
     archive.program(os.path.join(build_dir, "helper", "copyoffload"), "bin/copyoffload")
     test = os.path.join(build_dir, "selftest", "blockdev", "blockdev-test")
     if initramfs.shared_libraries(test):
         raise RuntimeError(f"{test} is not static")
     archive.copy(test, "bin/blockdev-test", 0o755)
-    for name in open(os.path.join(kernel_dir, "modules.order")).read().split():
-        archive.copy(os.path.join(kernel_dir, "modules", name), f"lib/modules/{name}", 0o644)
-    archive.copy(os.path.join(kernel_dir, "modules.order"), "lib/modules/modules.order")
-    for directory in ("proc", "sys", "dev", "tmp", "run", "mnt"):
-        archive.directory(directory)
     archive.write(path)
 
 
@@ -141,11 +140,11 @@ def main():
     keep = args.keep
     passed = failed = 0
     try:
-        kernel_dir = guest_kernel.ensure_kernel()
+        kernel_dir = guest_kernel.ensure_kernel("blockdev", KERNEL_MODULES)
         initrd = os.path.join(workdir, "initrd.gz")
         build_initramfs(initrd, kernel_dir, os.path.abspath(args.build_dir))
         prepared = time.monotonic()
-        print(f"blockdev: guest kernel {os.path.basename(kernel_dir)}, "
+        print(f"blockdev: guest kernel {os.path.basename(os.path.dirname(kernel_dir))}, "
               f"initramfs {os.path.getsize(initrd) // 1024} KiB, "
               f"ready in {prepared - started:.1f} s", flush=True)
         lines, finished, status = run_guest(kernel_dir, initrd, workdir, args.timeout,

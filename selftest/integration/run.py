@@ -36,6 +36,7 @@ import test_dup_torture
 import test_faults
 import test_helper_down
 import test_inline_clone
+import test_linux_client
 import test_load
 import test_options
 import test_probe
@@ -49,7 +50,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 
 TEST_MODULES = (test_scopy, test_torture, test_dup_torture, test_clone, test_inline_clone,
                 test_chunk_runs, test_helper_down, test_faults, test_load, test_samba_versions,
-                test_options, test_restart, test_stats, test_probe, test_blockdev_share)
+                test_options, test_restart, test_stats, test_probe, test_blockdev_share,
+                test_linux_client)
 
 PANIC_RE = r"PANIC|INTERNAL ERROR|smb_panic"
 

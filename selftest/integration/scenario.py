@@ -100,9 +100,18 @@ BLOCKDEV_SHARES = {
     "raw": [MODULE],
 }
 
+# Linux's SMB client in a QEMU guest (test_linux_client.py): the scenario's
+# XFS, an ext4 and a tiny ext4 to fill up.
+LINUX_CLIENT_SHARES = {
+    "xfs": [MODULE],
+    "ext4": [MODULE],
+    "tiny": [MODULE],
+}
+
 KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
                "faults": FAULT_SHARES, "hang": HANG_SHARES, "load": LOAD_SHARES,
-               "ops": OPS_SHARES, "blockdev": BLOCKDEV_SHARES}
+               "ops": OPS_SHARES, "blockdev": BLOCKDEV_SHARES,
+               "linux-client": LINUX_CLIENT_SHARES}
 
 # Extra copyoffloadd options per scenario kind.
 HELPER_ARGS = {"blockdev": ["--device-copy"]}
@@ -146,6 +155,7 @@ GLOBAL_OPTIONS = {"hang": {"copyoffload:helper timeout": "5"},
 EXTRA_FILESYSTEMS = {
     "faults": {"tiny": ("ext4", 64 << 20)},
     "load": {"xfs": ("xfs", 1 << 30)},
+    "linux-client": {"ext4": ("ext4", 1 << 30), "tiny": ("ext4", 64 << 20)},
 }
 
 
@@ -222,6 +232,10 @@ def load(fs_type):
 
 def blockdev(fs_type):
     return Scenario("blockdev", fs_type)
+
+
+def linux_client():
+    return Scenario("linux-client", "xfs")
 
 
 @dataclasses.dataclass

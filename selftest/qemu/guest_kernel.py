@@ -1,16 +1,17 @@
-"""Debian's kernel for the QEMU guest: vmlinuz plus the few modules the test
+"""Debian's kernel for the QEMU guests: vmlinuz plus the few modules a test
 loads, cached by package name and version.
 
 The package is what linux-image-amd64 depends on (Debian 12: a 6.1 kernel).
-`apt-get download` fetches it once; the cache keeps vmlinuz, the modules
-(with everything they depend on, found in each module's .modinfo section)
-and their load order in
+`apt-get download` fetches it once and keeps the .deb; each test names its
+set of modules, and the cache keeps vmlinuz, that set's modules (with
+everything they depend on, found in each module's .modinfo section) and
+their load order in
 
-    /var/cache/copyoffload/qemu/kernel/<package>_<version>/
+    /var/cache/copyoffload/qemu/kernel/<package>_<version>/<set>/
 
 A second run only reads that directory. When apt cannot say which kernel is
 current (no package lists) or cannot fetch it, the package lists are
-refreshed once; failing that, the newest cached kernel is used.
+refreshed once; failing that, the newest cached kernel with the set is used.
 """
 
 import glob
@@ -21,17 +22,6 @@ import subprocess
 import tempfile
 
 CACHE_ROOT = "/var/cache/copyoffload/qemu/kernel"
-
-# What the guest needs, by module name. Crypto providers first: crc-t10dif,
-# crc64-rocksoft and crc32c look their algorithm up at load time, and the
-# guest has no modprobe to load it on demand.
-WANTED = [
-    "crct10dif_generic", "crc64_rocksoft_generic", "crc32c_generic",
-    "nvme",                                   # NVMe namespaces, ngXnY
-    "target_core_mod", "tcm_loop", "sd_mod",  # LIO + tcm_loop SCSI disks
-    "ext4",                                   # a mounted device (busybox mke2fs)
-]
-
 
 def _run(argv):
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
@@ -129,19 +119,29 @@ def _cached(directory):
             os.path.isfile(os.path.join(directory, "modules.order")))
 
 
-def _newest_cached():
-    cached = sorted(d for d in glob.glob(os.path.join(CACHE_ROOT, "*")) if _cached(d))
+def _newest_cached(set_name):
+    cached = sorted(d for d in glob.glob(os.path.join(CACHE_ROOT, "*", set_name))
+                    if _cached(d))
     return cached[-1] if cached else None
 
 
-def _fetch(package, version, directory, log):
-    """Downloads the package and caches its pieces in `directory`."""
-    log(f"guest kernel: fetching {package} {version} (once; cached in {directory})")
-    os.makedirs(CACHE_ROOT, exist_ok=True)
+def _package_file(package, version, log):
+    """The kernel's .deb, downloaded once into the cache."""
+    deb = os.path.join(CACHE_ROOT, f"{package}_{version}", f"{package}.deb")
+    if os.path.isfile(deb):
+        return deb
+    log(f"guest kernel: fetching {package} {version} (once; cached in {os.path.dirname(deb)})")
+    os.makedirs(os.path.dirname(deb), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_ROOT) as work:
         subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work,
                        check=True, capture_output=True)
-        deb = glob.glob(os.path.join(work, "*.deb"))[0]
+        os.rename(glob.glob(os.path.join(work, "*.deb"))[0], deb)
+    return deb
+
+
+def _stage(deb, wanted, directory):
+    """Unpacks vmlinuz and the wanted modules into `directory`."""
+    with tempfile.TemporaryDirectory(dir=CACHE_ROOT) as work:
         tree = os.path.join(work, "tree")
         subprocess.run(["dpkg-deb", "-x", deb, tree], check=True)
         vmlinuz = glob.glob(os.path.join(tree, "boot", "vmlinuz-*"))[0]
@@ -150,7 +150,7 @@ def _fetch(package, version, directory, log):
         os.makedirs(os.path.join(staged, "modules"))
         shutil.copy2(vmlinuz, os.path.join(staged, "vmlinuz"))
         names = []
-        for path in module_order(modules_dir, WANTED):
+        for path in module_order(modules_dir, wanted):
             shutil.copy2(path, os.path.join(staged, "modules"))
             names.append(os.path.basename(path))
         with open(os.path.join(staged, "modules.order"), "w") as f:
@@ -160,17 +160,18 @@ def _fetch(package, version, directory, log):
         os.rename(staged, directory)
 
 
-def ensure_kernel(log=print):
-    """Directory with vmlinuz, modules/*.ko and modules.order (load order)."""
+def ensure_kernel(set_name, wanted, log=print):
+    """Directory with vmlinuz, modules/*.ko and modules.order (load order)
+    for the modules `wanted` (names), cached under `set_name`."""
     for attempt in range(2):
         current = current_package()
         if current is not None:
             package, version = current
-            directory = os.path.join(CACHE_ROOT, f"{package}_{version}")
+            directory = os.path.join(CACHE_ROOT, f"{package}_{version}", set_name)
             if _cached(directory):
                 return directory
             try:
-                _fetch(package, version, directory, log)
+                _stage(_package_file(package, version, log), wanted, directory)
                 return directory
             except subprocess.CalledProcessError as e:
                 log(f"guest kernel: fetching {package} {version} failed: "
@@ -179,8 +180,8 @@ def ensure_kernel(log=print):
             # Stale or missing package lists: the version they name may be
             # gone from the mirror.
             subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-    cached = _newest_cached()
+    cached = _newest_cached(set_name)
     if cached is None:
         raise RuntimeError("cannot fetch the linux-image-amd64 kernel and none is cached")
-    log(f"guest kernel: using the cached {os.path.basename(cached)}")
+    log(f"guest kernel: using the cached {os.path.basename(os.path.dirname(cached))}")
     return cached

@@ -6,6 +6,7 @@ found with ldd and put at the paths they have here."""
 import gzip
 import os
 import re
+import shutil
 import stat
 import subprocess
 
@@ -85,3 +86,23 @@ class Archive:
         out += self._record("TRAILER!!!", 0, b"")
         with gzip.open(path, "wb", compresslevel=1) as f:
             f.write(bytes(out))
+
+
+def guest_base(init_script, kernel_dir):
+    """An archive with what every guest has: static busybox (its /init runs
+    `busybox --install`), init_script as /init, the kernel modules staged in
+    kernel_dir (guest_kernel.py) under /lib/modules with their load order,
+    and the usual mount points."""
+    archive = Archive()
+    busybox = shutil.which("busybox") or "/bin/busybox"
+    if shared_libraries(busybox):
+        raise RuntimeError(f"{busybox} is not static: install busybox-static")
+    archive.copy(busybox, "bin/busybox", 0o755)
+    archive.symlink("bin/sh", "busybox")  # for /init's #!; it installs the rest
+    archive.copy(init_script, "init", 0o755)
+    for name in open(os.path.join(kernel_dir, "modules.order")).read().split():
+        archive.copy(os.path.join(kernel_dir, "modules", name), f"lib/modules/{name}", 0o644)
+    archive.copy(os.path.join(kernel_dir, "modules.order"), "lib/modules/modules.order")
+    for directory in ("proc", "sys", "dev", "tmp", "run", "mnt"):
+        archive.directory(directory)
+    return archive

@@ -1,0 +1,278 @@
+"""Linux's own SMB3 client (cifs.ko, in a QEMU guest: linux_guest.py) copying
+on cifs mounts of the module's shares with the host's cp and xfs_io.
+
+cp (coreutils 9.1) clones first (FICLONE) and falls back to copy_file_range
+for a dense file. cifs sends FSCTL_DUPLICATE_EXTENTS_TO_FILE for a clone only
+where the share advertises FILE_SUPPORTS_BLOCK_REFCOUNTING (which stock
+Samba 4.17 does on no XFS share, and the module does where the filesystem
+clones), and for copy_file_range FSCTL_SRV_REQUEST_RESUME_KEY, then one
+FSCTL_SRV_COPYCHUNK_WRITE per 1 MiB. Every case checks the client's exit
+status and, on the host's own mount of the share, the destination byte for
+byte, and reads the helper's log for what it moved. Scenario "linux-client":
+shares "xfs" (reflink), "ext4" and "tiny" (a 64 MiB ext4). Cases:
+
+  * `cp-clones-on-xfs`: cp of 24 MiB: identical, every byte in SHARED
+    extents, the helper cloned exactly the file's size.
+  * `cp-copies-on-ext4`: cp of 40 MiB: no block refcounting, so cifs
+    refuses the clone itself and cp falls back to copy_file_range; identical,
+    the helper moved it all with copy_file_range.
+  * `reflink-always-refused-on-ext4`: cp --reflink=always fails with
+    "Operation not supported" and leaves an empty file; the helper moved
+    nothing.
+  * `copy-range-unaligned-on-ext4`, `...-on-xfs`: xfs_io copy_range of
+    2,000,000 bytes from offset 12345 to 7777 of a pre-filled file: that
+    range is the source's, the rest untouched.
+  * `reflink-range-on-xfs`: xfs_io reflink of 4 MiB at 1 MiB to 2 MiB of an
+    8 MiB file: identical, SHARED, cloned by the helper.
+  * `reflink-unaligned-refused`: xfs_io reflink of 8192 bytes from offset
+    1000: the client gets EINVAL (smbd's STATUS_INVALID_PARAMETER, which its
+    log names), the destination stays as it was.
+  * `written-then-copied`: the guest writes a file through its page cache
+    and copies it at once: the copy has the new bytes (cifs writes the
+    source back before the copychunk), seen alike by guest and host.
+  * `disk-full`: cp of 24 MiB into a share with 8 MiB free fails with "No
+    space left on device"; the destination holds a prefix of the source, and
+    the helper reported no byte the file lacks.
+
+Module mode only, and in the XFS pass of the runner (the scenario makes its
+own ext4 filesystems).
+"""
+
+import functools
+import hashlib
+import os
+import re
+import subprocess
+
+import helper_daemon
+import linux_guest
+import scenario
+import test_clone
+import test_scopy
+import testcase
+
+MiB = 1 << 20
+GUEST_MOUNTS = "/mnt"
+# By path: the guest's busybox sh runs its own applets before PATH's programs.
+CP, XFS_IO = linux_guest.PROGRAMS
+
+
+def guest(env):
+    """The scenario's booted guest, with every share mounted at
+    /mnt/SHARE (vers=3.1.1, attributes never cached). A guest that failed
+    to come up fails every case with the same reason."""
+    if "guest" not in env.cache:
+        env.cache["guest"] = None
+        vm = linux_guest.LinuxGuest(env.dir)
+        env.defer("stop the Linux client guest", vm.stop)
+        vm.start()
+        for share in scenario.KIND_SHARES["linux-client"]:
+            options = (f"port={env.server.port},username={env.user.name},"
+                       f"password={env.user.password},vers=3.1.1,actimeo=0")
+            status, output = vm.run(f"mkdir -p {GUEST_MOUNTS}/{share} && mount -t cifs "
+                                    f"//{linux_guest.HOST_ADDRESS}/{share} "
+                                    f"{GUEST_MOUNTS}/{share} -o {options} || {{ dmesg | tail -n 5; false; }}")
+            if status != 0:
+                raise RuntimeError(f"mount of {share} in the guest failed: {' | '.join(output)}")
+        env.defer("unmount the guest's shares",
+                  lambda: vm.run(f"umount {GUEST_MOUNTS}/*", timeout=30))
+        env.cache["guest"] = vm
+    if env.cache["guest"] is None:
+        raise RuntimeError("the Linux client guest did not come up (see the first case)")
+    return env.cache["guest"]
+
+
+def in_guest(share, name):
+    return f"{GUEST_MOUNTS}/{share}/{name}"
+
+
+def run_client(env, check, command, expect_ok=True):
+    """Runs command in the guest; returns (status, output text)."""
+    status, output = guest(env).run(command)
+    text = " | ".join(output)
+    if expect_ok:
+        check.require(status == 0, f"`{command}` exited {status}: {text}")
+    else:
+        check.require(status != 0, f"`{command}` succeeded, expected a failure: {text}")
+    return status, text
+
+
+def run_xfs_io(env, check, path, command, error=None):
+    """xfs_io -c COMMAND PATH in the guest. xfs_io exits 0 whether its
+    command worked or not, so success is silence, and a failure is the
+    error text expected; returns the output text."""
+    _, text = run_client(env, check, f"{XFS_IO} -c '{command}' {path}")
+    if error is None:
+        check.require(not text, f"xfs_io {command}: {text}")
+    else:
+        check.require(error in text, f"xfs_io {command}: {text or 'no error'}, expected {error}")
+    return text
+
+
+def prefilled_file(env, share, name, size, byte=0xAA):
+    path = env.share_path(share, name)
+    with open(path, "wb") as f:
+        f.write(bytes([byte]) * size)
+    os.chown(path, env.user.uid, env.user.gid)
+    return path
+
+
+def require_same(check, path, expected, what):
+    actual = test_clone.read_file(path)
+    check.require(len(actual) == len(expected),
+                  f"{what}: {len(actual)} bytes, expected {len(expected)}")
+    if actual != expected:
+        first = next(i for i, (a, b) in enumerate(zip(actual, expected)) if a != b)
+        check.fail(f"{what}: differs from the expected bytes first at offset {first}")
+
+
+def helper_summary(env, position):
+    return helper_daemon.summarize(env.helper.records_since(position))
+
+
+def require_one_clone_request(env, check, position):
+    """A clone through FSCTL_DUPLICATE_EXTENTS_TO_FILE is one helper request;
+    copychunk's fallback would clone too, but in one request per 1 MiB."""
+    summary = helper_summary(env, position)
+    check.require(summary.count == 1,
+                  f"{summary.count} helper requests, expected the one of a "
+                  f"DUPLICATE_EXTENTS_TO_FILE ({summary.describe()})")
+
+
+# ------------------------------------------------------------------ cases
+
+def cp_clones_on_xfs(env, check):
+    size = 24 * MiB
+    src, data = test_clone.create_share_file(env, "xfs", "cp-src.bin", size)
+    position = env.helper.log_position()
+    run_client(env, check, f"{CP} {in_guest('xfs', 'cp-src.bin')} {in_guest('xfs', 'cp-dst.bin')}")
+    dst = env.share_path("xfs", "cp-dst.bin")
+    require_same(check, dst, data, "the copy")
+    test_clone.require_shared(env, check, dst, [(0, size)], "the copy")
+    test_clone.require_helper_cloned(env, check, position, size)
+    require_one_clone_request(env, check, position)
+
+
+def cp_copies_on_ext4(env, check):
+    size = 40 * MiB
+    src, data = test_clone.create_share_file(env, "ext4", "cp-src.bin", size)
+    position = env.helper.log_position()
+    run_client(env, check,
+               f"{CP} {in_guest('ext4', 'cp-src.bin')} {in_guest('ext4', 'cp-dst.bin')}")
+    require_same(check, env.share_path("ext4", "cp-dst.bin"), data, "the copy")
+    summary = test_scopy.check_helper_copied(env, check, position, size)
+    moved = summary.method_bytes["copy_file_range"]
+    check.require(moved == size, f"helper copied {moved} bytes with copy_file_range, "
+                                 f"expected {size} ({summary.describe()})")
+
+
+def reflink_always_refused_on_ext4(env, check):
+    test_clone.create_share_file(env, "ext4", "always-src.bin", MiB)
+    position = env.helper.log_position()
+    _, text = run_client(env, check, f"{CP} --reflink=always {in_guest('ext4', 'always-src.bin')} "
+                                     f"{in_guest('ext4', 'always-dst.bin')}", expect_ok=False)
+    check.require("Operation not supported" in text, f"{CP} said: {text}")
+    size = os.path.getsize(env.share_path("ext4", "always-dst.bin"))
+    check.require(size == 0, f"the refused clone left {size} bytes")
+    summary = helper_summary(env, position)
+    check.require(summary.bytes_ok == 0, f"the helper moved bytes: {summary.describe()}")
+    check.note(f"cp: {text}")
+
+
+def copy_range_unaligned(env, check, share):
+    src_off, dst_off, length, dst_size = 12345, 7777, 2_000_000, 4 * MiB
+    _, data = test_clone.create_share_file(env, share, "range-src.bin", 3 * MiB)
+    dst = prefilled_file(env, share, "range-dst.bin", dst_size)
+    position = env.helper.log_position()
+    run_xfs_io(env, check, in_guest(share, "range-dst.bin"),
+               f"copy_range -s {src_off} -d {dst_off} -l {length} {in_guest(share, 'range-src.bin')}")
+    expected = bytearray(b"\xaa" * dst_size)
+    expected[dst_off:dst_off + length] = data[src_off:src_off + length]
+    require_same(check, dst, bytes(expected), "the destination")
+    test_scopy.check_helper_copied(env, check, position, length)
+
+
+def reflink_range_on_xfs(env, check):
+    src_off, dst_off, length = MiB, 2 * MiB, 4 * MiB
+    _, data = test_clone.create_share_file(env, "xfs", "reflink-src.bin", 8 * MiB)
+    dst = prefilled_file(env, "xfs", "reflink-dst.bin", 8 * MiB)
+    position = env.helper.log_position()
+    run_xfs_io(env, check, in_guest("xfs", "reflink-dst.bin"),
+               f"reflink -q {in_guest('xfs', 'reflink-src.bin')} {src_off} {dst_off} {length}")
+    expected = bytearray(b"\xaa" * (8 * MiB))
+    expected[dst_off:dst_off + length] = data[src_off:src_off + length]
+    require_same(check, dst, bytes(expected), "the destination")
+    test_clone.require_shared(env, check, dst, [(dst_off, dst_off + length)], "the range")
+    test_clone.require_helper_cloned(env, check, position, length)
+    require_one_clone_request(env, check, position)
+
+
+def reflink_unaligned_refused(env, check):
+    test_clone.create_share_file(env, "xfs", "odd-src.bin", MiB)
+    dst = prefilled_file(env, "xfs", "odd-dst.bin", MiB)
+    position = env.helper.log_position()
+    text = run_xfs_io(env, check, in_guest("xfs", "odd-dst.bin"),
+                      f"reflink -q {in_guest('xfs', 'odd-src.bin')} 1000 4096 8192",
+                      error="Invalid argument")
+    require_same(check, dst, b"\xaa" * MiB, "the destination")
+    summary = helper_summary(env, position)
+    check.require(summary.bytes_ok == 0, f"the helper moved bytes: {summary.describe()}")
+    # The client's EINVAL is smbd's answer, and its log names the copy.
+    logged = env.server.log_matches(r"copy of 8192 bytes to odd-dst\.bin at 4096 failed "
+                                    r"after 0 bytes: .*NT_STATUS_INVALID_PARAMETER")
+    check.require(logged, "smbd logged no line about the refused clone")
+    check.note(f"xfs_io: {text}")
+
+
+def written_then_copied(env, check):
+    src, dst = in_guest("ext4", "fresh-src.bin"), in_guest("ext4", "fresh-dst.bin")
+    _, text = run_client(env, check, f"dd if=/dev/urandom of={src} bs=64k count=64 2>/dev/null "
+                                     f"&& {CP} {src} {dst} && sha256sum {src} {dst}")
+    sums = re.findall(r"\b([0-9a-f]{64})\b", text)
+    check.require(len(sums) == 2 and sums[0] == sums[1],
+                  f"the guest reads different copies: {text}")
+    host = [test_scopy.sha256_file(env.share_path("ext4", name))
+            for name in ("fresh-src.bin", "fresh-dst.bin")]
+    check.require(host == sums, f"the host reads {host}, the guest {sums}")
+
+
+def disk_full(env, check):
+    size = 24 * MiB
+    _, data = test_clone.create_share_file(env, "tiny", "full-src.bin", size)
+    mount_point = env.filesystem("tiny").mount_point
+    filler = os.path.join(mount_point, "filler")
+    free = os.statvfs(mount_point).f_bavail * os.statvfs(mount_point).f_frsize
+    subprocess.run(["fallocate", "-l", str(free - 8 * MiB), filler], check=True)
+    position = env.helper.log_position()
+    _, text = run_client(env, check, f"{CP} {in_guest('tiny', 'full-src.bin')} "
+                                     f"{in_guest('tiny', 'full-dst.bin')}", expect_ok=False)
+    check.require("No space left on device" in text, f"{CP} said: {text}")
+    dst = test_clone.read_file(env.share_path("tiny", "full-dst.bin"))
+    check.require(0 < len(dst) < size, f"the destination has {len(dst)} bytes")
+    check.require(dst == data[:len(dst)], "the destination is not a prefix of the source")
+    summary = helper_summary(env, position)
+    check.require(summary.failed, f"the helper logged no failed copy: {summary.describe()}")
+    check.require(summary.bytes_ok + sum(r.bytes for r in summary.failed) <= len(dst),
+                  f"the helper reported more bytes than the destination has ({len(dst)}): "
+                  f"{summary.describe()}")
+    check.note(f"{len(dst)} of {size} bytes, cp: {text}")
+
+
+CASES = (
+    ("cp-clones-on-xfs", cp_clones_on_xfs),
+    ("cp-copies-on-ext4", cp_copies_on_ext4),
+    ("reflink-always-refused-on-ext4", reflink_always_refused_on_ext4),
+    ("copy-range-unaligned-on-ext4", functools.partial(copy_range_unaligned, share="ext4")),
+    ("copy-range-unaligned-on-xfs", functools.partial(copy_range_unaligned, share="xfs")),
+    ("reflink-range-on-xfs", reflink_range_on_xfs),
+    ("reflink-unaligned-refused", reflink_unaligned_refused),
+    ("written-then-copied", written_then_copied),
+    ("disk-full", disk_full),
+)
+
+
+def cases(fs_type, stock):
+    if stock or fs_type != "xfs":
+        return []
+    scen = scenario.linux_client()
+    return [testcase.Case(f"linux-client:{name}", scen, body) for name, body in CASES]
