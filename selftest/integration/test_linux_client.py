@@ -27,6 +27,11 @@ shares "xfs" (reflink), "ext4" and "tiny" (a 64 MiB ext4). Cases:
   * `reflink-unaligned-refused`: xfs_io reflink of 8192 bytes from offset
     1000: the client gets EINVAL (smbd's STATUS_INVALID_PARAMETER, which its
     log names), the destination stays as it was.
+  * `parallel-copies-on-ext4`: four cp of one 8 MiB file at once, on the
+    one connection (one smbd process) cifs keeps: all identical.
+  * `copy-range-past-4gib-on-ext4`: xfs_io copy_range of 1 MiB from
+    4 GiB + 12345 of a sparse 5 GiB file to 4 GiB + 777 of a new one: the
+    range exact, nothing written below it.
   * `written-then-copied`: the guest writes a file through its page cache
     and copies it at once: the copy has the new bytes (cifs writes the
     source back before the copychunk), seen alike by guest and host.
@@ -39,7 +44,6 @@ own ext4 filesystems).
 """
 
 import functools
-import hashlib
 import os
 import re
 import subprocess
@@ -224,6 +228,53 @@ def reflink_unaligned_refused(env, check):
     check.note(f"xfs_io: {text}")
 
 
+def parallel_copies_on_ext4(env, check):
+    """cifs keeps one connection per server, so one smbd process serves
+    the guest: four copies in flight on it at once."""
+    size, count = 8 * MiB, 4
+    _, data = test_clone.create_share_file(env, "ext4", "par-src.bin", size)
+    position = env.helper.log_position()
+    src = in_guest("ext4", "par-src.bin")
+    copies = " ".join(f"{CP} {src} {in_guest('ext4', f'par-dst{i}.bin')} & pids=\"$pids $!\";"
+                      for i in range(count))
+    # Each cp's own status: wait PID returns it.
+    run_client(env, check, f"pids=; {copies} status=0; "
+                           f"for p in $pids; do wait $p || status=1; done; exit $status")
+    for i in range(count):
+        require_same(check, env.share_path("ext4", f"par-dst{i}.bin"), data, f"copy {i}")
+    test_scopy.check_helper_copied(env, check, position, count * size)
+    peers = {r.peer_pid for r in env.helper.records_since(position)}
+    check.require(len(peers) == 1, f"the copies came from smbd processes {sorted(peers)}, "
+                                   f"expected the one of the guest's connection")
+
+
+def copy_range_past_4gib_on_ext4(env, check):
+    """Offsets beyond 32 bits, through the client, smbd, the module and the
+    helper: 1 MiB from 4 GiB + 12345 of a sparse 5 GiB file to 4 GiB + 777."""
+    src_off, dst_off, length = (4 << 30) + 12345, (4 << 30) + 777, MiB
+    data = os.urandom(length)
+    src = env.share_path("ext4", "big-src.bin")
+    with open(src, "wb") as f:
+        f.truncate(5 << 30)
+        f.seek(src_off)
+        f.write(data)
+    os.chown(src, env.user.uid, env.user.gid)
+    dst = env.share_path("ext4", "big-dst.bin")
+    position = env.helper.log_position()
+    run_client(env, check, f"{XFS_IO} -f -c 'copy_range -s {src_off} -d {dst_off} -l {length} "
+                           f"{in_guest('ext4', 'big-src.bin')}' {in_guest('ext4', 'big-dst.bin')}")
+    check.require(os.path.getsize(dst) == dst_off + length,
+                  f"the destination has {os.path.getsize(dst)} bytes, expected {dst_off + length}")
+    with open(dst, "rb") as f:
+        f.seek(dst_off)
+        check.require(f.read(length) == data, "the copied range differs from the source's")
+        # Nothing was written below the range: a hole up to its first block.
+        first_data = os.lseek(f.fileno(), 0, os.SEEK_DATA)
+    check.require(first_data >= dst_off - dst_off % 4096,
+                  f"the destination has data at {first_data}, below the copied range")
+    test_scopy.check_helper_copied(env, check, position, length)
+
+
 def written_then_copied(env, check):
     src, dst = in_guest("ext4", "fresh-src.bin"), in_guest("ext4", "fresh-dst.bin")
     _, text = run_client(env, check, f"dd if=/dev/urandom of={src} bs=64k count=64 2>/dev/null "
@@ -266,6 +317,8 @@ CASES = (
     ("copy-range-unaligned-on-xfs", functools.partial(copy_range_unaligned, share="xfs")),
     ("reflink-range-on-xfs", reflink_range_on_xfs),
     ("reflink-unaligned-refused", reflink_unaligned_refused),
+    ("parallel-copies-on-ext4", parallel_copies_on_ext4),
+    ("copy-range-past-4gib-on-ext4", copy_range_past_4gib_on_ext4),
     ("written-then-copied", written_then_copied),
     ("disk-full", disk_full),
 )
