@@ -16,6 +16,9 @@ shares "xfs" (reflink), "ext4" and "tiny" (a 64 MiB ext4). Cases:
   * `cp-copies-on-ext4`: cp of 40 MiB: no block refcounting, so cifs
     refuses the clone itself and cp falls back to copy_file_range; identical,
     the helper moved it all with copy_file_range.
+  * `cp-across-shares-xfs-to-ext4`: cp of 6 MiB + 4097 from the XFS share
+    to the ext4 share (one session: copychunk): identical, moved by the
+    helper with read/write (the kernel's copy_file_range refuses EXDEV).
   * `reflink-always-refused-on-ext4`: cp --reflink=always fails with
     "Operation not supported" and leaves an empty file; the helper moved
     nothing.
@@ -170,6 +173,22 @@ def cp_copies_on_ext4(env, check):
                                  f"expected {size} ({summary.describe()})")
 
 
+def cp_across_shares(env, check):
+    """Two shares of one session: cifs still sends copychunk, and the helper,
+    whose copy_file_range the kernel refuses between XFS and ext4 (EXDEV),
+    moves the bytes with read/write."""
+    size = 6 * MiB + 4097
+    _, data = test_clone.create_share_file(env, "xfs", "across-src.bin", size)
+    position = env.helper.log_position()
+    run_client(env, check, f"{CP} {in_guest('xfs', 'across-src.bin')} "
+                           f"{in_guest('ext4', 'across-dst.bin')}")
+    require_same(check, env.share_path("ext4", "across-dst.bin"), data, "the copy")
+    summary = test_scopy.check_helper_copied(env, check, position, size)
+    moved = summary.method_bytes["read_write"]
+    check.require(moved == size, f"helper moved {moved} bytes with read_write, expected {size} "
+                                 f"({summary.describe()})")
+
+
 def reflink_always_refused_on_ext4(env, check):
     test_clone.create_share_file(env, "ext4", "always-src.bin", MiB)
     position = env.helper.log_position()
@@ -312,6 +331,7 @@ def disk_full(env, check):
 CASES = (
     ("cp-clones-on-xfs", cp_clones_on_xfs),
     ("cp-copies-on-ext4", cp_copies_on_ext4),
+    ("cp-across-shares-xfs-to-ext4", cp_across_shares),
     ("reflink-always-refused-on-ext4", reflink_always_refused_on_ext4),
     ("copy-range-unaligned-on-ext4", functools.partial(copy_range_unaligned, share="ext4")),
     ("copy-range-unaligned-on-xfs", functools.partial(copy_range_unaligned, share="xfs")),
