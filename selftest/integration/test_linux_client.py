@@ -148,45 +148,39 @@ def require_one_clone_request(env, check, position):
 
 # ------------------------------------------------------------------ cases
 
+def cp_with_method(env, check, name, src_share, dst_share, size, method):
+    """cp of a new file of size bytes from src_share to dst_share: identical,
+    and the helper moved all of it with method. Returns the helper log
+    position taken before the copy."""
+    _, data = test_clone.create_share_file(env, src_share, f"{name}-src.bin", size)
+    position = env.helper.log_position()
+    run_client(env, check, f"{CP} {in_guest(src_share, name + '-src.bin')} "
+                           f"{in_guest(dst_share, name + '-dst.bin')}")
+    require_same(check, env.share_path(dst_share, f"{name}-dst.bin"), data, "the copy")
+    summary = test_scopy.check_helper_copied(env, check, position, size)
+    moved = summary.method_bytes[method]
+    check.require(moved == size, f"helper moved {moved} bytes with {method}, expected {size} "
+                                 f"({summary.describe()})")
+    return position
+
+
 def cp_clones_on_xfs(env, check):
     size = 24 * MiB
-    src, data = test_clone.create_share_file(env, "xfs", "cp-src.bin", size)
-    position = env.helper.log_position()
-    run_client(env, check, f"{CP} {in_guest('xfs', 'cp-src.bin')} {in_guest('xfs', 'cp-dst.bin')}")
-    dst = env.share_path("xfs", "cp-dst.bin")
-    require_same(check, dst, data, "the copy")
-    test_clone.require_shared(env, check, dst, [(0, size)], "the copy")
-    test_clone.require_helper_cloned(env, check, position, size)
+    position = cp_with_method(env, check, "cp", "xfs", "xfs", size, "clone")
+    test_clone.require_shared(env, check, env.share_path("xfs", "cp-dst.bin"), [(0, size)],
+                              "the copy")
     require_one_clone_request(env, check, position)
 
 
 def cp_copies_on_ext4(env, check):
-    size = 40 * MiB
-    src, data = test_clone.create_share_file(env, "ext4", "cp-src.bin", size)
-    position = env.helper.log_position()
-    run_client(env, check,
-               f"{CP} {in_guest('ext4', 'cp-src.bin')} {in_guest('ext4', 'cp-dst.bin')}")
-    require_same(check, env.share_path("ext4", "cp-dst.bin"), data, "the copy")
-    summary = test_scopy.check_helper_copied(env, check, position, size)
-    moved = summary.method_bytes["copy_file_range"]
-    check.require(moved == size, f"helper copied {moved} bytes with copy_file_range, "
-                                 f"expected {size} ({summary.describe()})")
+    cp_with_method(env, check, "cp", "ext4", "ext4", 40 * MiB, "copy_file_range")
 
 
 def cp_across_shares(env, check):
     """Two shares of one session: cifs still sends copychunk, and the helper,
     whose copy_file_range the kernel refuses between XFS and ext4 (EXDEV),
     moves the bytes with read/write."""
-    size = 6 * MiB + 4097
-    _, data = test_clone.create_share_file(env, "xfs", "across-src.bin", size)
-    position = env.helper.log_position()
-    run_client(env, check, f"{CP} {in_guest('xfs', 'across-src.bin')} "
-                           f"{in_guest('ext4', 'across-dst.bin')}")
-    require_same(check, env.share_path("ext4", "across-dst.bin"), data, "the copy")
-    summary = test_scopy.check_helper_copied(env, check, position, size)
-    moved = summary.method_bytes["read_write"]
-    check.require(moved == size, f"helper moved {moved} bytes with read_write, expected {size} "
-                                 f"({summary.describe()})")
+    cp_with_method(env, check, "across", "xfs", "ext4", 6 * MiB + 4097, "read_write")
 
 
 def reflink_always_refused_on_ext4(env, check):
