@@ -13,6 +13,8 @@ shares "xfs" (reflink), "ext4" and "tiny" (a 64 MiB ext4). Cases:
 
   * `cp-clones-on-xfs`: cp of 24 MiB: identical, every byte in SHARED
     extents, the helper cloned exactly the file's size.
+  * `cp-clones-odd-size-on-xfs`: cp of 5 MiB + 123: the clone ends inside
+    a block at the source's end; identical, one clone request.
   * `cp-copies-on-ext4`: cp of 40 MiB: no block refcounting, so cifs
     refuses the clone itself and cp falls back to copy_file_range; identical,
     the helper moved it all with copy_file_range.
@@ -172,6 +174,16 @@ def cp_clones_on_xfs(env, check):
     require_one_clone_request(env, check, position)
 
 
+def cp_clones_odd_size_on_xfs(env, check):
+    """Most files end inside a block: the clone of the whole file ends at the
+    source's end, unaligned, into a target cifs has just made that long."""
+    size = 5 * MiB + 123
+    position = cp_with_method(env, check, "odd-size", "xfs", "xfs", size, "clone")
+    test_clone.require_shared(env, check, env.share_path("xfs", "odd-size-dst.bin"),
+                              [(0, size - size % 4096)], "the copy's whole blocks")
+    require_one_clone_request(env, check, position)
+
+
 def cp_copies_on_ext4(env, check):
     cp_with_method(env, check, "cp", "ext4", "ext4", 40 * MiB, "copy_file_range")
 
@@ -324,6 +336,7 @@ def disk_full(env, check):
 
 CASES = (
     ("cp-clones-on-xfs", cp_clones_on_xfs),
+    ("cp-clones-odd-size-on-xfs", cp_clones_odd_size_on_xfs),
     ("cp-copies-on-ext4", cp_copies_on_ext4),
     ("cp-across-shares-xfs-to-ext4", cp_across_shares),
     ("reflink-always-refused-on-ext4", reflink_always_refused_on_ext4),
