@@ -225,11 +225,13 @@ bool Server::guard_has_work() const
 	       (pool_.jobs_in_flight() > 0 || guard_.lifted());
 }
 
-int Server::wait_timeout_ms() const
+int Server::wait_timeout_ms()
 {
+	pool_.guard_ticking(false);
 	if (!guard_has_work()) {
 		return -1;
 	}
+	pool_.guard_ticking(true);
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(
 		next_guard_check_ - StarvationGuard::Clock::now());
 	return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));

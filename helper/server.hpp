@@ -50,8 +50,9 @@ private:
 	// --worker-policy idle, while copies are in flight or it lifted them.
 	[[nodiscard]] bool guard_has_work() const;
 	// How long epoll_wait may sleep: until the starvation guard's next
-	// look while it has work, else -1.
-	[[nodiscard]] int wait_timeout_ms() const;
+	// look while it has work, else -1; tells the workers which
+	// (WorkerPool::guard_ticking).
+	[[nodiscard]] int wait_timeout_ms();
 	void guard_workers();
 
 	const Logger &log_;

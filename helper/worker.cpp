@@ -287,7 +287,8 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 {
 	for (CopyJob &job : jobs) {
-		if (pool_.jobs_in_flight_++ == 0 && pool_.options_.idle_policy) {
+		if (pool_.jobs_in_flight_++ == 0 && pool_.options_.idle_policy &&
+		    !pool_.guard_ticking_.load()) {
 			// The main thread's starvation guard looks only while
 			// copies are in flight.
 			pool_.notify_();

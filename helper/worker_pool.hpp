@@ -46,8 +46,9 @@ class WorkerPool {
 public:
 	// Called on a worker thread while watch() is on, after a copy was
 	// answered, a connection closed or a drain finished, and with
-	// idle_policy when a copy arrives while none is in flight: the main
-	// thread wants to look again.
+	// idle_policy when a copy arrives while none is in flight and the
+	// main thread's guard is not ticking: the main thread wants to look
+	// again.
 	using Notify = std::function<void()>;
 
 	WorkerPool(const PoolOptions &options, const Logger &log, Notify notify);
@@ -70,6 +71,15 @@ public:
 
 	void watch(bool on) { watching_.store(on); }
 
+	// Main thread: whether it will wake up by itself for the starvation
+	// guard's next look. Cleared before it looks at jobs_in_flight() and
+	// set after, while a worker counts a first copy in before it reads
+	// this (both sequentially consistent): either the main thread sees
+	// the copy or the worker sees it may sleep and wakes it. So a copy
+	// that starts while the guard ticks costs no wake-up of the main
+	// thread (one chunk per request would pay one per chunk).
+	void guard_ticking(bool on) { guard_ticking_.store(on); }
+
 	// Copies read and not yet answered (or dropped).
 	[[nodiscard]] std::size_t jobs_in_flight() const { return jobs_in_flight_.load(); }
 	[[nodiscard]] std::size_t connections() const;
@@ -91,6 +101,7 @@ private:
 	PoolOptions options_;
 	Notify notify_;
 	std::atomic<bool> watching_{false};
+	std::atomic<bool> guard_ticking_{false};
 	std::atomic<std::size_t> jobs_in_flight_{0};
 	std::atomic<std::size_t> drained_{0};
 	// Workers running a piece right now, and the CPUs they share
