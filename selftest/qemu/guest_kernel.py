@@ -9,7 +9,8 @@ their load order in
 
     /var/cache/copyoffload/qemu/kernel/<package>_<version>/<set>/
 
-A second run only reads that directory. When apt cannot say which kernel is
+A second run only reads that directory (a set made for another list of
+modules is made again from the kept .deb). When apt cannot say which kernel is
 current (no package lists) or cannot fetch it, the package lists are
 refreshed once; failing that, the newest cached kernel with the set is used.
 """
@@ -22,6 +23,8 @@ import subprocess
 import tempfile
 
 CACHE_ROOT = "/var/cache/copyoffload/qemu/kernel"
+WANTED_FILE = "wanted"  # the module names a set was staged for, one per line
+
 
 def _run(argv):
     return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
@@ -114,14 +117,22 @@ def module_order(modules_dir, wanted):
     return order
 
 
-def _cached(directory):
-    return (os.path.isfile(os.path.join(directory, "vmlinuz")) and
+def _cached(directory, wanted):
+    """Whether directory holds a set staged for exactly these modules: a
+    test that changes its list gets a fresh set, not a stale one."""
+    try:
+        with open(os.path.join(directory, WANTED_FILE)) as f:
+            staged_for = f.read().split()
+    except FileNotFoundError:
+        return False
+    return (staged_for == list(wanted) and
+            os.path.isfile(os.path.join(directory, "vmlinuz")) and
             os.path.isfile(os.path.join(directory, "modules.order")))
 
 
-def _newest_cached(set_name):
+def _newest_cached(set_name, wanted):
     cached = sorted(d for d in glob.glob(os.path.join(CACHE_ROOT, "*", set_name))
-                    if _cached(d))
+                    if _cached(d, wanted))
     return cached[-1] if cached else None
 
 
@@ -155,6 +166,8 @@ def _stage(deb, wanted, directory):
             names.append(os.path.basename(path))
         with open(os.path.join(staged, "modules.order"), "w") as f:
             f.write("\n".join(names) + "\n")
+        with open(os.path.join(staged, WANTED_FILE), "w") as f:
+            f.write("\n".join(wanted) + "\n")
         if os.path.isdir(directory):
             shutil.rmtree(directory)
         os.rename(staged, directory)
@@ -168,7 +181,7 @@ def ensure_kernel(set_name, wanted, log=print):
         if current is not None:
             package, version = current
             directory = os.path.join(CACHE_ROOT, f"{package}_{version}", set_name)
-            if _cached(directory):
+            if _cached(directory, wanted):
                 return directory
             try:
                 _stage(_package_file(package, version, log), wanted, directory)
@@ -180,7 +193,7 @@ def ensure_kernel(set_name, wanted, log=print):
             # Stale or missing package lists: the version they name may be
             # gone from the mirror.
             subprocess.run(["apt-get", "update", "-q"], capture_output=True)
-    cached = _newest_cached(set_name)
+    cached = _newest_cached(set_name, wanted)
     if cached is None:
         raise RuntimeError("cannot fetch the linux-image-amd64 kernel and none is cached")
     log(f"guest kernel: using the cached {os.path.basename(os.path.dirname(cached))}")
