@@ -10,7 +10,7 @@ listening on loopback only.
 
     guest = LinuxGuest(workdir)
     guest.start()                      # boot: ~10 s under TCG
-    status, output = guest.run("cp /mnt/a /mnt/b")
+    status, output = guest.run("/usr/bin/cp /mnt/a /mnt/b")
     guest.stop()
 
 Commands and answers travel over the serial console (linux_guest_init.sh
@@ -90,7 +90,8 @@ class LinuxGuest(processes.Daemon):
         threading.Thread(target=self._read_console, daemon=True).start()
         try:
             # The firmware's escape sequences may lead the line.
-            line = self._wait_for(lambda l: "guest: " in l, timeout)
+            line = self._wait_for(lambda l: "guest: " in l, timeout,
+                                  time.monotonic() + timeout)
             line = line[line.index("guest: "):]
             if not line.startswith("guest: ready"):
                 raise GuestError(f"{line} (console: {self.console_log})")
@@ -130,9 +131,9 @@ class LinuxGuest(processes.Daemon):
                 self._lines.put(line)
         self._lines.put(None)  # QEMU is gone
 
-    def _wait_for(self, wanted, timeout):
-        """The next console line for which wanted(line) holds."""
-        deadline = time.monotonic() + timeout
+    def _wait_for(self, wanted, timeout, deadline):
+        """The next console line for which wanted(line) holds, before
+        deadline (time.monotonic(); timeout: the seconds it allowed)."""
         while True:
             try:
                 line = self._lines.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -147,8 +148,9 @@ class LinuxGuest(processes.Daemon):
                 return line
 
     def run(self, command, timeout=120):
-        """Runs a shell command (one line) in the guest: (exit status,
-        output lines, stdout and stderr together)."""
+        """Runs a shell command (one line) in the guest, for at most
+        timeout seconds: (exit status, output lines, stdout and stderr
+        together)."""
         if "\n" in command:
             raise ValueError("one line per command")
         if self._token is None:
@@ -160,8 +162,10 @@ class LinuxGuest(processes.Daemon):
         self.proc.stdin.flush()
         out_prefix, done_prefix = f"OUT {command_id} ", f"DONE {command_id} "
         output = []
+        deadline = time.monotonic() + timeout
         while True:
-            line = self._wait_for(lambda l: l.startswith((out_prefix, done_prefix)), timeout)
+            line = self._wait_for(lambda l: l.startswith((out_prefix, done_prefix)),
+                                  timeout, deadline)
             if line.startswith(out_prefix):
                 output.append(line[len(out_prefix):])
                 continue

@@ -68,6 +68,17 @@ def read_file(path):
         return f.read()
 
 
+def require_bytes(check, path, expected, what):
+    """The file at path holds exactly `expected`; else the case fails
+    naming the first offset that differs."""
+    actual = read_file(path)
+    check.require(len(actual) == len(expected),
+                  f"{what} has {len(actual)} bytes, expected {len(expected)}")
+    if actual != expected:
+        first = next(i for i, (a, b) in enumerate(zip(actual, expected)) if a != b)
+        check.fail(f"{what} differs from the expected bytes from offset {first}")
+
+
 def require_shared(env, check, path, ranges, what, kernel_only=False):
     """FIEMAP (after a sync) puts every byte of ranges [(start, end)] of path
     in SHARED extents. kernel_only: stock Samba does not promise it (only
@@ -189,12 +200,7 @@ def unaligned_copychunk_case(env, check):
     expected = bytearray(dst_before)
     for src_off, dst_off, length in UNALIGNED_CHUNKS:
         expected[dst_off:dst_off + length] = src_data[src_off:src_off + length]
-    after = read_file(dst_path)
-    check.require(len(after) == UNALIGNED_FILE_SIZE,
-                  f"target has {len(after)} bytes, expected {UNALIGNED_FILE_SIZE}")
-    if after != expected:
-        first = next(i for i in range(len(after)) if after[i] != expected[i])
-        check.fail(f"target differs from the expected bytes from offset {first}")
+    require_bytes(check, dst_path, bytes(expected), "target")
 
     block = os.statvfs(env.fs.mount_point).f_frsize
     middles = [(-(-dst_off // block) * block, (dst_off + length) // block * block)

@@ -75,12 +75,13 @@ def guest(env):
         vm = linux_guest.LinuxGuest(env.dir)
         env.defer("stop the Linux client guest", vm.stop)
         vm.start()
+        options = (f"port={env.server.port},username={env.user.name},"
+                   f"password={env.user.password},vers=3.1.1,actimeo=0")
         for share in scenario.KIND_SHARES["linux-client"]:
-            options = (f"port={env.server.port},username={env.user.name},"
-                       f"password={env.user.password},vers=3.1.1,actimeo=0")
             status, output = vm.run(f"mkdir -p {GUEST_MOUNTS}/{share} && mount -t cifs "
                                     f"//{linux_guest.HOST_ADDRESS}/{share} "
-                                    f"{GUEST_MOUNTS}/{share} -o {options} || {{ dmesg | tail -n 5; false; }}")
+                                    f"{GUEST_MOUNTS}/{share} -o {options} "
+                                    f"|| {{ dmesg | tail -n 5; false; }}")
             if status != 0:
                 raise RuntimeError(f"mount of {share} in the guest failed: {' | '.join(output)}")
         env.defer("unmount the guest's shares",
@@ -118,23 +119,6 @@ def run_xfs_io(env, check, path, command, error=None):
     return text
 
 
-def prefilled_file(env, share, name, size, byte=0xAA):
-    path = env.share_path(share, name)
-    with open(path, "wb") as f:
-        f.write(bytes([byte]) * size)
-    os.chown(path, env.user.uid, env.user.gid)
-    return path
-
-
-def require_same(check, path, expected, what):
-    actual = test_clone.read_file(path)
-    check.require(len(actual) == len(expected),
-                  f"{what}: {len(actual)} bytes, expected {len(expected)}")
-    if actual != expected:
-        first = next(i for i, (a, b) in enumerate(zip(actual, expected)) if a != b)
-        check.fail(f"{what}: differs from the expected bytes first at offset {first}")
-
-
 def helper_summary(env, position):
     return helper_daemon.summarize(env.helper.records_since(position))
 
@@ -158,7 +142,7 @@ def cp_with_method(env, check, name, src_share, dst_share, size, method):
     position = env.helper.log_position()
     run_client(env, check, f"{CP} {in_guest(src_share, name + '-src.bin')} "
                            f"{in_guest(dst_share, name + '-dst.bin')}")
-    require_same(check, env.share_path(dst_share, f"{name}-dst.bin"), data, "the copy")
+    test_clone.require_bytes(check, env.share_path(dst_share, f"{name}-dst.bin"), data, "the copy")
     summary = test_scopy.check_helper_copied(env, check, position, size)
     moved = summary.method_bytes[method]
     check.require(moved == size, f"helper moved {moved} bytes with {method}, expected {size} "
@@ -211,26 +195,27 @@ def reflink_always_refused_on_ext4(env, check):
 def copy_range_unaligned(env, check, share):
     src_off, dst_off, length, dst_size = 12345, 7777, 2_000_000, 4 * MiB
     _, data = test_clone.create_share_file(env, share, "range-src.bin", 3 * MiB)
-    dst = prefilled_file(env, share, "range-dst.bin", dst_size)
+    dst, before = test_clone.create_share_file(env, share, "range-dst.bin", dst_size)
     position = env.helper.log_position()
     run_xfs_io(env, check, in_guest(share, "range-dst.bin"),
-               f"copy_range -s {src_off} -d {dst_off} -l {length} {in_guest(share, 'range-src.bin')}")
-    expected = bytearray(b"\xaa" * dst_size)
+               f"copy_range -s {src_off} -d {dst_off} -l {length} "
+               f"{in_guest(share, 'range-src.bin')}")
+    expected = bytearray(before)
     expected[dst_off:dst_off + length] = data[src_off:src_off + length]
-    require_same(check, dst, bytes(expected), "the destination")
+    test_clone.require_bytes(check, dst, bytes(expected), "the destination")
     test_scopy.check_helper_copied(env, check, position, length)
 
 
 def reflink_range_on_xfs(env, check):
     src_off, dst_off, length = MiB, 2 * MiB, 4 * MiB
     _, data = test_clone.create_share_file(env, "xfs", "reflink-src.bin", 8 * MiB)
-    dst = prefilled_file(env, "xfs", "reflink-dst.bin", 8 * MiB)
+    dst, before = test_clone.create_share_file(env, "xfs", "reflink-dst.bin", 8 * MiB)
     position = env.helper.log_position()
     run_xfs_io(env, check, in_guest("xfs", "reflink-dst.bin"),
                f"reflink -q {in_guest('xfs', 'reflink-src.bin')} {src_off} {dst_off} {length}")
-    expected = bytearray(b"\xaa" * (8 * MiB))
+    expected = bytearray(before)
     expected[dst_off:dst_off + length] = data[src_off:src_off + length]
-    require_same(check, dst, bytes(expected), "the destination")
+    test_clone.require_bytes(check, dst, bytes(expected), "the destination")
     test_clone.require_shared(env, check, dst, [(dst_off, dst_off + length)], "the range")
     test_clone.require_helper_cloned(env, check, position, length)
     require_one_clone_request(env, check, position)
@@ -238,12 +223,12 @@ def reflink_range_on_xfs(env, check):
 
 def reflink_unaligned_refused(env, check):
     test_clone.create_share_file(env, "xfs", "odd-src.bin", MiB)
-    dst = prefilled_file(env, "xfs", "odd-dst.bin", MiB)
+    dst, before = test_clone.create_share_file(env, "xfs", "odd-dst.bin", MiB)
     position = env.helper.log_position()
     text = run_xfs_io(env, check, in_guest("xfs", "odd-dst.bin"),
                       f"reflink -q {in_guest('xfs', 'odd-src.bin')} 1000 4096 8192",
                       error="Invalid argument")
-    require_same(check, dst, b"\xaa" * MiB, "the destination")
+    test_clone.require_bytes(check, dst, before, "the destination")
     summary = helper_summary(env, position)
     check.require(summary.bytes_ok == 0, f"the helper moved bytes: {summary.describe()}")
     # The client's EINVAL is smbd's answer, and its log names the copy.
@@ -266,7 +251,8 @@ def parallel_copies_on_ext4(env, check):
     run_client(env, check, f"pids=; {copies} status=0; "
                            f"for p in $pids; do wait $p || status=1; done; exit $status")
     for i in range(count):
-        require_same(check, env.share_path("ext4", f"par-dst{i}.bin"), data, f"copy {i}")
+        test_clone.require_bytes(check, env.share_path("ext4", f"par-dst{i}.bin"), data,
+                                 f"copy {i}")
     test_scopy.check_helper_copied(env, check, position, count * size)
     peers = {r.peer_pid for r in env.helper.records_since(position)}
     check.require(len(peers) == 1, f"the copies came from smbd processes {sorted(peers)}, "
