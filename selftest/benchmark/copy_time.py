@@ -38,9 +38,11 @@ def smbclient_scopy(env, server, share, src, dst):
     return timed_smbclient(env, server, share, f"scopy {src} {dst}")
 
 
-def session_scopy_span(env, server, share, src, dst, size, before_start=None):
+def session_scopy_span(env, server, share, src, dst, size, before_start=None,
+                       chunks_per_request=CHUNKS_PER_REQUEST):
     """(start, end, server seconds) of size bytes of src copied to dst in
-    COPYCHUNK_WRITE requests on a session opened beforehand: start and end
+    COPYCHUNK_WRITE requests of chunks_per_request 1 MiB chunks each (smbd's
+    and smbclient's 16 unless told) on a session opened beforehand: start and end
     by perf_counter(), the server's seconds as the sum of each request's
     time from its send syscall to its response's arrival (smb_pipeline), so
     that the Python client's work between requests is left out.
@@ -57,7 +59,7 @@ def session_scopy_span(env, server, share, src, dst, size, before_start=None):
         server_seconds = 0.0
         while offset < size:
             chunks = []
-            while offset < size and len(chunks) < CHUNKS_PER_REQUEST:
+            while offset < size and len(chunks) < chunks_per_request:
                 length = min(CHUNK, size - offset)
                 chunks.append((offset, offset, length))
                 offset += length
@@ -71,9 +73,10 @@ def session_scopy_span(env, server, share, src, dst, size, before_start=None):
     return started, ended, server_seconds
 
 
-def session_scopy(env, server, share, src, dst, size):
+def session_scopy(env, server, share, src, dst, size, chunks_per_request=CHUNKS_PER_REQUEST):
     """The server's seconds of session_scopy_span()."""
-    return session_scopy_span(env, server, share, src, dst, size)[2]
+    return session_scopy_span(env, server, share, src, dst, size,
+                              chunks_per_request=chunks_per_request)[2]
 
 
 def local_copy_file_range(src_path, dst_path, size):

@@ -2,7 +2,7 @@
 """copyoffload benchmark: stock smbd and smbd + copyoffload side by side.
 
     /usr/bin/python3 selftest/benchmark/run.py [--build-dir build] [--runs 5]
-        [--only copy,echo,slow,clients,chunks,connect,memory] [--markdown FILE]
+        [--only copy,echo,slow,clients,chunks,single,connect,memory] [--markdown FILE]
         [--compare OPTION=VALUE] [--idle-cgroup] [--pin-cpu CPU]
 
 Starts, in one run, a stock smbd and an smbd with the module over the same
@@ -33,11 +33,12 @@ import connect_time  # noqa: E402
 import copy_time  # noqa: E402
 import echo_latency  # noqa: E402
 import helper_memory  # noqa: E402
+import single_chunk_requests  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MIB = 1 << 20
 GIB = 1 << 30
-SECTIONS = ("copy", "echo", "slow", "clients", "chunks", "connect", "memory")
+SECTIONS = ("copy", "echo", "slow", "clients", "chunks", "single", "connect", "memory")
 CONNECTIONS = 15
 SLOW_BYTES_PER_SECOND = 50 * 1000 * 1000
 # Echo behind copychunk: enough requests for a p99 that is not just the
@@ -124,6 +125,15 @@ def run_sections(env, args, emit):
         emit("e) Per-chunk overhead (median of 20 requests)", "",
              [chunk_overhead.row(env, share, 20, reverse)
               for share in ("ext4", "xfs") for reverse in (False, True)])
+    if "single" in args.only:
+        emit("g) One 1 MiB chunk per request, as Linux's client sends (median of %d runs)"
+             % args.runs,
+             "COPYCHUNK_WRITE requests of one 1 MiB chunk, each sent after the reply to the "
+             "one before, on an open connection; server time summed as in section a. "
+             "The servers take turns run by run. No target: issue 4's are for smbclient's "
+             "16-chunk requests.",
+             [single_chunk_requests.row(env, share, 256 * MIB, args.runs)
+              for share in ("ext4", "xfs", "btrfs")])
     if "connect" in args.only:
         emit(f"f) Connection cost (median of {CONNECTIONS} connections per server)",
              "Wall time of `smbclient -c pwd`: negotiate, session setup and tree connect, "
