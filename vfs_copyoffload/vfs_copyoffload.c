@@ -413,7 +413,8 @@ static off_t copyoffload_source_size(files_struct *src_fsp, bool device_pair)
 /*
  * The checks smbd's own copy path makes, in the same order, so clients see
  * the same statuses: token, access, source size, strict locks (copychunk
- * only: a clone ignores byte-range locks, as on ReFS). On success smbd is
+ * only: a clone ignores byte-range locks, as on ReFS). A token this module
+ * did not mint is the next module's. On success smbd is
  * back in the destination's user context. NT_STATUS_MORE_PROCESSING_REQUIRED
  * means the next module must do this copy.
  */
@@ -438,7 +439,20 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	status = vfs_offload_token_db_fetch_fsp(copyoffload_offload_ctx,
 						state->token, &src_fsp);
 	if (!NT_STATUS_IS_OK(status)) {
-		return status;
+		/*
+		 * Not a token this module minted: a RESUME_KEY asked for on a
+		 * share without it, whose token only the next module's
+		 * database holds (or no token at all). The next module copies
+		 * it or gives stock Samba's answer; before 4.22 it does not
+		 * clone, and this answer is the one to give.
+		 */
+		if (is_clone && !COPYOFFLOAD_NEXT_CLONES) {
+			return status;
+		}
+		DBG_DEBUG("copyoffload: %s: resume key not ours (%s), copy "
+			  "goes to the next module\n",
+			  fsp_str_dbg(dst_fsp), nt_errstr(status));
+		return NT_STATUS_MORE_PROCESSING_REQUIRED;
 	}
 	status = vfs_offload_token_check_handles(state->fsctl, src_fsp,
 						 dst_fsp);
@@ -667,8 +681,8 @@ static struct tevent_req *copyoffload_offload_write_send(
 		status = copyoffload_write_check(state, &src_fsp);
 	}
 	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
-		DBG_DEBUG("copyoffload: %s: stream or overlapping range, "
-			  "copy goes to the next module\n",
+		DBG_DEBUG("copyoffload: %s: stream, overlapping range or "
+			  "foreign token, copy goes to the next module\n",
 			  fsp_str_dbg(dest_fsp));
 		if (!copyoffload_write_pass_to_next(req)) {
 			return tevent_req_post(req, ev);

@@ -38,6 +38,7 @@ import test_helper_down
 import test_inline_clone
 import test_linux_client
 import test_load
+import test_mixed_shares
 import test_options
 import test_probe
 import test_restart
@@ -49,7 +50,7 @@ import test_torture
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 TEST_MODULES = (test_scopy, test_torture, test_dup_torture, test_clone, test_inline_clone,
-                test_chunk_runs, test_helper_down, test_faults, test_load, test_samba_versions,
+                test_chunk_runs, test_mixed_shares, test_helper_down, test_faults, test_load, test_samba_versions,
                 test_options, test_restart, test_stats, test_probe, test_blockdev_share,
                 test_linux_client)
 

@@ -37,6 +37,9 @@ MAIN_SHARES = {
     # "copyoffload:merge chunks = no": every chunk its own helper request
     # (test_chunk_runs.py).
     "nomerge": [MODULE],
+    # No module: copies between it and a module share on one connection
+    # (test_mixed_shares.py).
+    "plain": [],
 }
 
 # Only on btrfs: copyoffload on top of vfs_btrfs, whose fs_capabilities adds

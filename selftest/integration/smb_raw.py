@@ -32,6 +32,7 @@ FILE_SUPPORTS_BLOCK_REFCOUNTING = 0x08000000
 
 STATUS_SUCCESS = nt_errors.STATUS_SUCCESS
 STATUS_INVALID_DEVICE_REQUEST = nt_errors.STATUS_INVALID_DEVICE_REQUEST
+STATUS_INVALID_HANDLE = nt_errors.STATUS_INVALID_HANDLE
 STATUS_INVALID_VIEW_SIZE = nt_errors.STATUS_INVALID_VIEW_SIZE
 STATUS_DISK_FULL = nt_errors.STATUS_DISK_FULL
 
@@ -90,11 +91,18 @@ class Session:
         self.conn.close()
         return False
 
+    @_raises_smb_error("TREE_CONNECT")
+    def connect_tree(self, share):
+        """A second tree of this connection (its id), for copies between
+        shares: a resume key is good only on the connection that asked."""
+        return self.conn.connectTree(share)
+
     @_raises_smb_error("CREATE")
-    def open(self, name, create=False):
-        """Open name read/write (create=True: create or truncate it)."""
+    def open(self, name, create=False, tree=None):
+        """Open name read/write (create=True: create or truncate it) in
+        tree (default: the session's share)."""
         return self.conn.createFile(
-            self.tree, name,
+            self.tree if tree is None else tree, name,
             desiredAccess=smb3structs.FILE_READ_DATA | smb3structs.FILE_WRITE_DATA
             | smb3structs.FILE_READ_ATTRIBUTES | smb3structs.FILE_WRITE_ATTRIBUTES,
             shareMode=smb3structs.FILE_SHARE_READ | smb3structs.FILE_SHARE_WRITE,
@@ -102,8 +110,8 @@ class Session:
                                  else smb3structs.FILE_OPEN))
 
     @_raises_smb_error("CLOSE")
-    def close(self, file_id):
-        self.conn.closeFile(self.tree, file_id)
+    def close(self, file_id, tree=None):
+        self.conn.closeFile(self.tree if tree is None else tree, file_id)
 
     @_raises_smb_error("SET_INFO FileEndOfFileInformation")
     def set_end_of_file(self, file_id, size):
@@ -128,10 +136,10 @@ class Session:
             self.conn.closeFile(self.tree, root)
         return struct.unpack_from("<I", info, 0)[0]
 
-    def fsctl(self, file_id, code, blob, max_output):
+    def fsctl(self, file_id, code, blob, max_output, tree=None):
         """Send an FSCTL; its output buffer, or SmbError."""
         try:
-            out = self.smb.ioctl(self.tree, file_id, ctlCode=code,
+            out = self.smb.ioctl(self.tree if tree is None else tree, file_id, ctlCode=code,
                                  flags=smb3structs.SMB2_0_IOCTL_IS_FSCTL,
                                  inputBlob=blob, maxInputResponse=0,
                                  maxOutputResponse=max_output)
@@ -145,9 +153,17 @@ class Session:
         blob = src_id + struct.pack("<qqq", src_off, dst_off, length)
         self.fsctl(dst_id, FSCTL_DUPLICATE_EXTENTS_TO_FILE, blob, 0)
 
-    def resume_key(self, file_id):
+    def dup_extents_status(self, src_id, dst_id, src_off, dst_off, length):
+        """dup_extents, its NTSTATUS returned instead of raised."""
+        try:
+            self.dup_extents(src_id, dst_id, src_off, dst_off, length)
+        except SmbError as e:
+            return e.status
+        return STATUS_SUCCESS
+
+    def resume_key(self, file_id, tree=None):
         """The 24-byte ResumeKey of SRV_REQUEST_RESUME_KEY's response."""
-        out = self.fsctl(file_id, FSCTL_SRV_REQUEST_RESUME_KEY, b"", 32)
+        out = self.fsctl(file_id, FSCTL_SRV_REQUEST_RESUME_KEY, b"", 32, tree=tree)
         if len(out) < 24:
             raise SmbError(f"RESUME_KEY reply of {len(out)} bytes", nt_errors.STATUS_UNSUCCESSFUL)
         return out[:24]
@@ -184,11 +200,11 @@ class Session:
         answer = self.smb.recvSMB(message_id)
         return answer["Status"], copychunk_written(answer)
 
-    def copychunk_write(self, dst_id, key, chunks):
+    def copychunk_write(self, dst_id, key, chunks, tree=None):
         """FSCTL_SRV_COPYCHUNK_WRITE of chunks [(src_off, dst_off, length)];
         returns (ChunksWritten, ChunkBytesWritten, TotalBytesWritten)."""
         out = self.fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE,
-                         copychunk_blob(key, chunks), COPYCHUNK_RESPONSE.size)
+                         copychunk_blob(key, chunks), COPYCHUNK_RESPONSE.size, tree=tree)
         return COPYCHUNK_RESPONSE.unpack_from(out, 0)
 
 

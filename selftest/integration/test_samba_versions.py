@@ -59,11 +59,7 @@ def dup_new_target(env, share, size):
     with smb_raw.connect(env, share) as s:
         src, dst = s.open("ver-src.bin"), s.open("ver-dst.bin", create=True)
         s.set_end_of_file(dst, size)
-        try:
-            s.dup_extents(src, dst, 0, 0, size)
-            status = smb_raw.STATUS_SUCCESS
-        except smb_raw.SmbError as e:
-            status = e.status
+        status = s.dup_extents_status(src, dst, 0, 0, size)
         s.close(dst)
         s.close(src)
     return data, env.share_path(share, "ver-dst.bin"), status
