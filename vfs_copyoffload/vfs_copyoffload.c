@@ -476,6 +476,12 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	if (fsp_get_io_fd(src_fsp) == -1 || fsp_get_io_fd(dst_fsp) == -1) {
 		return copyoffload_not_ours(state);
 	}
+	/* A device node and a file (4.17 serves nodes): smbd's own copy. */
+	if (!copyoffload_device_pair(src_fsp, dst_fsp) &&
+	    !(S_ISREG(src_fsp->fsp_name->st.st_ex_mode) &&
+	      S_ISREG(dst_fsp->fsp_name->st.st_ex_mode))) {
+		return copyoffload_not_ours(state);
+	}
 
 	if (!change_to_user_and_service_by_fsp(src_fsp)) {
 		return NT_STATUS_ACCESS_DENIED;

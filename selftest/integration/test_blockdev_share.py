@@ -16,7 +16,11 @@ Cases (ext4 only, one scenario):
     devices, the helper's log shows the device session and read/write bytes;
   * a chunk past the source device's end: INVALID_VIEW_SIZE from the module;
   * a mounted device: the helper's claim fails, SHARING_VIOLATION;
-  * a node and a regular file: smbd's view (size 0) stands, INVALID_VIEW_SIZE.
+  * a node and a regular file: smbd's view (size 0) stands, INVALID_VIEW_SIZE;
+  * a regular file onto a node: smbd's own copy answers, as in stock Samba
+    4.17 (its copy_file_range fails with EINVAL: INVALID_PARAMETER), and the
+    device is unchanged; the helper copies only between two nodes or two
+    regular files.
 """
 
 import os
@@ -32,6 +36,10 @@ from impacket import nt_errors
 MiB = 1 << 20
 DEVICE_SIZE = 16 * MiB
 STATUS_INVALID_VIEW_SIZE = nt_errors.STATUS_INVALID_VIEW_SIZE
+# Where a file would be copied onto disk1, clear of the ranges the other
+# cases use.
+FILE_TO_NODE_OFFSET = 14 * MiB
+FILE_TO_NODE_BYTES = 64 * 1024 + 100
 
 
 def pattern(seed, size):
@@ -190,6 +198,28 @@ def node_and_file_keep_smbd_view(env, check):
                   f"device node to file gave {smb_raw.status_name(status)}")
 
 
+def file_to_node_keeps_smbd_answer(env, check):
+    made = devices(env)
+    if nodes_refused(env, check):
+        return
+    loop1, _ = made["disk1"]
+    before = device_bytes(loop1, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES)
+    path = env.share_path("raw", "to-node.bin")
+    with open(path, "wb") as f:
+        f.write(pattern(10, FILE_TO_NODE_BYTES))
+    os.chown(path, env.user.uid, env.user.gid)
+    with smb_raw.connect(env, "raw") as s:
+        src, dst = s.open("to-node.bin"), s.open("disk1")
+        status = fsctl_status(lambda: s.copychunk_write(
+            dst, s.resume_key(src), [(0, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES)]))
+        s.close(src)
+        s.close(dst)
+    check.require(status == nt_errors.STATUS_INVALID_PARAMETER,
+                  f"file to device node gave {smb_raw.status_name(status)}")
+    check.require(device_bytes(loop1, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES) == before,
+                  f"{loop1} changed at {FILE_TO_NODE_OFFSET}")
+
+
 def cases(fs_type, stock):
     if fs_type != "ext4" or stock:
         return []
@@ -203,4 +233,6 @@ def cases(fs_type, stock):
                       mounted_device_refused),
         testcase.Case("ext4:blockdev:device node and file keep smbd's view (size 0)", scen,
                       node_and_file_keep_smbd_view),
+        testcase.Case("ext4:blockdev:file to device node keeps smbd's answer", scen,
+                      file_to_node_keeps_smbd_answer),
     ]
