@@ -180,20 +180,28 @@ def mounted_device_refused(env, check):
                   made["disk1"][1][12 * MiB:13 * MiB], "the destination changed")
 
 
+def node_file_copy_status(env, src, dst, chunk, file_name, file_bytes):
+    """Writes file_bytes to file_name in the share, then the status of one
+    COPYCHUNK_WRITE of chunk from src to dst (one of them that file)."""
+    path = env.share_path("raw", file_name)
+    with open(path, "wb") as f:
+        f.write(file_bytes)
+    os.chown(path, env.user.uid, env.user.gid)
+    with smb_raw.connect(env, "raw") as s:
+        src_id, dst_id = s.open(src), s.open(dst)
+        status = fsctl_status(lambda: s.copychunk_write(
+            dst_id, s.resume_key(src_id), [chunk]))
+        s.close(src_id)
+        s.close(dst_id)
+    return status
+
+
 def node_and_file_keep_smbd_view(env, check):
     devices(env)
     if nodes_refused(env, check):
         return
-    path = env.share_path("raw", "plain.bin")
-    with open(path, "wb") as f:
-        f.write(pattern(9, MiB))
-    os.chown(path, env.user.uid, env.user.gid)
-    with smb_raw.connect(env, "raw") as s:
-        src, dst = s.open("disk0"), s.open("plain.bin")
-        status = fsctl_status(lambda: s.copychunk_write(
-            dst, s.resume_key(src), [(0, 0, 4096)]))
-        s.close(src)
-        s.close(dst)
+    status = node_file_copy_status(env, "disk0", "plain.bin", (0, 0, 4096),
+                                   "plain.bin", pattern(9, MiB))
     check.require(status == STATUS_INVALID_VIEW_SIZE,
                   f"device node to file gave {smb_raw.status_name(status)}")
 
@@ -204,16 +212,9 @@ def file_to_node_keeps_smbd_answer(env, check):
         return
     loop1, _ = made["disk1"]
     before = device_bytes(loop1, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES)
-    path = env.share_path("raw", "to-node.bin")
-    with open(path, "wb") as f:
-        f.write(pattern(10, FILE_TO_NODE_BYTES))
-    os.chown(path, env.user.uid, env.user.gid)
-    with smb_raw.connect(env, "raw") as s:
-        src, dst = s.open("to-node.bin"), s.open("disk1")
-        status = fsctl_status(lambda: s.copychunk_write(
-            dst, s.resume_key(src), [(0, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES)]))
-        s.close(src)
-        s.close(dst)
+    status = node_file_copy_status(env, "to-node.bin", "disk1",
+                                   (0, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES),
+                                   "to-node.bin", pattern(10, FILE_TO_NODE_BYTES))
     check.require(status == nt_errors.STATUS_INVALID_PARAMETER,
                   f"file to device node gave {smb_raw.status_name(status)}")
     check.require(device_bytes(loop1, FILE_TO_NODE_OFFSET, FILE_TO_NODE_BYTES) == before,
