@@ -300,6 +300,22 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 		"%u copies in flight are handed back\n",
 		conn->socket_path, what, strerror(err), in_flight);
 
+	if (err == EPROTO || err == EPROTONOSUPPORT) {
+		/*
+		 * A helper that breaks the protocol (another version, say)
+		 * will do it again: bypass it as a hung one is, rather than
+		 * shake hands again, and log again, for every copy.
+		 */
+		int seconds = MAX(conn->timeout_seconds,
+				  RECONNECT_BACKOFF_SECONDS);
+
+		conn->last_error = err;
+		conn->retry_after = time(NULL) + seconds;
+		DBG_ERR("copyoffload: copies go to the next module or fail, "
+			"as 'copyoffload:helper down' says, for %d s before "
+			"the helper at %s is tried again\n",
+			seconds, conn->socket_path);
+	}
 	helper_conn_close_socket(conn);
 	while (conn->calls != NULL) {
 		helper_call_finish(conn->calls, err);
@@ -853,6 +869,19 @@ static void helper_conn_read(struct helper_conn *conn)
 
 	/* recv() without a control buffer: any passed descriptor is dropped. */
 	n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (n == -1 && errno == ECONNRESET) {
+		/*
+		 * A helper that closed with our messages unread (it refuses
+		 * a handshake and closes, while the COPY sent behind the HELLO
+		 * waits) is reported once, before what it sent last: read
+		 * that too, so that its refusal counts as one.
+		 */
+		n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		if (n <= 0) {
+			helper_conn_fail(conn, ECONNRESET, "reading");
+			return;
+		}
+	}
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 			return;

@@ -69,6 +69,8 @@ FAULT_SHARES = {
     "share": [MODULE],
     "share_fail": [MODULE],
     "tiny": [MODULE],
+    # Its socket is served by refusing_helper.py, not by copyoffloadd.
+    "old_helper": [MODULE],
 }
 
 # The hung-helper test (test_faults.py): the same two policies, on a server
@@ -120,7 +122,10 @@ KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
 HELPER_ARGS = {"blockdev": ["--device-copy"]}
 
 # Extra smb.conf options per scenario kind and share.
-SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"}},
+# "{dir}" in a value is the scenario's directory.
+SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"},
+                            "old_helper": {"copyoffload:helper socket":
+                                           "{dir}/old-helper.sock"}},
                  "hang": {"share_fail": {"copyoffload:helper down": "fail"}},
                  "main": {"nomerge": {"copyoffload:merge chunks": "no"},
                           "fakecaps": {"share:fake_fscaps": "134217728"},
@@ -316,7 +321,8 @@ class Environment:
             path = self.share_path(name)
             os.mkdir(path, 0o755)
             os.chown(path, self.user.uid, self.user.gid)
-            options = dict(SHARE_OPTIONS.get(self.scenario.kind, {}).get(name, {}))
+            options = {option: value.replace("{dir}", self.dir) for option, value in
+                       SHARE_OPTIONS.get(self.scenario.kind, {}).get(name, {}).items()}
             if MODULE in vfs:
                 options.setdefault("copyoffload:helper socket", self.helper.socket_path)
                 # Keep chunks on the helper path, whose log the tests read,

@@ -61,6 +61,12 @@ Cases (FS = ext4):
     was running; at least one copy is cut short (smbd lets the requests in
     flight end, a run of 16 chunks each, and 4.22's smbclient sends both of
     a file's at once); its descriptor count returns to what it was before.
+  * `FS:faults:older helper refuses the handshake`: share old_helper's
+    socket is served by refusing_helper.py, which refuses every HELLO in
+    protocol version 3 and closes, as copyoffloadd does. Two scopy of
+    40 MiB + 1 (three requests, 41 chunks each) complete with the right data
+    through smbd, and each smbd process shook hands once and logged once
+    that it bypasses the helper, instead of once per chunk.
 
 In stock mode only the disk-full cases run (the others are about the
 helper), without the helper-log assertion.
@@ -77,6 +83,7 @@ import time
 import blkio_throttle
 import client_processes
 import proc_stats
+import refusing_helper
 import scenario
 import smb_raw
 import test_scopy
@@ -95,11 +102,14 @@ VANISH_THROTTLE = 2 * MiB
 DISK_FULL_SIZE = 2 * MiB
 HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["hang"]["copyoffload:helper timeout"])
 HANG_FILE_SIZE = 2 * MiB + 1
+OLD_HELPER_COPIES = 2
+OLD_HELPER_FILE_SIZE = 40 * MiB + 1  # three COPYCHUNK requests
 
 HANDED_BACK_RE = re.compile(r"lost the helper at .* while (.*): .*; "
                             r"(\d+) copies in flight are handed back")
 CONNECTED_RE = r"copyoffload: connected to helper at "
 TIMED_OUT_RE = r"lost the helper at .* while waiting for a reply: Connection timed out"
+REFUSED_RE = r"for \d+ s before the helper at .*/old-helper.sock is tried again"
 
 
 # ----------------------------------------------------------------- helpers
@@ -469,6 +479,30 @@ def client_disconnect_case(env, check):
                f"bytes per smbd process {sorted(done.values())}")
 
 
+def refusing_helper_case(env, check):
+    """An older helper refuses the handshake: the copies go to the next
+    module, and the module shakes hands once, not once per copy."""
+    digest = make_source(env, "old_helper", "old.bin", OLD_HELPER_FILE_SIZE)
+    refused_before = len(smbd_lines(env, REFUSED_RE))
+    with refusing_helper.RefusingHelper(os.path.join(env.dir, "old-helper.sock")) as old:
+        for i in range(OLD_HELPER_COPIES):
+            result = env.smbclient.run("old_helper", [f"scopy old.bin old-{i}.copy"])
+            check.require(result.ok, f"copy {i}: {result.describe()}")
+            check.require(test_scopy.sha256_file(env.share_path("old_helper", f"old-{i}.copy"))
+                          == digest, f"copy {i} differs from the source")
+        handshakes = old.count()
+    refused = len(smbd_lines(env, REFUSED_RE)) - refused_before
+    # One smbd process per smbclient: each shakes hands once, then leaves
+    # the helper alone for the reply timeout, whatever number of requests
+    # its copy makes.
+    check.require(handshakes == OLD_HELPER_COPIES,
+                  f"{handshakes} handshakes for {OLD_HELPER_COPIES} copies of "
+                  f"{OLD_HELPER_FILE_SIZE // MiB} MiB")
+    check.require(refused == OLD_HELPER_COPIES,
+                  f"smbd logged {refused} refusals, expected {OLD_HELPER_COPIES}")
+    check.note(f"{handshakes} handshakes, each copy done by smbd")
+
+
 def cases(fs_type, stock):
     if fs_type != "ext4":
         return []
@@ -484,4 +518,6 @@ def cases(fs_type, stock):
         testcase.Case(name("source truncated mid-copy"), faults, truncated_source_case),
         testcase.Case(name("helper hangs"), scenario.hang(fs_type), helper_hangs_case),
         testcase.Case(name("client disconnects mid-copy"), faults, client_disconnect_case),
+        testcase.Case(name("older helper refuses the handshake"), faults,
+                      refusing_helper_case),
     ]
