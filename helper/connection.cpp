@@ -268,6 +268,13 @@ Connection::ReadOutcome Connection::handle_copy(ReceivedMessage &message,
 	if (request.share_id == 0) {
 		binding = shares_.unattributed();
 	} else if (auto found = bindings_.find(request.share_id); found != bindings_.end()) {
+		if (!found->second.share) {
+			// Not the client's fault: it may copy another way.
+			log_.warning("{}: COPY id={} names share id {}, whose SHARE was refused "
+				     "(too many shares in use), replying EUSERS",
+				     describe(), request_id, request.share_id);
+			return reply_error(request_id, EUSERS);
+		}
 		binding = found->second;
 	} else {
 		log_.warning("{}: COPY id={} names share id {}, which this connection has not "
@@ -350,7 +357,7 @@ Connection::ReadOutcome Connection::handle_cloned(const ReceivedMessage &message
 		return ReadOutcome::keep_open;
 	}
 	auto found = bindings_.find(cloned.share_id);
-	if (found == bindings_.end()) {
+	if (found == bindings_.end() || !found->second.share) {
 		log_.warning("{}: CLONED id={} names share id {}, which this connection has not "
 			     "declared (or whose SHARE was refused); not counted",
 			     describe(), request_id, cloned.share_id);
@@ -380,11 +387,11 @@ Connection::ReadOutcome Connection::handle_share(const ReceivedMessage &message,
 	ShareBinding binding = shares_.declare(declaration, limits_changed);
 	const std::string policy = describe_policy(binding, declaration);
 	if (!binding.share) {
-		log_.error("{}: SHARE \"{}\" refused: the daemon already keeps statistics for "
-			   "{} shares; copies naming share id {} will be refused",
+		log_.error("{}: SHARE \"{}\" refused: all {} shares the daemon keeps are in use; "
+			   "copies naming share id {} will be answered EUSERS and go to smbd",
 			   describe(), declaration.name, ShareRegistry::max_shares,
 			   declaration.share_id);
-		bindings_.erase(declaration.share_id);
+		bindings_[declaration.share_id] = std::move(binding); // without a share: refused
 		return ReadOutcome::keep_open;
 	}
 	if (limits_changed) {

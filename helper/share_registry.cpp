@@ -65,6 +65,20 @@ ShareBinding ShareRegistry::unattributed() const
 	};
 }
 
+bool ShareRegistry::forget_an_idle_share()
+{
+	// Held by the registry alone: no connection has it declared and no
+	// copy runs under it, and only the registry (under mutex_) hands out
+	// new references, so none can appear meanwhile.
+	for (auto it = shares_.begin(); it != shares_.end(); ++it) {
+		if (!it->first.empty() && it->second.use_count() == 1) {
+			shares_.erase(it);
+			return true;
+		}
+	}
+	return false;
+}
+
 ShareBinding ShareRegistry::declare(const copyoffload_share &declaration,
 				    bool &limits_changed)
 {
@@ -81,7 +95,7 @@ ShareBinding ShareRegistry::declare(const copyoffload_share &declaration,
 	std::lock_guard lock(mutex_);
 	auto found = shares_.find(name);
 	if (found == shares_.end()) {
-		if (shares_.size() > max_shares) { // the unattributed entry is extra
+		if (shares_.size() > max_shares && !forget_an_idle_share()) {
 			return binding;
 		}
 		found = shares_.emplace(name, std::make_shared<ShareState>(name)).first;

@@ -67,7 +67,10 @@ struct ShareBinding {
 
 class ShareRegistry {
 public:
-	// Distinct share names kept; a SHARE for yet another name is refused.
+	// Distinct share names kept. A SHARE for yet another name makes room
+	// by forgetting a name no connection has declared (its counters go
+	// with it: [homes] declares one name per user); with all of them in
+	// use it is refused.
 	static constexpr std::size_t max_shares = 4096;
 
 	ShareRegistry();
@@ -78,7 +81,7 @@ public:
 	// Binds a valid SHARE declaration: finds or creates its share's state
 	// and applies its limits to it (the latest declaration of a name
 	// wins; `limits_changed` says whether that changed them). Null share
-	// when max_shares names are known already.
+	// when max_shares names are known already and all are in use.
 	ShareBinding declare(const copyoffload_share &declaration, bool &limits_changed);
 
 	// Records of up to `max` shares in name order, from index `cursor`;
@@ -87,6 +90,9 @@ public:
 						  std::uint32_t &next) const;
 
 private:
+	// Erases one share only the registry holds; false if none. Under mutex_.
+	bool forget_an_idle_share();
+
 	mutable std::mutex mutex_;
 	std::map<std::string, std::shared_ptr<ShareState>> shares_;
 };

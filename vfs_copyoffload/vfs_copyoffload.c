@@ -805,9 +805,13 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 	err = copyoffload_helper_copy_recv(subreq, &reply);
 	TALLOC_FREE(subreq);
 
-	if (err == 0 && reply.status == ESHUTDOWN && reply.bytes_done == 0) {
-		/* The helper is stopping and did not take this copy. */
-		err = ESHUTDOWN;
+	if (err == 0 && reply.bytes_done == 0 &&
+	    (reply.status == ESHUTDOWN || reply.status == EUSERS)) {
+		/*
+		 * The helper did not take this copy: it is stopping, or it
+		 * refused the share (all the shares it keeps are in use).
+		 */
+		err = reply.status;
 	}
 	if (err != 0) {
 		/*

@@ -9,6 +9,8 @@
 #include <dirent.h>
 #include <sys/socket.h>
 
+#include <fmt/format.h>
+
 #include <cerrno>
 #include <cstring>
 #include <mutex>
@@ -790,6 +792,36 @@ void send_cloned(int fd, std::uint32_t share_id, std::uint32_t copies, std::uint
 	send_message(fd, buf, copyoffload_encode_cloned(buf, &cloned));
 }
 
+// With every share name the daemon keeps in use by some connection, a new
+// one is refused: its copies are answered EUSERS (the module lets smbd copy
+// them), and its inline clones are not counted anywhere.
+void test_share_refused_when_all_in_use(void **)
+{
+	ShareRegistry shares;
+	std::vector<ShareBinding> held; // as by other connections
+	bool changed;
+	for (std::size_t i = 0; i < ShareRegistry::max_shares; i++) {
+		held.push_back(shares.declare(
+			share_declaration(1, fmt::format("home{}", i).c_str()), changed));
+	}
+	Pair pair = connected_pair(quiet, shares);
+	send_hello(pair.client.get());
+	TwoFiles files;
+	send_share(pair.client.get(), share_declaration(5, "newcomer"));
+	send_cloned(pair.client.get(), 5, 1, 4096);
+	copyoffload_copy_request request = copy_request(80);
+	request.share_id = 5;
+	send_copy(pair.client.get(), request, files.fds());
+	std::vector<CopyJob> jobs;
+	assert_int_equal(pair.connection->read_messages(jobs), Connection::ReadOutcome::keep_open);
+	assert_int_equal(receive_hello_reply(pair.client.get()).status, 0);
+	assert_true(jobs.empty());
+	copyoffload_copy_reply reply = receive_copy_reply(pair.client.get());
+	assert_true(reply.request_id == 80);
+	assert_int_equal(reply.status, EUSERS);
+	assert_true(reply.bytes_done == 0);
+}
+
 // smbd reports its inline clones at tree disconnect and exits at once: the
 // report counts whether the client left before the HELLO reply (the reply
 // fails with EPIPE) or with it unread (the next receive fails with
@@ -1192,6 +1224,7 @@ int main()
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
 		cmocka_unit_test(test_undeclared_or_malformed_share_refused),
+		cmocka_unit_test(test_share_refused_when_all_in_use),
 		cmocka_unit_test(test_stats_request_answered),
 		cmocka_unit_test(test_copies_refused_while_shutting_down),
 		cmocka_unit_test(test_clones_reported_by_a_client_that_left),

@@ -7,10 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <random>
 #include <thread>
+#include <vector>
 
 #include "helper_test_support.hpp"
 
@@ -326,13 +328,39 @@ void test_registry_is_bounded(void **)
 {
 	ShareRegistry registry;
 	bool changed;
+	// Every name held, as by connections that declared them.
+	std::vector<ShareBinding> held;
 	for (std::size_t i = 0; i < ShareRegistry::max_shares; i++) {
-		assert_non_null(registry.declare(declaration(fmt::format("s{}", i).c_str()),
-						 changed).share.get());
+		held.push_back(registry.declare(declaration(fmt::format("s{}", i).c_str()), changed));
+		assert_non_null(held.back().share.get());
 	}
 	assert_null(registry.declare(declaration("one-too-many"), changed).share.get());
 	// Known names still bind.
 	assert_non_null(registry.declare(declaration("s7"), changed).share.get());
+
+	// A name no connection holds any more makes room ([homes]: one name
+	// per user), and is forgotten with its counters.
+	held[9].share->stats().record_inline_clones(1, 4096);
+	held[9] = {};
+	ShareBinding newcomer = registry.declare(declaration("one-too-many"), changed);
+	assert_non_null(newcomer.share.get());
+	std::vector<std::string> names;
+	std::uint32_t cursor = 0;
+	do {
+		for (const auto &record : registry.page(cursor, 500, cursor)) {
+			names.emplace_back(record.name);
+		}
+	} while (cursor != 0);
+	assert_int_equal(names.size(), ShareRegistry::max_shares + 1); // and the unattributed
+	assert_true(std::find(names.begin(), names.end(), "s9") == names.end());
+	assert_true(std::find(names.begin(), names.end(), "one-too-many") != names.end());
+	// Declared again, it starts afresh.
+	ShareBinding back = registry.declare(declaration("s9"), changed);
+	assert_null(back.share.get()); // all held again: refused
+	newcomer = {};
+	back = registry.declare(declaration("s9"), changed);
+	assert_non_null(back.share.get());
+	assert_int_equal(back.share->snapshot().slots[COPYOFFLOAD_STATS_TOTAL].bytes, 0);
 }
 
 } // namespace
