@@ -3,9 +3,11 @@
 #include "device_copy.hpp"
 
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <optional>
 
 namespace copyoffload {
 
@@ -18,6 +20,38 @@ bool source_ends_early(const copyoffload_copy_request &request, int source)
 	struct stat src{};
 	return ::fstat(source, &src) == 0 &&
 	       static_cast<std::uint64_t>(src.st_size) < request.src_offset + request.length;
+}
+
+// A clone-only copy is cut into pieces that run on their own, so a range
+// the kernel refuses as a whole must be refused before any piece clones:
+// else the first pieces would replace destination blocks and the request
+// still fail (EINVAL), as if nothing had changed. The kernel's rules
+// (generic_remap_checks, generic_remap_check_len): both offsets aligned to
+// the filesystem's block; the length too, unless it ends at the source's
+// EOF and the destination's range reaches the destination's EOF.
+std::optional<DescriptorRejection> refuse_clone_range(const copyoffload_copy_request &request,
+						      const DescriptorPair &pair,
+						      std::uint64_t source_size)
+{
+	if (request.src_offset > source_size || request.length > source_size - request.src_offset) {
+		return DescriptorRejection{ENODATA, "clone range past the source's end"};
+	}
+	struct statfs fs{};
+	struct stat dst{};
+	if (::fstatfs(pair.destination(), &fs) != 0 || ::fstat(pair.destination(), &dst) != 0) {
+		return DescriptorRejection{errno, "descriptors cannot be inspected"};
+	}
+	const auto block = static_cast<std::uint64_t>(fs.f_bsize > 0 ? fs.f_bsize : 1);
+	if (request.src_offset % block != 0 || request.dst_offset % block != 0) {
+		return DescriptorRejection{EINVAL, "clone offsets not block-aligned"};
+	}
+	const bool to_source_eof = request.src_offset + request.length == source_size;
+	const bool past_destination_eof =
+		request.dst_offset + request.length >= static_cast<std::uint64_t>(dst.st_size);
+	if (request.length % block != 0 && !(to_source_eof && past_destination_eof)) {
+		return DescriptorRejection{EINVAL, "clone length not block-aligned"};
+	}
+	return std::nullopt;
 }
 
 } // namespace
@@ -80,6 +114,12 @@ std::variant<PreparedCopy, CopyOutcome> prepare_copy(const copyoffload_copy_requ
 					   "descriptors cannot be inspected"};
 		}
 		geometry.source_size = static_cast<std::uint64_t>(src.st_size > 0 ? src.st_size : 0);
+		if (clone_only) {
+			if (auto refusal = refuse_clone_range(request, pair, geometry.source_size)) {
+				return CopyOutcome{CopyResult::failed(refusal->status),
+						   refusal->reason};
+			}
+		}
 	}
 	return PreparedCopy{
 		.range = request_range(request, pair),

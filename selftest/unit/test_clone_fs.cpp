@@ -284,19 +284,40 @@ void test_clone_only_refusals_change_nothing(void **state)
 	assert_true(read_file(fs.path("refuse-dst")) == old);
 }
 
-// With smaller clone slices a refusal of the last slice keeps the earlier
-// ones: bytes_done counts exactly what was cloned.
+// A clone-only copy is cut into slices that clone on their own: a range
+// the kernel refuses as a whole is refused before any slice clones, so a
+// refusal changes nothing (the first slices used to replace destination
+// blocks before the last one failed).
 void test_clone_only_sliced(void **state)
 {
 	Filesystem &fs = filesystem(state);
-	auto bytes = make_file(fs.path("sliced-src"), 4 * MiB, 8);
+	auto bytes = make_file(fs.path("sliced-src"), 4 * MiB + 100, 8);
+	auto old = make_file(fs.path("sliced-dst"), 6 * MiB, 11);
+	struct {
+		std::uint64_t length;
+		const char *why;
+	} refused[] = {
+		{3 * MiB + 100, "unaligned length, not at the source's EOF"},
+		{4 * MiB + 100, "to the source's EOF, but inside the destination"},
+	};
+	for (const auto &r : refused) {
+		CopyOutcome outcome = copy_between(fs.path("sliced-src"), fs.path("sliced-dst"),
+						   copy_request(0, 0, r.length, ALL, CLONE_ONLY),
+						   {.clone = MiB});
+		assert_bytes(outcome.result, EINVAL, 0, 0, 0);
+		assert_string_equal(std::string(outcome.rejection).c_str(),
+				    "clone length not block-aligned");
+		assert_true(read_file(fs.path("sliced-dst")) == old);
+	}
+	// To the source's EOF and past the destination's: cloned, slice by slice.
 	CopyOutcome outcome = copy_between(fs.path("sliced-src"), fs.path("sliced-dst"),
-					   copy_request(0, 0, 3 * MiB + 100, ALL, CLONE_ONLY),
+					   copy_request(0, 2 * MiB, 4 * MiB + 100, ALL, CLONE_ONLY),
 					   {.clone = MiB});
-	assert_bytes(outcome.result, EINVAL, 3 * MiB, 0, 0);
+	assert_bytes(outcome.result, 0, 4 * MiB + 100, 0, 0);
 	auto copied = read_file(fs.path("sliced-dst"));
-	assert_int_equal(copied.size(), 3 * MiB);
-	assert_memory_equal(copied.data(), bytes.data(), 3 * MiB);
+	assert_int_equal(copied.size(), 6 * MiB + 100);
+	assert_memory_equal(copied.data(), old.data(), 2 * MiB);
+	assert_memory_equal(copied.data() + 2 * MiB, bytes.data(), bytes.size());
 }
 
 void test_range_past_source_eof(void **state)
