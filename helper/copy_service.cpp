@@ -149,11 +149,15 @@ void settle_trailing_hole(std::uint64_t destination_offset, int destination,
 		result.bytes_by_method[method] -= taken;
 		excess -= taken;
 	}
+	// A shorter prefix takes the extend's error even over an earlier one:
+	// that one (ENODATA at the source's end, say) described where the
+	// prefix used to end, not where it ends now.
+	if (result.status == 0 || kept < result.bytes_done) {
+		result.status = error;
+		result.failed_method.reset(); // no copy method failed
+	}
 	result.bytes_done = kept;
 	result.trailing_hole = 0;
-	if (result.status == 0) {
-		result.status = error;
-	}
 }
 
 void finish_copy(const copyoffload_copy_request &request, const DescriptorPair &pair,

@@ -66,7 +66,7 @@ void finish_copy(const copyoffload_copy_request &request, const DescriptorPair &
 // When result's done bytes end in a hole, makes the destination reach
 // their end. If it cannot (ENOSPC, EFBIG), only what the destination has
 // counts: bytes_done shrinks to its end (the bytes per method with it)
-// and a successful result takes the error.
+// and takes the error, as does a successful result.
 void settle_trailing_hole(std::uint64_t destination_offset, int destination,
 			  SparseFiles &sparse, CopyResult &result);
 

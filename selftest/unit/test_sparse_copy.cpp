@@ -196,6 +196,55 @@ void test_hole_then_source_end(void **state)
 	}
 }
 
+// A destination that cannot be extended to the end of the done bytes (a
+// trailing hole of the source): the done bytes shrink to its end and the
+// result takes the extend's error, also over an error it had (ENODATA at
+// the source's end described where the bytes used to end).
+void test_trailing_hole_not_extended(void **)
+{
+	struct FullDisk final : SparseFiles {
+		std::uint64_t size_after = 0;
+		Region region_at(int, std::uint64_t, std::uint64_t limit) override
+		{
+			return {limit, false};
+		}
+		int make_hole(int, std::uint64_t, std::uint64_t) override { return 0; }
+		int extend_to(int, std::uint64_t, std::uint64_t &size) override
+		{
+			size = size_after;
+			return ENOSPC;
+		}
+	} disk;
+	disk.size_after = 12288 + 4000; // the destination's size: 4000 bytes of the range
+
+	for (int earlier : {0, ENODATA}) {
+		CopyResult result;
+		result.status = earlier;
+		result.bytes_done = 16059;
+		result.bytes_by_method[CFR] = 16059;
+		result.trailing_hole = 12059;
+		if (earlier != 0) {
+			result.failed_method = COPYOFFLOAD_METHOD_COPY_FILE_RANGE;
+		}
+		settle_trailing_hole(12288, -1, disk, result);
+		assert_int_equal(result.status, ENOSPC);
+		assert_true(result.bytes_done == 4000);
+		assert_true(result.bytes_by_method[CFR] == 4000);
+		assert_false(result.failed_method.has_value());
+	}
+
+	// Nothing taken back: an earlier error stands.
+	disk.size_after = 12288 + 16059;
+	CopyResult result;
+	result.status = ENODATA;
+	result.bytes_done = 16059;
+	result.bytes_by_method[CFR] = 16059;
+	result.trailing_hole = 100;
+	settle_trailing_hole(12288, -1, disk, result);
+	assert_int_equal(result.status, ENODATA);
+	assert_true(result.bytes_done == 16059);
+}
+
 // RealSparseFiles on its own: what region_at reports.
 void test_region_at(void **state)
 {
@@ -233,6 +282,7 @@ int main()
 		WITH_DIR(test_range_past_destination_end),
 		WITH_DIR(test_hole_never_shortens_the_destination),
 		WITH_DIR(test_hole_then_source_end),
+		cmocka_unit_test(test_trailing_hole_not_extended),
 		WITH_DIR(test_region_at),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_sparse_copy", tests, nullptr, nullptr);
