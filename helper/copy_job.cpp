@@ -186,11 +186,13 @@ void CopyTask::finish(std::uint32_t reply_flags) noexcept
 
 		// The client may reuse the file as soon as it has the reply, so
 		// the daemon lets go of it first (a registered pair stays open
-		// until the client releases it).
-		job_.files.reset();
+		// until the client releases it). The device session goes before
+		// the descriptors: it is found by their numbers, which the next
+		// request may get as soon as they are closed.
 		if (prepared_) {
 			prepared_->device.reset(); // the devices' claims
 		}
+		job_.files.reset();
 
 		auto method = result.dominant_method();
 		// The integration tests parse this line: keep its format stable,

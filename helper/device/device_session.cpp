@@ -357,11 +357,23 @@ std::shared_ptr<DeviceSession> DeviceSession::find(int source, int destination)
 		return nullptr;
 	}
 	for (const auto &entry : found->second) {
-		if (auto session = entry.lock()) {
+		if (auto session = entry.lock(); session && session->still_on(source, destination)) {
 			return session;
 		}
 	}
 	return nullptr;
+}
+
+bool DeviceSession::still_on(int source, int destination) const
+{
+	// Descriptor numbers are reused as soon as they are closed: a session
+	// whose request let go of them must not meet another request's
+	// devices under the same numbers.
+	struct stat src{};
+	struct stat dst{};
+	return ::fstat(source, &src) == 0 && ::fstat(destination, &dst) == 0 &&
+	       S_ISBLK(src.st_mode) && S_ISBLK(dst.st_mode) && src.st_rdev == source_.rdev &&
+	       dst.st_rdev == destination_.rdev;
 }
 
 std::uint32_t DeviceSession::block_size() const

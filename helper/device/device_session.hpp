@@ -91,6 +91,8 @@ public:
 	// The live session of these two descriptors, if any (any thread). The
 	// engine's device backend finds a request's session this way: the
 	// descriptors are open, hence unique, as long as the session lives.
+	// A session whose descriptors were closed and reused for other
+	// devices is not found (the devices are compared too).
 	static std::shared_ptr<DeviceSession> find(int source, int destination);
 
 	[[nodiscard]] const BlockDevice &source() const { return source_; }
@@ -104,6 +106,9 @@ public:
 
 private:
 	DeviceSession() = default;
+	// Whether these descriptors still name the session's two devices.
+	[[nodiscard]] bool still_on(int source, int destination) const;
+
 	bool registered_ = false;
 
 	int source_fd_ = -1;

@@ -256,6 +256,17 @@ void test_session_without_copier(void **)
 	assert_true(backend.refuses_files(EXDEV));
 	assert_false(backend.refuses_files(EOPNOTSUPP)); // one refused command
 
+	// The source's descriptor number reused for another device while the
+	// session lives (its request closed it): not that session's devices.
+	UniqueFd saved(::dup(a.get()));
+	UniqueFd c = reopen(devices->c, O_RDONLY);
+	assert_int_equal(::dup2(c.get(), a.get()), a.get());
+	assert_true(DeviceSession::find(a.get(), b.get()) == nullptr);
+	progress = backend.copy_slice({a.get(), b.get(), 0, 0, MiB});
+	assert_int_equal(progress.error, EXDEV);
+	assert_int_equal(::dup2(saved.get(), a.get()), a.get());
+	assert_true(DeviceSession::find(a.get(), b.get()) == session.value());
+
 	session = DeviceError{0, ""};
 	second = DeviceError{0, ""};
 	assert_true(DeviceSession::find(a.get(), b.get()) == nullptr);
