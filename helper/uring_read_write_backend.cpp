@@ -238,7 +238,19 @@ BackendProgress UringReadWriteBackend::copy_slice(const CopyRange &slice)
 	if (!ring_) {
 		return fallback_.copy_slice(slice);
 	}
-	return Pipeline(ring_->ring, ring_->buffers, slice).run();
+	try {
+		return Pipeline(ring_->ring, ring_->buffers, slice).run();
+	} catch (const std::exception &e) {
+		// The ring broke with reads and writes possibly still in flight
+		// into its buffers: a later slice must not reuse them, and
+		// freeing them could hand that memory to something else while
+		// the kernel still fills it. The ring and its buffers are left
+		// allocated for good (a one-off leak), and this worker copies
+		// with pread/pwrite from now on.
+		unavailable_ = fmt::format("its ring failed: {}", e.what());
+		[[maybe_unused]] Ring *abandoned = ring_.release();
+		throw;
+	}
 }
 
 } // namespace copyoffload

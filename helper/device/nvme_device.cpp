@@ -285,14 +285,19 @@ CommandsOutcome NvmeNamespace::run_uring(std::span<const NvmeCopyCommand> comman
 			io_uring_cqe_seen(&ring, cqe);
 		}
 	}
-	if (reaped < submitted) {
-		// The ring failed with commands in the kernel: they may still
+	if (reaped < submitted || submitted < prepared) {
+		// The ring failed with commands in the kernel, or commands
+		// prepared are still waiting in its submission queue (the
+		// kernel took part of a batch, then one failed): they may yet
 		// read their entries, which therefore outlive this call, and
-		// the ring is not used again.
+		// the ring is not used again, lest its next submission send
+		// them.
 		for (auto &entry : entries) {
 			orphaned_entries_.push_back(std::move(entry));
 		}
-		no_uring_reason_ = std::string("io_uring failed: ") + std::strerror(ring_error);
+		no_uring_reason_ = ring_error != 0
+					   ? std::string("io_uring failed: ") + std::strerror(ring_error)
+					   : std::string("io_uring left commands unsubmitted");
 		ring_failed_ = true;
 	}
 
