@@ -435,6 +435,19 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	    dst_off > INT64_MAX - num) {
 		return NT_STATUS_INVALID_PARAMETER;
 	}
+	if ((uint64_t)num > COPYOFFLOAD_MAX_COPY_LENGTH) {
+		/*
+		 * Longer than one COPY may name: only a clone (of a sparse
+		 * file past 256 TiB). From 4.22 on the next module clones it;
+		 * before, nothing in smbd can, and the client copies.
+		 */
+		DBG_INFO("copyoffload: %s: clone of %jd bytes, more than the "
+			 "helper takes in one request\n",
+			 fsp_str_dbg(dst_fsp), (intmax_t)num);
+		return (is_clone && !COPYOFFLOAD_NEXT_CLONES)
+			       ? NT_STATUS_NOT_SUPPORTED
+			       : NT_STATUS_MORE_PROCESSING_REQUIRED;
+	}
 
 	status = vfs_offload_token_db_fetch_fsp(copyoffload_offload_ctx,
 						state->token, &src_fsp);

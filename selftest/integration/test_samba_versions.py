@@ -28,6 +28,14 @@ the release under test (samba_runtime.SambaRuntime):
         extents, identical data), while smbd logs that the helper is down.
     Stock mode: the share advertises no block refcounting (no vfs_btrfs),
     the request is refused, and the case is an expected SKIP.
+  * `FS:dup:longer than one helper request` (XFS, btrfs): a DUPLICATE_EXTENTS
+    of 2^48 + 2^40 bytes of a sparse file (its first MiB data), more than one
+    COPY to the helper may name (2^48). The module does not send it:
+      - 4.17: STATUS_NOT_SUPPORTED (vfs_default cannot clone), the target
+        unchanged;
+      - 4.22: the next module clones it, the target's first MiB is the
+        source's.
+    Stock mode: refused as above, an expected SKIP.
 """
 
 import os
@@ -46,6 +54,10 @@ import testcase
 FAKECAPS_SHARE = "fakecaps"
 FAKECAPS_NO_SHARE = "fakecaps_no"
 DUP_SIZE = 1 << 20
+# Past the protocol's COPYOFFLOAD_MAX_COPY_LENGTH (2^48): sparse but for its
+# first MiB. XFS and btrfs clone the holes at once.
+HUGE_DUP_SIZE = (1 << 48) + (1 << 40)
+HUGE_HEAD = 1 << 20
 
 # How the helper may log the errno of a clone the filesystem refuses.
 EOPNOTSUPP_NAMES = ("EOPNOTSUPP", "ENOTSUP", str(getattr(os, "EOPNOTSUPP", 95)))
@@ -150,6 +162,37 @@ def helper_down_dup_case(env, check):
                          f"in smbd's log")
 
 
+def huge_dup_case(env, check):
+    """A clone longer than one COPY may name (a sparse file past 256 TiB)."""
+    if "block_refcounting" not in env.expected_capabilities("share"):
+        test_clone.require_dup_refused(env, check, "share")
+        check.expected_skip("stock Samba without vfs_btrfs advertises no block "
+                            "refcounting (DUP refused with STATUS_INVALID_DEVICE_REQUEST)")
+    runtime = env.server.runtime
+    src_path, head = test_clone.create_share_file(env, "share", "huge-src.bin", HUGE_HEAD)
+    os.truncate(src_path, HUGE_DUP_SIZE)
+    with smb_raw.connect(env, "share") as s:
+        src, dst = s.open("huge-src.bin"), s.open("huge-dst.bin", create=True)
+        s.set_end_of_file(dst, HUGE_DUP_SIZE)
+        status = s.dup_extents_status(src, dst, 0, 0, HUGE_DUP_SIZE)
+        s.close(dst)
+        s.close(src)
+    target = env.share_path("share", "huge-dst.bin")
+    with open(target, "rb") as f:
+        target_head = f.read(HUGE_HEAD)
+    os.unlink(target)
+    os.unlink(src_path)
+    if not runtime.default_clones:
+        require_status(check, status, nt_errors.STATUS_NOT_SUPPORTED,
+                       f"Samba {runtime.version}: beyond the helper's protocol, and "
+                       f"vfs_default cannot clone")
+        check.require(target_head == bytes(HUGE_HEAD), "the target changed")
+        return
+    require_status(check, status, smb_raw.STATUS_SUCCESS,
+                   f"Samba {runtime.version}: beyond the helper's protocol, vfs_default clones")
+    check.require(target_head == head, "the target's first MiB differs from the source's")
+
+
 def cases(fs_type, stock):
     out = []
     if fs_type == "ext4":
@@ -159,4 +202,6 @@ def cases(fs_type, stock):
         out.append(testcase.Case(f"{fs_type}:helper_down:dup",
                                  scenario.helper_down(fs_type),
                                  helper_down_dup_case))
+        out.append(testcase.Case(f"{fs_type}:dup:longer than one helper request",
+                                 scenario.main(fs_type), huge_dup_case))
     return out
