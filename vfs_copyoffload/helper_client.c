@@ -306,8 +306,9 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 		 * will do it again: bypass it as a hung one is, rather than
 		 * shake hands again, and log again, for every copy.
 		 */
-		int seconds = MAX(conn->timeout_seconds,
-				  RECONNECT_BACKOFF_SECONDS);
+		int seconds = conn->timeout_seconds > RECONNECT_BACKOFF_SECONDS
+				      ? conn->timeout_seconds
+				      : RECONNECT_BACKOFF_SECONDS;
 
 		conn->last_error = err;
 		conn->retry_after = time(NULL) + seconds;
