@@ -29,6 +29,15 @@ CopySettings settings_for(const CopyJob &job, std::uint64_t piece_size)
 							      const std::stop_token &stop) {
 			return share->rate_limiter().acquire(bytes, stop);
 		};
+		if (binding.share->rate_limiter().rate() != 0) {
+			// The scheduler paces data pieces; a clone piece that
+			// falls back to copying (a pair whose filesystem cannot
+			// clone, before that is known) waits for the limit inside
+			// the piece, on the worker's thread. Cut like data, it
+			// keeps the worker from sleeping through up to 1 GiB at
+			// the limit's pace without looking at its connections.
+			settings.slices.clone = std::min(settings.slices.clone, settings.slices.copy);
+		}
 	}
 	return settings;
 }

@@ -104,6 +104,7 @@ struct helper_conn {
 	struct tevent_timer *reply_timer;
 	int timeout_seconds; /* read at connect; 0: wait forever */
 	struct timeval last_heard; /* a message came, or the wait began */
+	bool probe_sent; /* asked whether it is alive since it last spoke */
 	struct helper_pair *pairs;
 	uint32_t next_handle;
 	struct helper_release *releases; /* RELEASEs not sent yet */
@@ -265,6 +266,7 @@ static void helper_conn_close_socket(struct helper_conn *conn)
 	conn->fd = -1;
 	conn->hello_answered = false;
 	conn->helper_busy = false;
+	conn->probe_sent = false;
 	helper_conn_forget_declarations(conn);
 }
 
@@ -324,6 +326,45 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 }
 
 static void helper_conn_watch(struct helper_conn *conn);
+static int helper_send_message(int fd, const uint8_t *msg, size_t size);
+static bool helper_send_would_block(int err);
+
+/* Halfway through the timeout, when a quiet helper is asked (below). */
+static struct timeval helper_conn_probe_time(const struct helper_conn *conn)
+{
+	return tevent_timeval_add(&conn->last_heard, conn->timeout_seconds / 2,
+				  (conn->timeout_seconds % 2) * 500000);
+}
+
+/*
+ * Copies can wait long without a word from a helper that is well: behind a
+ * share's bandwidth or concurrency limit, or behind other copies. An empty
+ * page of statistics is answered between two pieces of any copy, so a live
+ * helper answers within the timeout's second half and a hung one does not.
+ */
+static void helper_conn_probe(struct helper_conn *conn)
+{
+	struct copyoffload_stats_request request = {
+		.request_id = conn->next_request_id++,
+		.cursor = UINT32_MAX, /* past any share: no records */
+	};
+	uint8_t msg[COPYOFFLOAD_STATS_SIZE];
+	int err;
+
+	copyoffload_encode_stats_request(msg, &request);
+	err = helper_send_message(conn->fd, msg, sizeof(msg));
+	if (err == 0) {
+		conn->probe_sent = true;
+		DBG_DEBUG("copyoffload: no message from the helper at %s for "
+			  "%d s: asking whether it is alive\n",
+			  conn->socket_path, conn->timeout_seconds / 2);
+		return;
+	}
+	if (!helper_send_would_block(err)) {
+		helper_conn_fail(conn, err, "asking whether it is alive");
+	}
+	/* A full socket: the helper reads nothing, the deadline decides. */
+}
 
 static void helper_conn_timed_out(struct tevent_context *ev,
 				  struct tevent_timer *te,
@@ -334,13 +375,18 @@ static void helper_conn_timed_out(struct tevent_context *ev,
 		private_data, struct helper_conn);
 	struct timeval deadline = tevent_timeval_add(&conn->last_heard,
 						     conn->timeout_seconds, 0);
+	struct timeval probe_at = helper_conn_probe_time(conn);
 
 	conn->reply_timer = NULL; /* tevent frees it */
 	if (conn->calls == NULL || conn->fd == -1) {
 		return; /* nothing is waiting: armed again by the next copy */
 	}
 	if (tevent_timeval_compare(&now, &deadline) < 0) {
-		helper_conn_watch(conn); /* the helper spoke since */
+		if (!conn->probe_sent &&
+		    tevent_timeval_compare(&now, &probe_at) >= 0) {
+			helper_conn_probe(conn);
+		}
+		helper_conn_watch(conn); /* the helper spoke since, or was asked */
 		return;
 	}
 	conn->last_error = ETIMEDOUT;
@@ -350,8 +396,8 @@ static void helper_conn_timed_out(struct tevent_context *ev,
 
 /*
  * Makes sure the wait for the helper's next message is timed while copies
- * are outstanding: a timer at the time the helper last spoke plus the
- * timeout, armed only if none is.
+ * are outstanding: a timer at halfway through the timeout since the helper
+ * last spoke (to ask it), then at the timeout, armed only if none is.
  */
 static void helper_conn_watch(struct helper_conn *conn)
 {
@@ -361,7 +407,10 @@ static void helper_conn_watch(struct helper_conn *conn)
 	}
 	conn->reply_timer = tevent_add_timer(
 		conn->ev, conn,
-		tevent_timeval_add(&conn->last_heard, conn->timeout_seconds, 0),
+		conn->probe_sent
+			? tevent_timeval_add(&conn->last_heard,
+					     conn->timeout_seconds, 0)
+			: helper_conn_probe_time(conn),
 		helper_conn_timed_out, conn);
 }
 
@@ -377,6 +426,7 @@ static void helper_conn_readable(void *private_data)
 		private_data, struct helper_conn);
 
 	conn->last_heard = tevent_timeval_current(); /* alive */
+	conn->probe_sent = false;
 	helper_conn_read(conn);
 }
 
@@ -909,6 +959,9 @@ static void helper_conn_read(struct helper_conn *conn)
 	case COPYOFFLOAD_MSG_COPY_REPLY:
 		helper_conn_take_copy_reply(conn, buf, n);
 		return;
+	case COPYOFFLOAD_MSG_STATS_REPLY:
+		/* The answer to helper_conn_probe(): it is alive, no more. */
+		return;
 	default:
 		DBG_ERR("copyoffload: unexpected message type %u from %s\n",
 			(unsigned)hdr.type, conn->socket_path);
@@ -1137,6 +1190,7 @@ struct tevent_req *copyoffload_helper_copy_send(
 	if (conn->calls == NULL) {
 		/* The wait for the helper starts now, not when it last spoke. */
 		conn->last_heard = tevent_timeval_current();
+		conn->probe_sent = false;
 	}
 	DLIST_ADD_END(conn->calls, call);
 	talloc_set_destructor(call, helper_call_destructor);

@@ -79,6 +79,8 @@ FAULT_SHARES = {
 HANG_SHARES = {
     "share": [MODULE],
     "share_fail": [MODULE],
+    # A bandwidth limit that keeps one copy longer than the reply timeout.
+    "slow_limit": [MODULE],
 }
 
 # Load tests (test_load.py): one share on the scenario's filesystem, one on
@@ -126,7 +128,8 @@ HELPER_ARGS = {"blockdev": ["--device-copy"]}
 SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"},
                             "old_helper": {"copyoffload:helper socket":
                                            "{dir}/old-helper.sock"}},
-                 "hang": {"share_fail": {"copyoffload:helper down": "fail"}},
+                 "hang": {"share_fail": {"copyoffload:helper down": "fail"},
+                          "slow_limit": {"copyoffload:max bytes per second": "1M"}},
                  "main": {"nomerge": {"copyoffload:merge chunks": "no"},
                           "fakecaps": {"share:fake_fscaps": "134217728"},
                           "fakecaps_no": {"share:fake_fscaps": "134217728",

@@ -61,6 +61,12 @@ Cases (FS = ext4):
     was running; at least one copy is cut short (smbd lets the requests in
     flight end, a run of 16 chunks each, and 4.22's smbclient sends both of
     a file's at once); its descriptor count returns to what it was before.
+  * `FS:faults:a limited copy outlasts the reply timeout` (scenario "hang",
+    timeout HANG_TIMEOUT s): share slow_limit has "max bytes per second =
+    1M"; a scopy of 8 MiB takes longer than the timeout. smbd asks the quiet
+    helper halfway whether it is alive, it answers, and it copies every byte
+    at the limit's pace: no reply timeout in smbd's log, the copy right,
+    taking longer than the timeout.
   * `FS:faults:older helper refuses the handshake`: share old_helper's
     socket is served by refusing_helper.py, which refuses every HELLO in
     protocol version 3 and closes, as copyoffloadd does. Two scopy of
@@ -102,6 +108,7 @@ VANISH_THROTTLE = 2 * MiB
 DISK_FULL_SIZE = 2 * MiB
 HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["hang"]["copyoffload:helper timeout"])
 HANG_FILE_SIZE = 2 * MiB + 1
+LIMITED_FILE_SIZE = 8 * MiB  # at 1 MiB/s: longer than HANG_TIMEOUT
 OLD_HELPER_COPIES = 2
 OLD_HELPER_FILE_SIZE = 40 * MiB + 1  # three COPYCHUNK requests
 
@@ -479,6 +486,33 @@ def client_disconnect_case(env, check):
                f"bytes per smbd process {sorted(done.values())}")
 
 
+def limited_outlasts_timeout_case(env, check):
+    """A copy that a share's bandwidth limit keeps longer than the reply
+    timeout: the helper, asked halfway, shows it is alive, and copies it all
+    at the limit's pace; smbd neither times out nor copies it itself."""
+    digest = make_source(env, "slow_limit", "limited.bin", LIMITED_FILE_SIZE)
+    timed_out_before = len(smbd_lines(env, TIMED_OUT_RE))
+    position = env.helper.log_position()
+    started = time.monotonic()
+    result = env.smbclient.run("slow_limit", ["scopy limited.bin limited.copy"])
+    elapsed = time.monotonic() - started
+    check.require(result.ok, f"scopy: {result.describe()}")
+    check.require(test_scopy.sha256_file(env.share_path("slow_limit", "limited.copy"))
+                  == digest, "the copy differs from the source")
+    timeouts = len(smbd_lines(env, TIMED_OUT_RE)) - timed_out_before
+    check.require(timeouts == 0, f"smbd timed out {timeouts} times waiting for the helper")
+    summary = env.helper.wait_for_bytes(position, LIMITED_FILE_SIZE)
+    check.require(summary.bytes_ok == LIMITED_FILE_SIZE,
+                  f"the helper copied {summary.bytes_ok} of {LIMITED_FILE_SIZE} bytes: "
+                  f"{summary.describe()}")
+    # At 1 MiB/s the bytes past the first free MiB take a second each.
+    check.require(elapsed > HANG_TIMEOUT,
+                  f"the copy took {elapsed:.1f} s, not longer than the {HANG_TIMEOUT} s "
+                  f"timeout: the limit did not hold it")
+    check.note(f"{LIMITED_FILE_SIZE // MiB} MiB in {elapsed:.1f} s through the helper, "
+               f"reply timeout {HANG_TIMEOUT} s")
+
+
 def refusing_helper_case(env, check):
     """An older helper refuses the handshake: the copies go to the next
     module, and the module shakes hands once, not once per copy."""
@@ -520,4 +554,6 @@ def cases(fs_type, stock):
         testcase.Case(name("client disconnects mid-copy"), faults, client_disconnect_case),
         testcase.Case(name("older helper refuses the handshake"), faults,
                       refusing_helper_case),
+        testcase.Case(name("a limited copy outlasts the reply timeout"),
+                      scenario.hang(fs_type), limited_outlasts_timeout_case),
     ]
