@@ -285,6 +285,22 @@ static void helper_call_finish(struct helper_call *call, int err)
 }
 
 /*
+ * Copies skip a helper that hung or broke the protocol, and would again,
+ * for the reply timeout (at least the reconnect pause): connecting goes on
+ * failing with err until then. Returns the seconds.
+ */
+static int helper_conn_bypass(struct helper_conn *conn, int err)
+{
+	int seconds = conn->timeout_seconds > RECONNECT_BACKOFF_SECONDS
+			      ? conn->timeout_seconds
+			      : RECONNECT_BACKOFF_SECONDS;
+
+	conn->last_error = err;
+	conn->retry_after = time(NULL) + seconds;
+	return seconds;
+}
+
+/*
  * The helper went away or broke the protocol: nothing is known about the
  * copies it had, so every one of them fails with err and the caller decides
  * (smbd's copies are idempotent per chunk and can be redone elsewhere).
@@ -308,16 +324,10 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 		 * will do it again: bypass it as a hung one is, rather than
 		 * shake hands again, and log again, for every copy.
 		 */
-		int seconds = conn->timeout_seconds > RECONNECT_BACKOFF_SECONDS
-				      ? conn->timeout_seconds
-				      : RECONNECT_BACKOFF_SECONDS;
-
-		conn->last_error = err;
-		conn->retry_after = time(NULL) + seconds;
 		DBG_ERR("copyoffload: copies go to the next module or fail, "
 			"as 'copyoffload:helper down' says, for %d s before "
 			"the helper at %s is tried again\n",
-			seconds, conn->socket_path);
+			helper_conn_bypass(conn, err), conn->socket_path);
 	}
 	helper_conn_close_socket(conn);
 	while (conn->calls != NULL) {
@@ -389,8 +399,7 @@ static void helper_conn_timed_out(struct tevent_context *ev,
 		helper_conn_watch(conn); /* the helper spoke since, or was asked */
 		return;
 	}
-	conn->last_error = ETIMEDOUT;
-	conn->retry_after = now.tv_sec + conn->timeout_seconds;
+	helper_conn_bypass(conn, ETIMEDOUT);
 	helper_conn_fail(conn, ETIMEDOUT, "waiting for a reply");
 }
 

@@ -8,11 +8,12 @@ import errno
 import os
 import socket
 import struct
+import sys
 import threading
 
-MAGIC = 0x46464F43
-HEADER = struct.Struct("<IHHIIQ")  # magic, version, type, length, reserved, request id
-HELLO_REPLY = 2
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import protocol_client  # noqa: E402
+
 OFFERED_VERSION = 3
 
 
@@ -54,12 +55,12 @@ class RefusingHelper:
                     hello = conn.recv(256)
                 except OSError:
                     continue
-                if len(hello) < HEADER.size:
+                if len(hello) < protocol_client.HEADER.size:
                     continue
-                request_id = HEADER.unpack_from(hello)[5]
+                request_id = protocol_client.HEADER.unpack_from(hello)[5]
                 body = struct.pack("<iHH", errno.EPROTONOSUPPORT, OFFERED_VERSION, 0)
-                conn.send(HEADER.pack(MAGIC, OFFERED_VERSION, HELLO_REPLY,
-                                      HEADER.size + len(body), 0, request_id) + body)
+                conn.send(protocol_client.message(protocol_client.HELLO_REPLY, request_id,
+                                                  body, version=OFFERED_VERSION))
                 with self._lock:
                     self.handshakes += 1
                 # Closed at once, as copyoffloadd closes after a refusal:

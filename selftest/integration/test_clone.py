@@ -68,6 +68,15 @@ def read_file(path):
         return f.read()
 
 
+def copied_over(before, source, chunks):
+    """The bytes a destination that held `before` holds once chunks
+    [(src_off, dst_off, length)] of `source` were copied onto it."""
+    expected = bytearray(before)
+    for src_off, dst_off, length in chunks:
+        expected[dst_off:dst_off + length] = source[src_off:src_off + length]
+    return bytes(expected)
+
+
 def require_bytes(check, path, expected, what):
     """The file at path holds exactly `expected`; else the case fails
     naming the first offset that differs."""
@@ -193,10 +202,8 @@ def unaligned_copychunk_case(env, check):
                   f"COPYCHUNK_WRITE response {written}, expected "
                   f"({len(UNALIGNED_CHUNKS)}, 0, {total})")
 
-    expected = bytearray(dst_before)
-    for src_off, dst_off, length in UNALIGNED_CHUNKS:
-        expected[dst_off:dst_off + length] = src_data[src_off:src_off + length]
-    require_bytes(check, dst_path, bytes(expected), "target")
+    require_bytes(check, dst_path, copied_over(dst_before, src_data, UNALIGNED_CHUNKS),
+                  "target")
 
     block = os.statvfs(env.fs.mount_point).f_frsize
     middles = [(-(-dst_off // block) * block, (dst_off + length) // block * block)

@@ -200,9 +200,9 @@ def copy_range_unaligned(env, check, share):
     run_xfs_io(env, check, in_guest(share, "range-dst.bin"),
                f"copy_range -s {src_off} -d {dst_off} -l {length} "
                f"{in_guest(share, 'range-src.bin')}")
-    expected = bytearray(before)
-    expected[dst_off:dst_off + length] = data[src_off:src_off + length]
-    test_clone.require_bytes(check, dst, bytes(expected), "the destination")
+    test_clone.require_bytes(check, dst,
+                             test_clone.copied_over(before, data, [(src_off, dst_off, length)]),
+                             "the destination")
     test_scopy.check_helper_copied(env, check, position, length)
 
 
@@ -213,9 +213,9 @@ def reflink_range_on_xfs(env, check):
     position = env.helper.log_position()
     run_xfs_io(env, check, in_guest("xfs", "reflink-dst.bin"),
                f"reflink -q {in_guest('xfs', 'reflink-src.bin')} {src_off} {dst_off} {length}")
-    expected = bytearray(before)
-    expected[dst_off:dst_off + length] = data[src_off:src_off + length]
-    test_clone.require_bytes(check, dst, bytes(expected), "the destination")
+    test_clone.require_bytes(check, dst,
+                             test_clone.copied_over(before, data, [(src_off, dst_off, length)]),
+                             "the destination")
     test_clone.require_shared(env, check, dst, [(dst_off, dst_off + length)], "the range")
     test_clone.require_helper_cloned(env, check, position, length)
     require_one_clone_request(env, check, position)

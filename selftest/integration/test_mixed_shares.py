@@ -55,10 +55,8 @@ def copychunk_case(env, check, src_share, dst_share):
         s.close(src, tree=trees[src_share])
     check.require(written == (len(CHUNKS), 0, SIZE),
                   f"COPYCHUNK_WRITE response {written}, expected ({len(CHUNKS)}, 0, {SIZE})")
-    expected = bytearray(dst_before)
-    for src_off, dst_off, length in CHUNKS:
-        expected[dst_off:dst_off + length] = src_data[src_off:src_off + length]
-    test_clone.require_bytes(check, dst_path, bytes(expected), "target")
+    test_clone.require_bytes(check, dst_path, test_clone.copied_over(dst_before, src_data, CHUNKS),
+                             "target")
 
 
 def dup_refused_case(env, check):

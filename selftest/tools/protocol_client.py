@@ -12,11 +12,12 @@ METHODS = ("clone", "copy_file_range", "device", "read_write")
 ALL_METHODS = 0xF
 NONE = 0xFF
 
-_HEADER = struct.Struct("<IHHIIQ")
+HEADER = struct.Struct("<IHHIIQ")  # magic, version, type, length, reserved, request id
 
 
-def _message(kind, request_id, body):
-    return _HEADER.pack(MAGIC, VERSION, kind, _HEADER.size + len(body), 0, request_id) + body
+def message(kind, request_id, body, version=VERSION):
+    """One message: the header (in `version`), then body."""
+    return HEADER.pack(MAGIC, version, kind, HEADER.size + len(body), 0, request_id) + body
 
 
 class Client:
@@ -27,9 +28,9 @@ class Client:
         self.sock.settimeout(timeout)
         self.sock.connect(path)
         self.next_id = 1
-        self.sock.send(_message(HELLO, self._id(), struct.pack("<HHI", VERSION, VERSION, 0)))
+        self.sock.send(message(HELLO, self._id(), struct.pack("<HHI", VERSION, VERSION, 0)))
         reply = self.sock.recv(256)
-        status, version = struct.unpack_from("<iH", reply, _HEADER.size)
+        status, version = struct.unpack_from("<iH", reply, HEADER.size)
         if status != 0 or version != VERSION:
             raise RuntimeError(f"handshake refused: status {status}, version {version}")
 
@@ -53,7 +54,7 @@ class Client:
         encoded = name.encode()
         body = struct.pack("<I4BQQII", share_id, *order, max_segment, max_bytes_per_second,
                            max_concurrent, 0) + encoded + b"\0" * (128 - len(encoded))
-        self.sock.send(_message(SHARE, self._id(), body))
+        self.sock.send(message(SHARE, self._id(), body))
 
     def copy(self, src_fd, dst_fd, length, src_offset=0, dst_offset=0, methods=ALL_METHODS,
              share_id=0):
@@ -61,12 +62,12 @@ class Client:
         {method: bytes})."""
         request_id = self._id()
         body = struct.pack("<QQQIIII", src_offset, dst_offset, length, methods, 0, share_id, 0)
-        self.sock.sendmsg([_message(COPY, request_id, body)],
+        self.sock.sendmsg([message(COPY, request_id, body)],
                           [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
                             struct.pack("<ii", src_fd, dst_fd))])
         reply = self.sock.recv(256)
-        magic, _, kind, _, _, reply_id = _HEADER.unpack_from(reply)
+        magic, _, kind, _, _, reply_id = HEADER.unpack_from(reply)
         if magic != MAGIC or kind != COPY_REPLY or reply_id != request_id:
             raise RuntimeError(f"unexpected reply {reply!r}")
-        status, _, done, *by_method = struct.unpack_from("<iIQ4Q", reply, _HEADER.size)
+        status, _, done, *by_method = struct.unpack_from("<iIQ4Q", reply, HEADER.size)
         return status, done, dict(zip(METHODS, by_method))
