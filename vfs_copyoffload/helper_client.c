@@ -69,6 +69,9 @@
  */
 #define REPLY_TIMEOUT_SECONDS 120
 
+/* Messages read from a helper found closed by a send, at most. */
+#define LAST_WORDS_MAX 1024
+
 struct helper_call;
 struct helper_pair_watch;
 
@@ -328,6 +331,14 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 			"as 'copyoffload:helper down' says, for %d s before "
 			"the helper at %s is tried again\n",
 			helper_conn_bypass(conn, err), conn->socket_path);
+	} else if (!conn->hello_answered && conn->retry_after <= time(NULL)) {
+		/*
+		 * Gone before it answered the handshake: a helper that does
+		 * that again (failing at start, say) is left alone for the
+		 * reconnect pause instead of being dialled for every chunk.
+		 */
+		conn->last_error = err;
+		conn->retry_after = time(NULL) + RECONNECT_BACKOFF_SECONDS;
 	}
 	helper_conn_close_socket(conn);
 	while (conn->calls != NULL) {
@@ -338,6 +349,8 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 static void helper_conn_watch(struct helper_conn *conn);
 static int helper_send_message(int fd, const uint8_t *msg, size_t size);
 static bool helper_send_would_block(int err);
+static void helper_conn_send_failed(struct helper_conn *conn, int err,
+				    const char *what);
 
 /* Halfway through the timeout, when a quiet helper is asked (below). */
 static struct timeval helper_conn_probe_time(const struct helper_conn *conn)
@@ -371,7 +384,7 @@ static void helper_conn_probe(struct helper_conn *conn)
 		return;
 	}
 	if (!helper_send_would_block(err)) {
-		helper_conn_fail(conn, err, "asking whether it is alive");
+		helper_conn_send_failed(conn, err, "asking whether it is alive");
 	}
 	/* A full socket: the helper reads nothing, the deadline decides. */
 }
@@ -710,7 +723,7 @@ static bool helper_conn_sent(struct helper_conn *conn, int err,
 		return false;
 	}
 	if (err != 0) {
-		helper_conn_fail(conn, err, what);
+		helper_conn_send_failed(conn, err, what);
 		return false;
 	}
 	return true;
@@ -919,12 +932,42 @@ static void helper_conn_take_copy_reply(struct helper_conn *conn,
 	helper_call_finish(call, 0);
 }
 
+/* One message from the helper, len bytes of buf as received. */
+static void helper_conn_take_message(struct helper_conn *conn,
+				     const uint8_t *buf, size_t len)
+{
+	struct copyoffload_header hdr;
+	enum copyoffload_decode_result r;
+
+	r = copyoffload_decode_header(buf, len, &hdr);
+	if (r != COPYOFFLOAD_DECODE_OK) {
+		DBG_ERR("copyoffload: bad message from %s: %s\n",
+			conn->socket_path, copyoffload_decode_result_string(r));
+		helper_conn_fail(conn, EPROTO, "reading a reply");
+		return;
+	}
+	switch (hdr.type) {
+	case COPYOFFLOAD_MSG_HELLO_REPLY:
+		helper_conn_take_hello_reply(conn, buf, len);
+		return;
+	case COPYOFFLOAD_MSG_COPY_REPLY:
+		helper_conn_take_copy_reply(conn, buf, len);
+		return;
+	case COPYOFFLOAD_MSG_STATS_REPLY:
+		/* The answer to helper_conn_probe(): it is alive, no more. */
+		return;
+	default:
+		DBG_ERR("copyoffload: unexpected message type %u from %s\n",
+			(unsigned)hdr.type, conn->socket_path);
+		helper_conn_fail(conn, EPROTO, "reading a reply");
+		return;
+	}
+}
+
 static void helper_conn_read(struct helper_conn *conn)
 {
 	/* One byte more than any message, so an oversized one shows. */
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 1];
-	struct copyoffload_header hdr;
-	enum copyoffload_decode_result r;
 	ssize_t n;
 
 	/* recv() without a control buffer: any passed descriptor is dropped. */
@@ -953,29 +996,38 @@ static void helper_conn_read(struct helper_conn *conn)
 		helper_conn_fail(conn, ECONNRESET, "waiting for replies");
 		return;
 	}
+	helper_conn_take_message(conn, buf, n);
+}
 
-	r = copyoffload_decode_header(buf, n, &hdr);
-	if (r != COPYOFFLOAD_DECODE_OK) {
-		DBG_ERR("copyoffload: bad message from %s: %s\n",
-			conn->socket_path, copyoffload_decode_result_string(r));
-		helper_conn_fail(conn, EPROTO, "reading a reply");
-		return;
+/*
+ * A send failed. When it found the helper gone (EPIPE, or ECONNRESET when
+ * it left messages of ours unread), what the helper sent before it closed
+ * is still queued and may say why: a refusal of the handshake, which
+ * bypasses the helper instead of shaking hands again for the next chunk,
+ * or replies to copies it finished. Those are taken first. A closed
+ * peer's queue ends (recv() returns 0): the bound is only a guard.
+ */
+static void helper_conn_send_failed(struct helper_conn *conn, int err,
+				    const char *what)
+{
+	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 1];
+	unsigned i;
+
+	for (i = 0; (err == EPIPE || err == ECONNRESET) &&
+		    i < LAST_WORDS_MAX && conn->fd != -1;
+	     i++) {
+		ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+		if (n == -1 && errno == ECONNRESET) {
+			continue; /* reported once, before the queue */
+		}
+		if (n <= 0) {
+			break;
+		}
+		helper_conn_take_message(conn, buf, n);
 	}
-	switch (hdr.type) {
-	case COPYOFFLOAD_MSG_HELLO_REPLY:
-		helper_conn_take_hello_reply(conn, buf, n);
-		return;
-	case COPYOFFLOAD_MSG_COPY_REPLY:
-		helper_conn_take_copy_reply(conn, buf, n);
-		return;
-	case COPYOFFLOAD_MSG_STATS_REPLY:
-		/* The answer to helper_conn_probe(): it is alive, no more. */
-		return;
-	default:
-		DBG_ERR("copyoffload: unexpected message type %u from %s\n",
-			(unsigned)hdr.type, conn->socket_path);
-		helper_conn_fail(conn, EPROTO, "reading a reply");
-		return;
+	if (conn->fd != -1) {
+		helper_conn_fail(conn, err, what);
 	}
 }
 

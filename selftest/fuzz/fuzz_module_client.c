@@ -37,7 +37,6 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <stdarg.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -68,46 +67,6 @@ enum action {
 	ACTION_PUMP,
 	ACTION_COUNT,
 };
-
-/* --- shim services (module_shim/includes.h) ---------------------------- */
-
-static int root_depth;
-
-void become_root(void)
-{
-	root_depth++;
-}
-
-void unbecome_root(void)
-{
-	FUZZ_CHECK(root_depth > 0, "unbecome_root() without become_root()");
-	root_depth--;
-}
-
-int lp_parm_int(int snum, const char *type, const char *option, int def)
-{
-	(void)snum;
-	(void)type;
-	(void)option;
-	return def;
-}
-
-void copyoffload_fuzz_debug(int level, const char *format, ...)
-{
-	static int verbose = -1;
-	char line[1024];
-	va_list ap;
-
-	va_start(ap, format);
-	vsnprintf(line, sizeof(line), format, ap);
-	va_end(ap);
-	if (verbose < 0) {
-		verbose = getenv("COPYOFFLOAD_FUZZ_VERBOSE") != NULL;
-	}
-	if (verbose) {
-		fprintf(stderr, "[module %d] %s", level, line);
-	}
-}
 
 /* --- state ------------------------------------------------------------- */
 
@@ -746,6 +705,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	h.seen_count = 0;
 	h.sent_count = 0;
+	/* Past any reconnect pause or bypass the last input caused. */
+	copyoffload_shim_advance_clock(24 * 60 * 60);
 	for (i = 0; i < calls; i++) {
 		uint64_t length = fuzz_u64(&in);
 
@@ -763,7 +724,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		TALLOC_FREE(h.calls[i].req);
 	}
 	disconnect_client();
-	FUZZ_CHECK(root_depth == 0, "become_root() depth %d after the input", root_depth);
+	FUZZ_CHECK(copyoffload_shim_root_depth() == 0, "become_root() depth %d after the input",
+		   copyoffload_shim_root_depth());
 	FUZZ_CHECK(talloc_total_blocks(h.mem) == 1, "%zu talloc blocks left",
 		   talloc_total_blocks(h.mem));
 	size = open_descriptor_count();

@@ -1,0 +1,71 @@
+/*
+ * The smbd services module_shim/includes.h replaces, for the tests that
+ * compile the module's helper_client.c without smbd.
+ */
+#include "includes.h"
+
+#include <stdarg.h>
+
+#undef time
+
+static int root_depth;
+static time_t clock_offset;
+
+void become_root(void)
+{
+	root_depth++;
+}
+
+void unbecome_root(void)
+{
+	if (root_depth <= 0) {
+		fprintf(stderr, "unbecome_root() without become_root()\n");
+		abort();
+	}
+	root_depth--;
+}
+
+int copyoffload_shim_root_depth(void)
+{
+	return root_depth;
+}
+
+int lp_parm_int(int snum, const char *type, const char *option, int def)
+{
+	(void)snum;
+	(void)type;
+	(void)option;
+	return def;
+}
+
+time_t copyoffload_shim_time(time_t *t)
+{
+	time_t now = time(NULL) + clock_offset;
+
+	if (t != NULL) {
+		*t = now;
+	}
+	return now;
+}
+
+void copyoffload_shim_advance_clock(time_t seconds)
+{
+	clock_offset += seconds;
+}
+
+void copyoffload_shim_debug(int level, const char *format, ...)
+{
+	static int verbose = -1;
+	char line[1024];
+	va_list ap;
+
+	va_start(ap, format);
+	vsnprintf(line, sizeof(line), format, ap);
+	va_end(ap);
+	if (verbose < 0) {
+		verbose = getenv("COPYOFFLOAD_SHIM_VERBOSE") != NULL;
+	}
+	if (verbose) {
+		fprintf(stderr, "[module %d] %s", level, line);
+	}
+}
