@@ -108,6 +108,7 @@ struct helper_conn {
 	int timeout_seconds; /* read at connect; 0: wait forever */
 	struct timeval last_heard; /* a message came, or the wait began */
 	bool probe_sent; /* asked whether it is alive since it last spoke */
+	bool draining; /* reading a closed helper's last messages: no sends */
 	struct helper_pair *pairs;
 	uint32_t next_handle;
 	struct helper_release *releases; /* RELEASEs not sent yet */
@@ -875,7 +876,13 @@ static void helper_call_resend(struct helper_conn *conn,
 	call->pair->registered = false;
 	call->sent = false;
 	call->request.request_id = conn->next_request_id++;
-	helper_conn_flush(conn);
+	/*
+	 * Not while a closed helper's last messages are read: the
+	 * connection then fails this copy with the rest.
+	 */
+	if (!conn->draining) {
+		helper_conn_flush(conn);
+	}
 }
 
 static void helper_conn_take_copy_reply(struct helper_conn *conn,
@@ -1004,8 +1011,9 @@ static void helper_conn_read(struct helper_conn *conn)
  * it left messages of ours unread), what the helper sent before it closed
  * is still queued and may say why: a refusal of the handshake, which
  * bypasses the helper instead of shaking hands again for the next chunk,
- * or replies to copies it finished. Those are taken first. A closed
- * peer's queue ends (recv() returns 0): the bound is only a guard.
+ * or replies to copies it finished. Those are taken first, without
+ * sending anything more (a copy it asks to resend fails with the rest). A
+ * closed peer's queue ends (recv() returns 0): the bound is only a guard.
  */
 static void helper_conn_send_failed(struct helper_conn *conn, int err,
 				    const char *what)
@@ -1013,6 +1021,7 @@ static void helper_conn_send_failed(struct helper_conn *conn, int err,
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 1];
 	unsigned i;
 
+	conn->draining = true;
 	for (i = 0; (err == EPIPE || err == ECONNRESET) &&
 		    i < LAST_WORDS_MAX && conn->fd != -1;
 	     i++) {
@@ -1026,6 +1035,7 @@ static void helper_conn_send_failed(struct helper_conn *conn, int err,
 		}
 		helper_conn_take_message(conn, buf, n);
 	}
+	conn->draining = false;
 	if (conn->fd != -1) {
 		helper_conn_fail(conn, err, what);
 	}

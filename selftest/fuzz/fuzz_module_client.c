@@ -21,6 +21,8 @@
  *      CANCEL u8 k         free the k-th started copy (smbd gave up)
  *      START u64 length    start one more copy
  *      PUMP                let the event loop run until nothing is left
+ *      WAIT                move the client's clock past any reconnect
+ *                          pause or bypass (each input also starts so)
  *
  * Oracles, beyond the sanitizers:
  *   - the client sends only valid messages, COPY with the two descriptors
@@ -55,6 +57,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define MAX_SEEN 16
 #define MAX_SENT_REPLIES 64
 #define MAX_ACTIONS 64
+/* Longer than the client's reconnect pause and its default bypass. */
+#define PAST_ANY_PAUSE_SECONDS (24 * 60 * 60)
 
 enum action {
 	ACTION_RAW,
@@ -65,6 +69,7 @@ enum action {
 	ACTION_CANCEL,
 	ACTION_START,
 	ACTION_PUMP,
+	ACTION_WAIT,
 	ACTION_COUNT,
 };
 
@@ -223,6 +228,16 @@ static void write_seeds(const char *dir)
 	put_hello_reply(&out, 93 /* EPROTONOSUPPORT */);
 	fuzz_put_u8(&out, ACTION_PUMP);
 	fuzz_write_seed(dir, "refused", &out);
+
+	/* ... then, once the bypass is over, a new copy dials again. */
+	fuzz_put_u8(&out, ACTION_WAIT);
+	fuzz_put_u8(&out, ACTION_START);
+	fuzz_put_u64(&out, 200);
+	fuzz_put_u8(&out, ACTION_PUMP);
+	put_hello_reply(&out, 0);
+	put_copy_reply(&out, 1, 2, 0, 0); /* the second COPY received */
+	fuzz_put_u8(&out, ACTION_PUMP);
+	fuzz_write_seed(dir, "refused-then-upgraded", &out);
 
 	/* Every sample message of every type, aimed at the first copy. */
 	for (i = 0; i < fuzz_kind_count; i++) {
@@ -685,6 +700,9 @@ static void run_action(struct fuzz_input *in)
 		pump();
 		finish_done_calls();
 		break;
+	case ACTION_WAIT:
+		copyoffload_shim_advance_clock(PAST_ANY_PAUSE_SECONDS);
+		break;
 	}
 }
 
@@ -706,7 +724,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	h.seen_count = 0;
 	h.sent_count = 0;
 	/* Past any reconnect pause or bypass the last input caused. */
-	copyoffload_shim_advance_clock(24 * 60 * 60);
+	copyoffload_shim_advance_clock(PAST_ANY_PAUSE_SECONDS);
 	for (i = 0; i < calls; i++) {
 		uint64_t length = fuzz_u64(&in);
 

@@ -53,8 +53,9 @@ int lp_parm_int(int snum, const char *type, const char *option, int def);
 #endif
 
 /* The wall clock the client's reconnect pauses and bypasses are counted
- * on: the real one, moved on by copyoffload_shim_advance_clock(), so a
- * test can end a pause without waiting for it. */
+ * on: a clock that stands still until copyoffload_shim_advance_clock()
+ * moves it, so a test decides when a pause ends. (tevent's timers, and
+ * so the reply timeout, run on the real clock.) */
 time_t copyoffload_shim_time(time_t *t);
 void copyoffload_shim_advance_clock(time_t seconds);
 #define time(t) copyoffload_shim_time(t)

@@ -10,6 +10,7 @@
 
 #include <setjmp.h>
 #include <stdarg.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -47,13 +48,35 @@ static void fake_helper_listen(struct fake_helper *helper)
 	helper->server = -1;
 }
 
-/* Closes the connection taken, with whatever the client sent unread. */
-static void fake_helper_hang_up(struct fake_helper *helper)
+/* Closes the connection taken at once, with whatever the client sent
+ * unread: the client's next recv() or send() gets ECONNRESET. */
+static void fake_helper_drop(struct fake_helper *helper)
 {
 	if (helper->server >= 0) {
 		close(helper->server);
 		helper->server = -1;
 	}
+}
+
+/* Ends the connection taken in order, and lets the client's loop run
+ * until it has closed its end too: nothing of it is left for later. */
+static void fake_helper_hang_up(struct fake_helper *helper)
+{
+	struct pollfd p = { .events = POLLIN };
+
+	if (helper->server < 0) {
+		return;
+	}
+	assert_int_equal(shutdown(helper->server, SHUT_WR), 0);
+	p.fd = helper->server;
+	for (;;) {
+		assert_true(poll(&p, 1, 0) >= 0);
+		if ((p.revents & POLLHUP) != 0) {
+			break;
+		}
+		assert_int_equal(tevent_loop_once(t.ev), 0);
+	}
+	fake_helper_drop(helper);
 }
 
 static void fake_helper_close(struct fake_helper *helper)
@@ -185,7 +208,7 @@ static void refusal_taken_after_a_failed_send(bool helper_reads_the_copy)
 		assert_int_equal(fake_helper_receive(&helper, buf, sizeof(buf)),
 				 COPYOFFLOAD_MSG_COPY);
 	}
-	fake_helper_hang_up(&helper);
+	fake_helper_drop(&helper);
 
 	second = start_copy(&helper); /* sent before the client read anything */
 	assert_int_equal(finish_copy(first), EPROTONOSUPPORT);
@@ -210,6 +233,27 @@ static void test_refusal_taken_after_a_broken_pipe(void **state)
 }
 
 /*
+ * The same refusal, found by a read: the client's first recv() after the
+ * close reports ECONNRESET (its COPY lay unread), the refusal only after.
+ */
+static void test_refusal_taken_after_a_reset_read(void **state)
+{
+	struct fake_helper helper;
+	struct tevent_req *req;
+
+	(void)state;
+	req = start_first_copy(&helper);
+	fake_helper_answer_hello(&helper, EPROTONOSUPPORT);
+	fake_helper_drop(&helper);
+	assert_int_equal(finish_copy(req), EPROTONOSUPPORT);
+
+	req = start_copy(&helper);
+	assert_false(fake_helper_dialled(&helper));
+	assert_int_equal(finish_copy(req), EPROTONOSUPPORT);
+	fake_helper_close(&helper);
+}
+
+/*
  * A helper that closes before it answers the handshake (failing at start,
  * say) is not dialled again for every copy: the next copy fails at once,
  * and the one after the reconnect pause dials again.
@@ -221,7 +265,7 @@ static void test_unanswered_handshake_pauses_redialling(void **state)
 
 	(void)state;
 	req = start_first_copy(&helper);
-	fake_helper_hang_up(&helper);
+	fake_helper_drop(&helper);
 	assert_int_equal(finish_copy(req), ECONNRESET);
 
 	req = start_copy(&helper);
@@ -251,8 +295,6 @@ static void test_answered_helper_redialled_at_once(void **state)
 	assert_int_equal(finish_copy(req), 0);
 
 	fake_helper_hang_up(&helper);
-	/* The client reads the end of stream and closes its end. */
-	assert_int_equal(tevent_loop_once(t.ev), 0);
 	req = start_copy(&helper);
 	assert_true(fake_helper_dialled(&helper));
 	fake_helper_answer_hello(&helper, 0);
@@ -292,6 +334,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_refusal_taken_after_a_reset_send),
 		cmocka_unit_test(test_refusal_taken_after_a_broken_pipe),
+		cmocka_unit_test(test_refusal_taken_after_a_reset_read),
 		cmocka_unit_test(test_unanswered_handshake_pauses_redialling),
 		cmocka_unit_test(test_answered_helper_redialled_at_once),
 	};
