@@ -772,6 +772,13 @@ static struct tevent_req *copyoffload_offload_write_send(
 	return req;
 }
 
+/*
+ * The status a copy the helper failed with err gets: smbd's own mapping,
+ * map_nt_error_from_unix(), as vfs_default's copy gives for the same errno.
+ * (The common table behind map_nt_error_from_unix_common() turns EAGAIN,
+ * EINTR and ENOBUFS into STATUS_MORE_ENTRIES, a success code: a client
+ * would take an unfinished copychunk for a finished one.)
+ */
 static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err)
 {
 	NTSTATUS status;
@@ -797,8 +804,9 @@ static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err)
 	case EBADMSG:
 		return NT_STATUS_INTERNAL_ERROR;
 	}
-	status = map_nt_error_from_unix_common(err);
-	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
+	status = map_nt_error_from_unix(err);
+	if (!NT_STATUS_IS_ERR(status)) {
+		/* Only an error may end a copy. */
 		return NT_STATUS_INTERNAL_ERROR;
 	}
 	return status;

@@ -69,8 +69,9 @@ FAULT_SHARES = {
     "share": [MODULE],
     "share_fail": [MODULE],
     "tiny": [MODULE],
-    # Its socket is served by refusing_helper.py, not by copyoffloadd.
+    # Their sockets are served by fake_helpers.py, not by copyoffloadd.
     "old_helper": [MODULE],
+    "erring_helper": [MODULE],
 }
 
 # The hung-helper test (test_faults.py): the same two policies, on a server
@@ -127,7 +128,9 @@ HELPER_ARGS = {"blockdev": ["--device-copy"]}
 # "{dir}" in a value is the scenario's directory.
 SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"},
                             "old_helper": {"copyoffload:helper socket":
-                                           "{dir}/old-helper.sock"}},
+                                           "{dir}/old-helper.sock"},
+                            "erring_helper": {"copyoffload:helper socket":
+                                              "{dir}/erring-helper.sock"}},
                  "hang": {"share_fail": {"copyoffload:helper down": "fail"},
                           "slow_limit": {"copyoffload:max bytes per second": "1M"}},
                  "main": {"nomerge": {"copyoffload:merge chunks": "no"},

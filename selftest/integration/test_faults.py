@@ -68,17 +68,24 @@ Cases (FS = ext4):
     at the limit's pace: no reply timeout in smbd's log, the copy right,
     taking longer than the timeout.
   * `FS:faults:older helper refuses the handshake`: share old_helper's
-    socket is served by refusing_helper.py, which refuses every HELLO in
+    socket is served by fake_helpers.RefusingHelper, which refuses every HELLO in
     protocol version 3 and closes, as copyoffloadd does. Two scopy of
     40 MiB + 1 (three requests, 41 chunks each) complete with the right data
     through smbd, and each smbd process shook hands once and logged once
     that it bypasses the helper, instead of once per chunk.
+  * `FS:faults:helper errors keep smbd's statuses`: share erring_helper's
+    socket is served by fake_helpers.FailingHelper, which fails every copy
+    with one errno. A COPYCHUNK_WRITE of one 1 MiB chunk per errno gets the
+    NTSTATUS smbd's own map_nt_error_from_unix() gives (what vfs_default's
+    copy answers for it), never a success code, and reports nothing
+    written; the target is untouched.
 
 In stock mode only the disk-full cases run (the others are about the
 helper), without the helper-log assertion.
 """
 
 import collections
+import errno
 import functools
 import hashlib
 import os
@@ -86,12 +93,15 @@ import re
 import signal
 import time
 
+from impacket import nt_errors
+
 import blkio_throttle
 import client_processes
+import fake_helpers
 import proc_stats
-import refusing_helper
 import scenario
 import smb_raw
+import test_clone
 import test_scopy
 import testcase
 
@@ -111,6 +121,16 @@ HANG_FILE_SIZE = 2 * MiB + 1
 LIMITED_FILE_SIZE = 8 * MiB  # at 1 MiB/s: longer than HANG_TIMEOUT
 OLD_HELPER_COPIES = 2
 OLD_HELPER_FILE_SIZE = 40 * MiB + 1  # three COPYCHUNK requests
+# An errno a helper's copy may fail with, and the status smbd's own
+# map_nt_error_from_unix() gives it (source3/lib/errmap_unix.c).
+HELPER_ERRNO_STATUSES = (
+    (errno.EAGAIN, nt_errors.STATUS_NETWORK_BUSY),
+    (errno.EINTR, nt_errors.STATUS_RETRY),
+    (errno.ENOBUFS, nt_errors.STATUS_INSUFFICIENT_RESOURCES),
+    (errno.ENOSYS, nt_errors.STATUS_NOT_SUPPORTED),
+    (errno.ETXTBSY, nt_errors.STATUS_SHARING_VIOLATION),
+    (errno.EIO, nt_errors.STATUS_IO_DEVICE_ERROR),
+)
 
 HANDED_BACK_RE = re.compile(r"lost the helper at .* while (.*): .*; "
                             r"(\d+) copies in flight are handed back")
@@ -518,7 +538,7 @@ def refusing_helper_case(env, check):
     module, and the module shakes hands once, not once per copy."""
     digest = make_source(env, "old_helper", "old.bin", OLD_HELPER_FILE_SIZE)
     refused_before = len(smbd_lines(env, REFUSED_RE))
-    with refusing_helper.RefusingHelper(os.path.join(env.dir, "old-helper.sock")) as old:
+    with fake_helpers.RefusingHelper(os.path.join(env.dir, "old-helper.sock")) as old:
         for i in range(OLD_HELPER_COPIES):
             result = env.smbclient.run("old_helper", [f"scopy old.bin old-{i}.copy"])
             check.require(result.ok, f"copy {i}: {result.describe()}")
@@ -535,6 +555,37 @@ def refusing_helper_case(env, check):
     check.require(refused == OLD_HELPER_COPIES,
                   f"smbd logged {refused} refusals, expected {OLD_HELPER_COPIES}")
     check.note(f"{handshakes} handshakes, each copy done by smbd")
+
+
+def helper_errors_case(env, check):
+    """Every errno a helper's copy fails with reaches the client as smbd's own
+    copy would answer it, never as a success code, with nothing written."""
+    test_clone.create_share_file(env, "erring_helper", "erring-src.bin", MiB)
+    dst_path, dst_before = test_clone.create_share_file(env, "erring_helper",
+                                                        "erring-dst.bin", MiB)
+    with fake_helpers.FailingHelper(os.path.join(env.dir, "erring-helper.sock")) as helper:
+        with smb_raw.connect(env, "erring_helper") as s:
+            src = s.open("erring-src.bin")
+            dst = s.open("erring-dst.bin")
+            key = s.resume_key(src)
+            for err, expected in HELPER_ERRNO_STATUSES:
+                helper.fail_with(err)
+                status, written = s.copychunk_write_outcome(dst, key, [(0, 0, MiB)])
+                check.require(status == expected,
+                              f"a copy failed with {errno.errorcode[err]}: "
+                              f"{smb_raw.status_name(status)}, expected "
+                              f"{smb_raw.status_name(expected)}")
+                check.require(written is None or written[2] == 0,
+                              f"{errno.errorcode[err]}: {written} reported written")
+            s.close(dst)
+            s.close(src)
+        copies = helper.count()
+    check.require(copies == len(HELPER_ERRNO_STATUSES),
+                  f"the failing helper got {copies} copies, expected "
+                  f"{len(HELPER_ERRNO_STATUSES)}")
+    test_clone.require_bytes(check, dst_path, dst_before, "target")
+    check.note(", ".join(f"{errno.errorcode[err]}: {smb_raw.status_name(expected)}"
+                         for err, expected in HELPER_ERRNO_STATUSES))
 
 
 def cases(fs_type, stock):
@@ -554,6 +605,8 @@ def cases(fs_type, stock):
         testcase.Case(name("client disconnects mid-copy"), faults, client_disconnect_case),
         testcase.Case(name("older helper refuses the handshake"), faults,
                       refusing_helper_case),
+        testcase.Case(name("helper errors keep smbd's statuses"), faults,
+                      helper_errors_case),
         testcase.Case(name("a limited copy outlasts the reply timeout"),
                       scenario.hang(fs_type), limited_outlasts_timeout_case),
     ]
