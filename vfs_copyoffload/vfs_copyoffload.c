@@ -774,10 +774,11 @@ static struct tevent_req *copyoffload_offload_write_send(
 
 /*
  * The status a copy the helper failed with err gets: smbd's own mapping,
- * map_nt_error_from_unix(), as vfs_default's copy gives for the same errno.
- * (The common table behind map_nt_error_from_unix_common() turns EAGAIN,
- * EINTR and ENOBUFS into STATUS_MORE_ENTRIES, a success code: a client
- * would take an unfinished copychunk for a finished one.)
+ * map_nt_error_from_unix(), as vfs_default's copy gives for the same errno,
+ * and the common table only for an errno smbd's does not list. (The common
+ * table alone turns EAGAIN, EINTR and ENOBUFS into STATUS_MORE_ENTRIES, a
+ * success code: a client would take an unfinished copychunk for a finished
+ * one.)
  */
 static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err)
 {
@@ -805,6 +806,20 @@ static NTSTATUS copyoffload_status_from_errno(uint32_t fsctl, int err)
 		return NT_STATUS_INTERNAL_ERROR;
 	}
 	status = map_nt_error_from_unix(err);
+	if (NT_STATUS_EQUAL(status, NT_STATUS_ACCESS_DENIED) && err != EPERM &&
+	    err != EACCES) {
+		/*
+		 * smbd's table does not list err (ACCESS_DENIED is its
+		 * default): the common one knows a few more, EBUSY (a device
+		 * in use) giving SHARING_VIOLATION.
+		 */
+		NTSTATUS common = map_nt_error_from_unix_common(err);
+
+		if (NT_STATUS_IS_ERR(common) &&
+		    !NT_STATUS_EQUAL(common, NT_STATUS_UNSUCCESSFUL)) {
+			status = common;
+		}
+	}
 	if (!NT_STATUS_IS_ERR(status)) {
 		/* Only an error may end a copy. */
 		return NT_STATUS_INTERNAL_ERROR;

@@ -122,7 +122,8 @@ LIMITED_FILE_SIZE = 8 * MiB  # at 1 MiB/s: longer than HANG_TIMEOUT
 OLD_HELPER_COPIES = 2
 OLD_HELPER_FILE_SIZE = 40 * MiB + 1  # three COPYCHUNK requests
 # An errno a helper's copy may fail with, and the status smbd's own
-# map_nt_error_from_unix() gives it (source3/lib/errmap_unix.c).
+# map_nt_error_from_unix() gives it (source3/lib/errmap_unix.c), or for
+# one it does not list, libcli/util/errmap_unix.c's.
 HELPER_ERRNO_STATUSES = (
     (errno.EAGAIN, nt_errors.STATUS_NETWORK_BUSY),
     (errno.EINTR, nt_errors.STATUS_RETRY),
@@ -130,6 +131,8 @@ HELPER_ERRNO_STATUSES = (
     (errno.ENOSYS, nt_errors.STATUS_NOT_SUPPORTED),
     (errno.ETXTBSY, nt_errors.STATUS_SHARING_VIOLATION),
     (errno.EIO, nt_errors.STATUS_IO_DEVICE_ERROR),
+    # Not in smbd's table (it would give ACCESS_DENIED): the common one's.
+    (errno.EBUSY, nt_errors.STATUS_SHARING_VIOLATION),
 )
 
 HANDED_BACK_RE = re.compile(r"lost the helper at .* while (.*): .*; "
