@@ -1244,6 +1244,16 @@ struct tevent_req *copyoffload_helper_copy_send(
 	}
 
 	call->pair = helper_pair_get(conn, args);
+	if (call->pair == NULL && args->src_owner != NULL &&
+	    args->dst_owner != NULL) {
+		/*
+		 * No memory for its pair: a copy queued behind a full socket
+		 * could then not be withdrawn when a file closes, and smbd may
+		 * reuse the descriptor numbers at once.
+		 */
+		tevent_req_error(req, ENOMEM);
+		return tevent_req_post(req, ev);
+	}
 	call->request = (struct copyoffload_copy_request) {
 		.request_id = conn->next_request_id++,
 		.src_offset = args->src_offset,
