@@ -288,10 +288,16 @@ static void helper_call_finish(struct helper_call *call, int err)
 	tevent_req_done(call->req);
 }
 
+/* Connecting fails with err, without trying, for the next seconds. */
+static void helper_conn_pause(struct helper_conn *conn, int err, int seconds)
+{
+	conn->last_error = err;
+	conn->retry_after = time(NULL) + seconds;
+}
+
 /*
  * Copies skip a helper that hung or broke the protocol, and would again,
- * for the reply timeout (at least the reconnect pause): connecting goes on
- * failing with err until then. Returns the seconds.
+ * for the reply timeout (at least the reconnect pause). Returns the seconds.
  */
 static int helper_conn_bypass(struct helper_conn *conn, int err)
 {
@@ -299,8 +305,7 @@ static int helper_conn_bypass(struct helper_conn *conn, int err)
 			      ? conn->timeout_seconds
 			      : RECONNECT_BACKOFF_SECONDS;
 
-	conn->last_error = err;
-	conn->retry_after = time(NULL) + seconds;
+	helper_conn_pause(conn, err, seconds);
 	return seconds;
 }
 
@@ -338,8 +343,7 @@ static void helper_conn_fail(struct helper_conn *conn, int err,
 		 * that again (failing at start, say) is left alone for the
 		 * reconnect pause instead of being dialled for every chunk.
 		 */
-		conn->last_error = err;
-		conn->retry_after = time(NULL) + RECONNECT_BACKOFF_SECONDS;
+		helper_conn_pause(conn, err, RECONNECT_BACKOFF_SECONDS);
 	}
 	helper_conn_close_socket(conn);
 	while (conn->calls != NULL) {
@@ -561,8 +565,7 @@ static int helper_conn_ensure(struct helper_conn *conn)
 
 	err = helper_conn_open(conn);
 	if (err != 0) {
-		conn->last_error = err;
-		conn->retry_after = now + RECONNECT_BACKOFF_SECONDS;
+		helper_conn_pause(conn, err, RECONNECT_BACKOFF_SECONDS);
 		if (!conn->reported_down) {
 			DBG_ERR("copyoffload: helper at %s unavailable: %s; "
 				"copies go to the next module or fail, as "
@@ -971,14 +974,18 @@ static void helper_conn_take_message(struct helper_conn *conn,
 	}
 }
 
-static void helper_conn_read(struct helper_conn *conn)
+/*
+ * One message from the socket into buf (one byte more than any message,
+ * so an oversized one shows): its length, 0 at the end of the stream, or
+ * -1 with errno.
+ */
+static ssize_t helper_conn_receive(struct helper_conn *conn,
+				   uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 1])
 {
-	/* One byte more than any message, so an oversized one shows. */
-	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 1];
 	ssize_t n;
 
 	/* recv() without a control buffer: any passed descriptor is dropped. */
-	n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	n = recv(conn->fd, buf, COPYOFFLOAD_MAX_MESSAGE_SIZE + 1, MSG_DONTWAIT);
 	if (n == -1 && errno == ECONNRESET) {
 		/*
 		 * A helper that closed with our messages unread (it refuses
@@ -986,12 +993,21 @@ static void helper_conn_read(struct helper_conn *conn)
 		 * waits) is reported once, before what it sent last: read
 		 * that too, so that its refusal counts as one.
 		 */
-		n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		n = recv(conn->fd, buf, COPYOFFLOAD_MAX_MESSAGE_SIZE + 1,
+			 MSG_DONTWAIT);
 		if (n <= 0) {
-			helper_conn_fail(conn, ECONNRESET, "reading");
-			return;
+			errno = ECONNRESET;
+			return -1;
 		}
 	}
+	return n;
+}
+
+static void helper_conn_read(struct helper_conn *conn)
+{
+	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE + 1];
+	ssize_t n = helper_conn_receive(conn, buf);
+
 	if (n == -1) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
 			return;
@@ -1025,11 +1041,8 @@ static void helper_conn_send_failed(struct helper_conn *conn, int err,
 	for (i = 0; (err == EPIPE || err == ECONNRESET) &&
 		    i < LAST_WORDS_MAX && conn->fd != -1;
 	     i++) {
-		ssize_t n = recv(conn->fd, buf, sizeof(buf), MSG_DONTWAIT);
+		ssize_t n = helper_conn_receive(conn, buf);
 
-		if (n == -1 && errno == ECONNRESET) {
-			continue; /* reported once, before the queue */
-		}
 		if (n <= 0) {
 			break;
 		}
