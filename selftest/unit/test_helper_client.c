@@ -148,7 +148,7 @@ static void fake_helper_answer_copy(struct fake_helper *helper)
 	fake_helper_send(helper, buf, copyoffload_encode_copy_reply(buf, &reply));
 }
 
-/* smbd's side: a copy of 4 KiB, and its outcome once the loop settled it. */
+/* smbd's side: a copy of 4 KiB. */
 static struct tevent_req *start_copy(struct fake_helper *helper)
 {
 	struct copyoffload_copy_args args = {
@@ -175,6 +175,7 @@ static struct tevent_req *start_first_copy(struct fake_helper *helper)
 	return req;
 }
 
+/* The copy's outcome once the loop settled it (0 or an errno). */
 static int finish_copy(struct tevent_req *req)
 {
 	struct copyoffload_copy_reply reply;
