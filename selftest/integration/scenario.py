@@ -124,13 +124,18 @@ KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
 # Extra copyoffloadd options per scenario kind.
 HELPER_ARGS = {"blockdev": ["--device-copy"]}
 
+# Sockets of the fault tests' fake helpers (fake_helpers.py), in the
+# scenario's directory.
+OLD_HELPER_SOCKET = "old-helper.sock"
+ERRING_HELPER_SOCKET = "erring-helper.sock"
+
 # Extra smb.conf options per scenario kind and share.
 # "{dir}" in a value is the scenario's directory.
 SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"},
                             "old_helper": {"copyoffload:helper socket":
-                                           "{dir}/old-helper.sock"},
+                                           "{dir}/" + OLD_HELPER_SOCKET},
                             "erring_helper": {"copyoffload:helper socket":
-                                              "{dir}/erring-helper.sock"}},
+                                              "{dir}/" + ERRING_HELPER_SOCKET}},
                  "hang": {"share_fail": {"copyoffload:helper down": "fail"},
                           "slow_limit": {"copyoffload:max bytes per second": "1M"}},
                  "main": {"nomerge": {"copyoffload:merge chunks": "no"},

@@ -97,12 +97,16 @@ class Session:
         shares: a resume key is good only on the connection that asked."""
         return self.conn.connectTree(share)
 
+    def _tree(self, tree):
+        """tree, or the session's share when it is None."""
+        return self.tree if tree is None else tree
+
     @_raises_smb_error("CREATE")
     def open(self, name, create=False, tree=None):
         """Open name read/write (create=True: create or truncate it) in
         tree (default: the session's share)."""
         return self.conn.createFile(
-            self.tree if tree is None else tree, name,
+            self._tree(tree), name,
             desiredAccess=smb3structs.FILE_READ_DATA | smb3structs.FILE_WRITE_DATA
             | smb3structs.FILE_READ_ATTRIBUTES | smb3structs.FILE_WRITE_ATTRIBUTES,
             shareMode=smb3structs.FILE_SHARE_READ | smb3structs.FILE_SHARE_WRITE,
@@ -111,7 +115,7 @@ class Session:
 
     @_raises_smb_error("CLOSE")
     def close(self, file_id, tree=None):
-        self.conn.closeFile(self.tree if tree is None else tree, file_id)
+        self.conn.closeFile(self._tree(tree), file_id)
 
     @_raises_smb_error("SET_INFO FileEndOfFileInformation")
     def set_end_of_file(self, file_id, size):
@@ -139,7 +143,7 @@ class Session:
     def fsctl(self, file_id, code, blob, max_output, tree=None):
         """Send an FSCTL; its output buffer, or SmbError."""
         try:
-            out = self.smb.ioctl(self.tree if tree is None else tree, file_id, ctlCode=code,
+            out = self.smb.ioctl(self._tree(tree), file_id, ctlCode=code,
                                  flags=smb3structs.SMB2_0_IOCTL_IS_FSCTL,
                                  inputBlob=blob, maxInputResponse=0,
                                  maxOutputResponse=max_output)

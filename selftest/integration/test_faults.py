@@ -139,7 +139,8 @@ HANDED_BACK_RE = re.compile(r"lost the helper at .* while (.*): .*; "
                             r"(\d+) copies in flight are handed back")
 CONNECTED_RE = r"copyoffload: connected to helper at "
 TIMED_OUT_RE = r"lost the helper at .* while waiting for a reply: Connection timed out"
-REFUSED_RE = r"for \d+ s before the helper at .*/old-helper.sock is tried again"
+REFUSED_RE = (r"for \d+ s before the helper at .*/" + re.escape(scenario.OLD_HELPER_SOCKET)
+              + " is tried again")
 
 
 # ----------------------------------------------------------------- helpers
@@ -541,7 +542,7 @@ def refusing_helper_case(env, check):
     module, and the module shakes hands once, not once per copy."""
     digest = make_source(env, "old_helper", "old.bin", OLD_HELPER_FILE_SIZE)
     refused_before = len(smbd_lines(env, REFUSED_RE))
-    with fake_helpers.RefusingHelper(os.path.join(env.dir, "old-helper.sock")) as old:
+    with fake_helpers.RefusingHelper(os.path.join(env.dir, scenario.OLD_HELPER_SOCKET)) as old:
         for i in range(OLD_HELPER_COPIES):
             result = env.smbclient.run("old_helper", [f"scopy old.bin old-{i}.copy"])
             check.require(result.ok, f"copy {i}: {result.describe()}")
@@ -566,7 +567,7 @@ def helper_errors_case(env, check):
     test_clone.create_share_file(env, "erring_helper", "erring-src.bin", MiB)
     dst_path, dst_before = test_clone.create_share_file(env, "erring_helper",
                                                         "erring-dst.bin", MiB)
-    with fake_helpers.FailingHelper(os.path.join(env.dir, "erring-helper.sock")) as helper:
+    with fake_helpers.FailingHelper(os.path.join(env.dir, scenario.ERRING_HELPER_SOCKET)) as helper:
         with smb_raw.connect(env, "erring_helper") as s:
             src = s.open("erring-src.bin")
             dst = s.open("erring-dst.bin")
