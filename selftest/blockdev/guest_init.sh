@@ -72,8 +72,10 @@ done
 status=$?
 kill "$helper"
 wait "$helper"
+helper_status=$?
 # The helper's log, for the console log (the host shows it on failure).
-echo "blockdev guest: copyoffloadd log follows (test status $status)"
+# The host checks both statuses: a crash ends the cases early.
+echo "blockdev guest: copyoffloadd log follows (test status $status, copyoffloadd status $helper_status)"
 sed 's/^/blockdev guest: | /' /tmp/copyoffloadd.log
 echo "blockdev guest: done"
 poweroff -f; sleep 60

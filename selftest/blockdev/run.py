@@ -12,7 +12,9 @@ Exit status 0 only if nothing failed and something passed. See README.md.
 
 import argparse
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -107,17 +109,50 @@ def run_guest(kernel_dir, initrd, workdir, timeout, verbose):
     lines = []
     with open(log_path, "w") as log:
         log.write(" ".join(argv) + "\n")
+        # A session of its own, so that an interrupted run ends timeout and
+        # QEMU with it instead of leaving the guest running.
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\r\n")
-            log.write(line + "\n")
-            lines.append(line)
-            if verbose or line.startswith(("PASS ", "FAIL ")):
-                print(line, flush=True)
-        process.wait()
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            for raw in process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                log.write(line + "\n")
+                lines.append(line)
+                if verbose or line.startswith(("PASS ", "FAIL ")):
+                    print(line, flush=True)
+            process.wait()
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
     finished = any(line.startswith("blockdev guest: done") for line in lines)
     return lines, finished, process.returncode
+
+
+STATUS_RE = re.compile(r"\(test status (\d+), copyoffloadd status (\d+)\)")
+
+
+def exit_problems(lines, failed):
+    """What the guest's exit statuses say that its PASS and FAIL lines do
+    not: a test program that crashed or failed after its last reported case
+    (its later cases never print), or a helper that did not exit cleanly on
+    SIGTERM."""
+    for line in lines:
+        found = STATUS_RE.search(line)
+        if found:
+            test, helper = int(found.group(1)), int(found.group(2))
+            problems = []
+            if test != 0 and failed == 0:
+                problems.append(f"blockdev-test exited with status {test} "
+                                "though no case failed")
+            if helper != 0:
+                problems.append(f"copyoffloadd exited with status {helper} on SIGTERM")
+            return problems
+    return []  # the guest did not get that far: "did not finish" says so
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def main():
@@ -130,6 +165,9 @@ def main():
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show the whole guest console")
     args = parser.parse_args()
+    # SIGTERM and SIGHUP unwind like Ctrl-C, through run_guest's cleanup.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGHUP, interrupted)
     if os.geteuid() != 0:
         print("blockdev: needs root (apt-get download, the guest's images)")
         print("0 passed, 1 failed")
@@ -151,6 +189,9 @@ def main():
                                             args.verbose)
         passed = sum(1 for line in lines if line.startswith("PASS "))
         failed = sum(1 for line in lines if line.startswith("FAIL "))
+        for problem in exit_problems(lines, failed):
+            failed += 1
+            print(f"FAIL {problem}")
         if not finished:
             failed += 1
             tail = " | ".join(lines[-15:])

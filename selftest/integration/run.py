@@ -15,6 +15,7 @@ something passed. Needs root (loop mounts, mount namespaces, useradd).
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -135,15 +136,25 @@ def panic_count(env):
     return len(env.server.log_matches(PANIC_RE, flags=0))
 
 
+def helper_running(env):
+    return env.helper is not None and env.helper.running()
+
+
 def run_case(env, case, stock):
     check = results.Check(stock)
     panics = panic_count(env)
+    helper_was_running = helper_running(env)
     try:
         case.body(env, check)
         new_panics = panic_count(env) - panics
         if new_panics:
             check.fail(f"smbd logged {new_panics} PANIC/INTERNAL ERROR line(s) "
                        f"(see {env.server.log_path})")
+        # smbd copies by itself when the helper is gone, so a case that
+        # does not read the helper's log would pass over a crash.
+        if helper_was_running and not helper_running(env):
+            check.fail(f"copyoffloadd is no longer running (exit status "
+                       f"{env.helper.proc.returncode}; see {env.helper.log_path})")
     except results.TestFailure as e:
         return results.Result(case.name, results.FAIL, str(e))
     except results.ExpectedSkip as e:
@@ -157,6 +168,7 @@ def run_case(env, case, stock):
 def run_scenario(scen, cases, options, workdir, reporter, stock):
     """Set the scenario up once, run its cases, tear it down."""
     pending = list(cases)
+    env = None
     try:
         with scenario.Environment(scen, options, workdir) as env:
             env.selected = {c.name for c in cases}
@@ -168,9 +180,18 @@ def run_scenario(scen, cases, options, workdir, reporter, stock):
     except Exception as e:
         processes._log(traceback.format_exc())
         reason = f"scenario {scen.name} failed: {type(e).__name__}: {e}"
+        if not pending:  # the cases ran; tearing down failed
+            reporter.record(results.Result(f"{scen.name}:teardown", results.FAIL, reason))
         for case in pending:
             reporter.record(results.Result(case.name, results.FAIL, reason))
         pending.clear()
+    if env is not None and env.helper is not None and env.helper.proc is not None:
+        status = env.helper.proc.returncode
+        if status not in (0, None):
+            reporter.record(results.Result(
+                f"{scen.name}:teardown", results.FAIL,
+                f"copyoffloadd exited with status {status} when stopped "
+                f"(see {env.helper.log_path})"))
     return pending
 
 
@@ -178,6 +199,17 @@ def mounts_below(path):
     prefix = os.path.realpath(path) + "/"
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
+
+
+def loop_devices_below(path):
+    """Loop devices still attached to image files under path."""
+    prefix = os.path.realpath(path) + "/"
+    listing = subprocess.run(["losetup", "--list", "--noheadings", "--raw",
+                              "--output", "NAME,BACK-FILE"],
+                             capture_output=True, text=True, check=False).stdout
+    return [f"{name} ({backing})" for name, _, backing in
+            (line.partition(" ") for line in listing.splitlines())
+            if backing.startswith(prefix)]
 
 
 def main(argv=None):
@@ -248,10 +280,13 @@ def main(argv=None):
         if case.name not in done:
             reporter.record(results.Result(case.name, results.FAIL, f"not run: {interrupted}"))
 
-    leftovers = mounts_below(workdir)
-    keep = args.keep or not reporter.success() or interrupted or leftovers
+    leftovers = ([f"mount {m}" for m in mounts_below(workdir)]
+                 + [f"loop device {d}" for d in loop_devices_below(workdir)])
     if leftovers:
-        print(f"WARNING: still mounted: {', '.join(leftovers)}", file=sys.stderr)
+        # Every exit path must undo what the tests set up.
+        reporter.record(results.Result("teardown", results.FAIL,
+                                       f"left behind: {', '.join(leftovers)}"))
+    keep = args.keep or not reporter.success() or interrupted or leftovers
     if keep:
         print(f"logs kept in {workdir}")
     else:

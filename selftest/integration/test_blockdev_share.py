@@ -26,6 +26,7 @@ Cases (ext4 only, one scenario):
 import os
 import stat
 
+import cleanup
 import processes
 import scenario
 import smb_raw
@@ -64,9 +65,12 @@ def devices(env):
         data = pattern(i + 1, DEVICE_SIZE)
         with open(image, "wb") as f:
             f.write(data)
-        loop = processes.run(["losetup", "--find", "--show", image]).stdout.strip()
-        env.defer(f"detach {loop}",
-                  lambda loop=loop: processes.run(["losetup", "-d", loop], check=False))
+        # critical(): an interrupt cannot come between attaching and
+        # registering the undo, so the device never outlives the run.
+        with cleanup.critical():
+            loop = processes.run(["losetup", "--find", "--show", image]).stdout.strip()
+            env.defer(f"detach {loop}",
+                      lambda loop=loop: processes.run(["losetup", "-d", loop]))
         node = os.path.join(share, f"disk{i}")
         os.mknod(node, stat.S_IFBLK | 0o600, os.stat(loop).st_rdev)
         os.chmod(node, 0o666)  # the test user reads and writes through smbd
@@ -75,9 +79,9 @@ def devices(env):
     mount_point = os.path.join(env.dir, "raw-mnt")
     os.mkdir(mount_point)
     processes.run(["mkfs.ext4", "-q", "-F", loop2])
-    processes.run(["mount", loop2, mount_point])
-    env.defer(f"unmount {mount_point}",
-              lambda: processes.run(["umount", mount_point], check=False))
+    with cleanup.critical():
+        processes.run(["mount", loop2, mount_point])
+        env.defer(f"unmount {mount_point}", lambda: processes.run(["umount", mount_point]))
     env.cache["blockdev"] = made
     return made
 

@@ -1,6 +1,7 @@
 """Running copyoffloadd (and friends) for the tool and service tests: in a
 temporary directory, output to a log file, stopped by PID."""
 
+import ctypes
 import os
 import signal
 import socket
@@ -23,15 +24,53 @@ def wait_for(condition, timeout=10.0, what="condition"):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+PR_SET_PDEATHSIG = 1
+
+# A CPU hog for /bin/sh -c: spins until its parent goes, so that it cannot
+# outlive the daemon it was started next to.
+HOG = "/usr/bin/python3 -c 'import os; p = os.getppid()\nwhile os.getppid() == p: pass'"
+
+
+# Each child leads a session of its own, out of reach of the process-group
+# kill with which meson ends a test at its timeout (SIGTERM, then SIGKILL
+# half a second later), and that kill skips every finally. So the children
+# get SIGKILL when the test process goes (PR_SET_PDEATHSIG; a daemon that
+# drops privileges loses it, the kernel clears it with the credentials),
+# and SIGTERM kills every child still running before the test exits.
+_started = []
+
+
+def _dies_with_parent(then=None):
+    """A preexec_fn that asks for SIGKILL when the parent ends, then runs
+    then()."""
+    def preexec():
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if then is not None:
+            then()
+    return preexec
+
+
+def _kill_children_and_exit(signum, frame):
+    for proc in _started:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    os._exit(128 + signum)
+
+
+signal.signal(signal.SIGTERM, _kill_children_and_exit)
+
+
 class Process:
     """A started process with its output in a log file."""
 
-    def __init__(self, argv, log_path, env=None, **popen):
+    def __init__(self, argv, log_path, env=None, preexec_fn=None, **popen):
         self.log_path = log_path
         with open(log_path, "ab") as log:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, env=env,
-                                         start_new_session=True, **popen)
+                                         start_new_session=True,
+                                         preexec_fn=_dies_with_parent(preexec_fn), **popen)
+        _started.append(self.proc)
 
     @property
     def pid(self):

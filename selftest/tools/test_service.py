@@ -210,7 +210,7 @@ class Service(unittest.TestCase):
         # One session for the hogs and the daemon: one autogroup.
         daemon = self.track(daemon_process.Process(
             ["/bin/sh", "-c",
-             f"for i in $(seq {hogs}); do /usr/bin/python3 -c 'while True: pass' & done; "
+             f"for i in $(seq {hogs}); do {daemon_process.HOG} & done; "
              f"exec {daemon_process.DAEMON} --socket {path} --log-level debug"],
             os.path.join(self.dir, "daemon.log"),
             preexec_fn=lambda: os.sched_setaffinity(0, {cpu})))
@@ -293,7 +293,7 @@ class Service(unittest.TestCase):
         pin = {"preexec_fn": lambda: os.sched_setaffinity(0, {cpu})}
         spinners = self.track(daemon_process.Process(
             ["/bin/sh", "-c",
-             f"for i in $(seq {hogs}); do /usr/bin/python3 -c 'while True: pass' & done; wait"],
+             f"for i in $(seq {hogs}); do {daemon_process.HOG} & done; wait"],
             os.path.join(self.dir, "hogs.log"), **pin))
         try:
             daemon = self.track(daemon_process.Process(
