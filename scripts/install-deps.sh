@@ -65,3 +65,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "install-deps: installing ${missing[*]}"
 	apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+# Debian 13's archive keys (the Samba 4.22 stage's debootstrap) came with a
+# point release of Debian 12's debian-archive-keyring: upgrade an older one.
+if [ ! -e /usr/share/keyrings/debian-archive-trixie-automatic.gpg ]; then
+	echo "install-deps: upgrading debian-archive-keyring for Debian 13's keys"
+	apt-get install -y -q --no-install-recommends debian-archive-keyring
+fi

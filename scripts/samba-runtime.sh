@@ -82,8 +82,9 @@ rm -rf "$partial"
 started=$SECONDS
 echo "samba-runtime: debootstrap $suite from $(debian_mirror) into $partial" >&2
 # debootstrap mounts /proc and /sys in the target itself: keep those mounts
-# in a namespace of their own.
-unshare -m --propagation private \
+# in a namespace of their own. It takes about 2 minutes; the limit keeps a
+# stalled mirror from using up a CI run.
+timeout 1200 unshare -m --propagation private \
 	debootstrap --variant=minbase "$suite" "$partial" "$(debian_mirror)" >"$cache_root/$suite.debootstrap.log" 2>&1 || {
 	tail -n 20 "$cache_root/$suite.debootstrap.log" >&2
 	echo "samba-runtime: debootstrap failed (log: $cache_root/$suite.debootstrap.log)" >&2

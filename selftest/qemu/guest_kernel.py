@@ -144,8 +144,9 @@ def _package_file(package, version, log):
     log(f"guest kernel: fetching {package} {version} (once; cached in {os.path.dirname(deb)})")
     os.makedirs(os.path.dirname(deb), exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE_ROOT) as work:
+        # A limit, so that a stalled mirror fails this step, not the run.
         subprocess.run(["apt-get", "download", f"{package}={version}"], cwd=work,
-                       check=True, capture_output=True)
+                       check=True, capture_output=True, timeout=600)
         os.rename(glob.glob(os.path.join(work, "*.deb"))[0], deb)
     return deb
 
@@ -186,13 +187,16 @@ def ensure_kernel(set_name, wanted, log=print):
             try:
                 _stage(_package_file(package, version, log), wanted, directory)
                 return directory
-            except subprocess.CalledProcessError as e:
+            except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
                 log(f"guest kernel: fetching {package} {version} failed: "
-                    f"{(e.stderr or b'').decode(errors='replace').strip()[-300:]}")
+                    f"{(e.stderr or b'').decode(errors='replace').strip()[-300:] or e}")
         if attempt == 0:
             # Stale or missing package lists: the version they name may be
             # gone from the mirror.
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True)
+            try:
+                subprocess.run(["apt-get", "update", "-q"], capture_output=True, timeout=300)
+            except subprocess.TimeoutExpired:
+                log("guest kernel: apt-get update took over 300 s")
     cached = _newest_cached(set_name, wanted)
     if cached is None:
         raise RuntimeError("cannot fetch the linux-image-amd64 kernel and none is cached")
