@@ -363,7 +363,12 @@ Connection::ReadOutcome Connection::handle_cloned(const ReceivedMessage &message
 			     describe(), request_id, cloned.share_id);
 		return ReadOutcome::keep_open;
 	}
-	found->second.share->stats().record_inline_clones(cloned.copies, cloned.bytes);
+	if (!found->second.share->stats().record_inline_clones(cloned.copies, cloned.bytes)) {
+		log_.warning("{}: CLONED id={} claims {} bytes, more than share \"{}\"'s "
+			     "counters can add; not counted",
+			     describe(), request_id, cloned.bytes, found->second.share->name());
+		return ReadOutcome::keep_open;
+	}
 	log_.debug("{}: share \"{}\": {} clones of {} bytes made in smbd", describe(),
 		   found->second.share->name(), cloned.copies, cloned.bytes);
 	return ReadOutcome::keep_open;

@@ -32,14 +32,29 @@ CopySettings settings_for(const CopyJob &job, std::uint64_t piece_size)
 		if (binding.share->rate_limiter().rate() != 0) {
 			// The scheduler paces data pieces; a clone piece that
 			// falls back to copying (a pair whose filesystem cannot
-			// clone, before that is known) waits for the limit inside
-			// the piece, on the worker's thread. Cut like data, it
-			// keeps the worker from sleeping through up to 1 GiB at
-			// the limit's pace without looking at its connections.
+			// clone, before that is known) books its data's time
+			// after moving it (CopyTask::run). Cut like data, it
+			// moves no more at once than a data piece would, instead
+			// of up to 1 GiB ahead of the limit.
 			settings.slices.clone = std::min(settings.slices.clone, settings.slices.copy);
 		}
 	}
 	return settings;
+}
+
+// For a scheduled piece: data moved books its time at the share's rate and
+// goes on at once.
+EngineHooks booking_hooks(const CopyJob &job)
+{
+	EngineHooks hooks;
+	if (job.share.share) {
+		hooks.pace = [share = job.share.share](std::uint64_t bytes,
+						       const std::stop_token &stop) {
+			share->rate_limiter().reserve(bytes, RateLimiter::Clock::now());
+			return !stop.stop_requested();
+		};
+	}
+	return hooks;
 }
 
 std::uint64_t usec_since(std::chrono::steady_clock::time_point since)
@@ -70,6 +85,7 @@ CopyTask::CopyTask(CopyJob job, const Logger &log, std::uint64_t piece_size) noe
 {
 	try {
 		settings_ = settings_for(job_, piece_size);
+		booked_ = booking_hooks(job_);
 		if (!job_.files) {
 			outcome_ = {CopyResult::failed(EBADF), "no descriptors"};
 			return;
@@ -145,13 +161,19 @@ PieceResult CopyTask::run(CopyEngine &engine, const CopyPiece &piece, bool paced
 {
 	PieceResult result;
 	try {
-		// The scheduler reserves data pieces only; a clone piece that
-		// falls back to copying waits for its turn here.
+		// The scheduler reserves data pieces before it hands them out. A
+		// clone piece moves no data unless the clone is refused and it
+		// falls back to copying; it then books that data's time at the
+		// share's rate without waiting, so the worker never sleeps on
+		// its connections, and the share's next piece waits instead.
 		static const EngineHooks unpaced{};
-		const bool reserved = paced && piece.first != COPYOFFLOAD_METHOD_CLONE;
+		const EngineHooks *hooks = &settings_.hooks; // waits for its turn
+		if (paced) {
+			hooks = piece.first == COPYOFFLOAD_METHOD_CLONE ? &booked_ : &unpaced;
+		}
 		const PieceContext context{
 			.slices = settings_.slices,
-			.hooks = reserved ? &unpaced : &settings_.hooks,
+			.hooks = hooks,
 			.stop = job_.connection ? job_.connection->stop_token() : std::stop_token{},
 			.refusals = &job_.files->refusals(),
 		};

@@ -81,6 +81,7 @@ private:
 	CopyJob job_;
 	const Logger &log_;
 	CopySettings settings_;
+	EngineHooks booked_; // a scheduled clone piece's: books data's time, never waits
 	std::optional<PreparedCopy> prepared_;
 	CopyOutcome outcome_; // the answer when nothing is to run
 	std::optional<PieceCursor> cursor_;

@@ -7,15 +7,36 @@ namespace copyoffload {
 
 namespace {
 
-std::chrono::nanoseconds transfer_time(std::uint64_t bytes, std::uint64_t rate)
+// Far enough ahead for any booking, and safe to add to a time point.
+std::chrono::nanoseconds capped(unsigned __int128 ns)
 {
-	unsigned __int128 ns = static_cast<unsigned __int128>(bytes) * 1'000'000'000u / rate;
 	constexpr auto longest = static_cast<unsigned __int128>(
 		std::numeric_limits<std::int64_t>::max() / 2);
 	return std::chrono::nanoseconds(static_cast<std::int64_t>(std::min(ns, longest)));
 }
 
+std::chrono::nanoseconds transfer_time(std::uint64_t bytes, std::uint64_t rate)
+{
+	return capped(static_cast<unsigned __int128>(bytes) * 1'000'000'000u / rate);
+}
+
 } // namespace
+
+void RateLimiter::set_rate(std::uint64_t bytes_per_second)
+{
+	std::lock_guard lock(mutex_);
+	const std::uint64_t old = rate_.exchange(bytes_per_second);
+	const Clock::time_point now = Clock::now();
+	if (old == bytes_per_second || old == 0 || next_free_ <= now) {
+		return; // with no limit before, nothing was booked
+	}
+	if (bytes_per_second == 0) {
+		next_free_ = {};
+		return;
+	}
+	const auto left = static_cast<std::uint64_t>((next_free_ - now).count());
+	next_free_ = now + capped(static_cast<unsigned __int128>(left) * old / bytes_per_second);
+}
 
 RateLimiter::Clock::time_point RateLimiter::reserve(std::uint64_t bytes,
 						    Clock::time_point now)

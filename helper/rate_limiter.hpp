@@ -17,8 +17,11 @@ class RateLimiter {
 public:
 	using Clock = std::chrono::steady_clock;
 
-	// Bytes per second; 0 lifts the limit. Takes effect for later slices.
-	void set_rate(std::uint64_t bytes_per_second) { rate_.store(bytes_per_second); }
+	// Bytes per second; 0 lifts the limit. Takes effect for later slices,
+	// and for what is booked and not yet due: its time is counted again at
+	// the new rate, so raising the limit does not leave the share waiting
+	// out bookings made at the old one.
+	void set_rate(std::uint64_t bytes_per_second);
 	[[nodiscard]] std::uint64_t rate() const { return rate_.load(); }
 
 	// Reserves `bytes` and waits for their turn. False if `stop` was

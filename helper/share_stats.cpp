@@ -1,5 +1,7 @@
 #include "share_stats.hpp"
 
+#include <cstdint>
+
 namespace copyoffload {
 
 void ShareStats::add(Slot &slot, bool failed, std::uint64_t bytes, std::uint64_t usec)
@@ -10,9 +12,18 @@ void ShareStats::add(Slot &slot, bool failed, std::uint64_t bytes, std::uint64_t
 	slot.latency.record(usec);
 }
 
+bool ShareStats::fits(std::uint64_t requests, std::uint64_t bytes) const
+{
+	const Slot &total = slots_[COPYOFFLOAD_STATS_TOTAL];
+	return requests <= UINT64_MAX - total.requests && bytes <= UINT64_MAX - total.bytes;
+}
+
 void ShareStats::record(const CopyResult &result, std::uint64_t latency_usec)
 {
 	std::lock_guard lock(mutex_);
+	if (!fits(1, result.bytes_done)) {
+		return; // only after CLONED messages claimed about 2^64 bytes
+	}
 	add(slots_[COPYOFFLOAD_STATS_TOTAL], result.status != 0, result.bytes_done, latency_usec);
 	for (unsigned m = 0; m < COPYOFFLOAD_METHOD_COUNT; m++) {
 		auto method = static_cast<copyoffload_method>(m);
@@ -23,13 +34,17 @@ void ShareStats::record(const CopyResult &result, std::uint64_t latency_usec)
 	}
 }
 
-void ShareStats::record_inline_clones(std::uint64_t copies, std::uint64_t bytes)
+bool ShareStats::record_inline_clones(std::uint64_t copies, std::uint64_t bytes)
 {
 	std::lock_guard lock(mutex_);
+	if (!fits(copies, bytes)) {
+		return false;
+	}
 	for (Slot *slot : {&slots_[COPYOFFLOAD_METHOD_CLONE], &slots_[COPYOFFLOAD_STATS_TOTAL]}) {
 		slot->requests += copies;
 		slot->bytes += bytes;
 	}
+	return true;
 }
 
 void ShareStats::fill(copyoffload_share_stats &record) const

@@ -23,7 +23,8 @@ public:
 	// Clones smbd made itself (CLONED): requests and bytes of the clone
 	// method and of the share. They add no latency: smbd does not time
 	// them, and the latencies stay those of copies through the daemon.
-	void record_inline_clones(std::uint64_t copies, std::uint64_t bytes);
+	// False, counting nothing, where the share's counters would wrap.
+	bool record_inline_clones(std::uint64_t copies, std::uint64_t bytes);
 
 	// Fills the slots of `record` (name and gauges are the caller's).
 	void fill(copyoffload_share_stats &record) const;
@@ -37,6 +38,11 @@ private:
 	};
 
 	static void add(Slot &slot, bool failed, std::uint64_t bytes, std::uint64_t usec);
+	// Whether the share's total can take `requests` and `bytes` more. Every
+	// other slot is at most the total, and the methods' bytes add up to
+	// it, which a STATS reader checks: a wrapped counter would make every
+	// later reply unreadable.
+	[[nodiscard]] bool fits(std::uint64_t requests, std::uint64_t bytes) const;
 
 	mutable std::mutex mutex_;
 	std::array<Slot, COPYOFFLOAD_STATS_SLOTS> slots_{};

@@ -104,6 +104,31 @@ void test_rate_limiter_waits_and_stops(void **)
 	assert_true(Clock::now() - started < 5s);
 }
 
+// A new limit applies to what is booked and not yet due: raising it must
+// not leave the share waiting out bookings made at the old rate.
+void test_rate_limiter_rescales_bookings(void **)
+{
+	RateLimiter limiter;
+	limiter.set_rate(1 << 10); // 1 KiB/s
+	const Clock::time_point t0 = Clock::now();
+	assert_true(limiter.reserve(100 << 10, t0) == t0);
+	assert_true(limiter.ready_at() == t0 + 100s);
+
+	// 1000 times the rate: what is left is due in about 0.1 s.
+	limiter.set_rate(1000 << 10);
+	assert_true(limiter.ready_at() > t0 + 50ms);
+	assert_true(limiter.ready_at() < Clock::now() + 101ms);
+	// Lowered again, it takes about 100 s once more.
+	limiter.set_rate(1 << 10);
+	assert_true(limiter.ready_at() > Clock::now() + 50s);
+	// Lifted and set again: nothing is owed.
+	limiter.set_rate(0);
+	assert_true(limiter.ready_at() == Clock::time_point{});
+	limiter.set_rate(1 << 10);
+	const Clock::time_point now = Clock::now();
+	assert_true(limiter.reserve(1, now) == now);
+}
+
 void test_histogram_buckets(void **)
 {
 	using H = LatencyHistogram;
@@ -230,6 +255,28 @@ void test_share_stats_counts(void **)
 	assert_int_equal(rw.requests, 1);
 	assert_int_equal(rw.bytes, 4096);
 	assert_int_equal(record.slots[COPYOFFLOAD_METHOD_DEVICE].requests, 0);
+}
+
+// CLONED messages claim what smbd cloned; claims the counters cannot add
+// are refused whole, so every STATS reply still decodes (the methods' bytes
+// must add up to the total without wrapping).
+void test_share_stats_never_wrap(void **)
+{
+	ShareStats stats;
+	stats.record(result_of(0, {0, 4096, 0, 0}, {0, 10, 0, 0}), 10);
+	const std::uint64_t room = UINT64_MAX - 4096;
+	assert_false(stats.record_inline_clones(1, room + 1));
+	assert_true(stats.record_inline_clones(3, room));
+	assert_false(stats.record_inline_clones(1, 1));
+	// A copy's bytes that no longer fit are not counted either.
+	stats.record(result_of(0, {0, 1, 0, 0}, {0, 10, 0, 0}), 10);
+
+	copyoffload_share_stats record{};
+	stats.fill(record);
+	assert_record_decodes(record);
+	assert_true(record.slots[COPYOFFLOAD_STATS_TOTAL].bytes == UINT64_MAX);
+	assert_int_equal(record.slots[COPYOFFLOAD_STATS_TOTAL].requests, 4);
+	assert_true(record.slots[COPYOFFLOAD_METHOD_CLONE].bytes == room);
 }
 
 copyoffload_share declaration(const char *name, std::uint64_t rate = 0, std::uint32_t limit = 0)
@@ -371,9 +418,11 @@ int main()
 		cmocka_unit_test(test_rate_limiter_schedule),
 		cmocka_unit_test(test_rate_limiter_free_pass_does_not_sleep),
 		cmocka_unit_test(test_rate_limiter_waits_and_stops),
+		cmocka_unit_test(test_rate_limiter_rescales_bookings),
 		cmocka_unit_test(test_histogram_buckets),
 		cmocka_unit_test(test_histogram_percentiles),
 		cmocka_unit_test(test_share_stats_counts),
+		cmocka_unit_test(test_share_stats_never_wrap),
 		cmocka_unit_test(test_registry_keys_shares_by_name),
 		cmocka_unit_test(test_registry_in_flight_and_pages),
 		cmocka_unit_test(test_registry_is_bounded),

@@ -9,6 +9,8 @@
 #include <dirent.h>
 #include <poll.h>
 #include <sched.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 
@@ -327,6 +329,54 @@ int threads_where(Predicate matches)
 	return count;
 }
 
+// A limited share's clone piece that falls back to copying (the clone
+// refused, as ext4 and tmpfs do) books its data's time at the share's rate
+// and goes on: its worker must not sleep for the limit, deaf to its
+// connections, while the share's next piece waits instead. Two data
+// extents in one piece: the second would wait for the first's time.
+void test_refused_clone_books_instead_of_sleeping(void **state)
+{
+	TempDir &dir = temp_dir(state);
+	const std::size_t size = 64 << 10, extent = 4096;
+	write_file(dir.file("src"), {});
+	write_file(dir.file("dst"), {});
+	UniqueFd source = open_file(dir.file("src"), O_RDWR);
+	UniqueFd destination = open_file(dir.file("dst"), O_WRONLY);
+	if (::ioctl(destination.get(), FICLONE, source.get()) == 0) {
+		skip(); // $TMPDIR clones: no piece falls back to copying
+	}
+	auto data = pattern(extent, 5);
+	for (off_t at : {off_t{0}, off_t{32 << 10}}) {
+		assert_int_equal(::pwrite(source.get(), data.data(), extent, at),
+				 static_cast<ssize_t>(extent));
+	}
+	assert_int_equal(::ftruncate(source.get(), size), 0);
+
+	Fixture f(1);
+	const copyoffload_share share = share_declaration(
+		7, "limited", {.order = {CLONE, CFR, RW}, .max_segment = size, .rate = 1 << 10});
+	std::uint8_t buf[COPYOFFLOAD_SHARE_SIZE];
+	f.client.send(buf, copyoffload_encode_share(buf, &share));
+	copyoffload_copy_request request = copy_request(0, 0, size);
+	request.share_id = 7;
+	const auto started = std::chrono::steady_clock::now();
+	copyoffload_copy_reply reply = f.client.copy(request, {source.get(), destination.get()});
+	const auto took = std::chrono::steady_clock::now() - started;
+	assert_int_equal(reply.status, 0);
+	assert_true(reply.bytes_done == size);
+	// At 1 KiB/s the second extent's wait would be 4 s.
+	assert_true(took < std::chrono::seconds(2));
+	auto copied = read_file(dir.file("dst"));
+	assert_int_equal(copied.size(), size);
+	assert_memory_equal(copied.data() + (32 << 10), data.data(), extent);
+
+	// Both extents' time was booked: the share's next piece waits.
+	bool changed = false;
+	ShareBinding binding = f.shares.declare(share, changed);
+	assert_true(binding.share->rate_limiter().ready_at() >
+		    std::chrono::steady_clock::now() + std::chrono::seconds(5));
+}
+
 // Each worker, and only the workers, takes the pool's scheduling, and its
 // nice value under either policy (the starvation guard lifts idle workers
 // to SCHED_OTHER at that value); worker_threads() names them.
@@ -368,6 +418,7 @@ int main()
 		WITH_DIR(test_drain_and_disconnect),
 		WITH_DIR(test_messages_before_a_hangup_are_read),
 		WITH_DIR(test_replies_say_busy),
+		WITH_DIR(test_refused_clone_books_instead_of_sleeping),
 		cmocka_unit_test(test_workers_take_the_policy),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);
