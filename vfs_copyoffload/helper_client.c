@@ -41,6 +41,7 @@
 #include "lib/util/dlinklist.h"
 #include "lib/util/tevent_unix.h"
 #include "helper_client.h"
+#include "copyoffload_config_parse.h"
 #include "reply_poll.h"
 
 #undef DBGC_CLASS
@@ -68,6 +69,7 @@
  * timeout" sets the seconds; 0 waits forever.
  */
 #define REPLY_TIMEOUT_SECONDS 120
+#define MAX_REPLY_TIMEOUT_SECONDS 86400 /* a day */
 
 /* Messages read from a helper found closed by a send, at most. */
 #define LAST_WORDS_MAX 1024
@@ -457,19 +459,34 @@ static void helper_conn_readable(void *private_data)
 	helper_conn_read(conn);
 }
 
+/*
+ * A [global] option that is a number from 0 to max. Anything else (text,
+ * a sign, a number too large) is logged and gives default_value: lp_parm_int
+ * would read text as 0, which turns these options off.
+ */
+static int global_count(const char *option, int max, int default_value)
+{
+	const char *value = lp_parm_const_string(GLOBAL_SECTION_SNUM,
+						 "copyoffload", option, NULL);
+	uint64_t count;
+
+	if (value == NULL) {
+		return default_value;
+	}
+	if (copyoffload_parse_count(value, (uint64_t)max, &count)) {
+		return (int)count;
+	}
+	DBG_ERR("copyoffload: \"copyoffload:%s = %s\" is not a number from 0 "
+		"to %d; using %d\n", option, value, max, default_value);
+	return default_value;
+}
+
 /* [global] "copyoffload:reply poll": microseconds of lead, 0 for none. */
 static void helper_conn_start_polling(struct helper_conn *conn)
 {
-	int lead = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload", "reply poll",
-			       COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC);
+	int lead = global_count("reply poll", COPYOFFLOAD_REPLY_POLL_MAX_USEC,
+				COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC);
 
-	if (lead < 0 || lead > COPYOFFLOAD_REPLY_POLL_MAX_USEC) {
-		DBG_ERR("copyoffload: \"copyoffload:reply poll = %d\" is not "
-			"0..%d microseconds; using %d\n",
-			lead, COPYOFFLOAD_REPLY_POLL_MAX_USEC,
-			COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC);
-		lead = COPYOFFLOAD_REPLY_POLL_DEFAULT_USEC;
-	}
 	if (lead == 0) {
 		return;
 	}
@@ -533,9 +550,9 @@ static int helper_conn_open(struct helper_conn *conn)
 	conn->fd = fd;
 	conn->fd_owner = tevent_cached_getpid();
 	/* Read once per connection, not once per chunk. */
-	conn->timeout_seconds = lp_parm_int(GLOBAL_SECTION_SNUM, "copyoffload",
-					    "helper timeout",
-					    REPLY_TIMEOUT_SECONDS);
+	conn->timeout_seconds = global_count("helper timeout",
+					     MAX_REPLY_TIMEOUT_SECONDS,
+					     REPLY_TIMEOUT_SECONDS);
 	helper_conn_start_polling(conn);
 	return 0;
 }

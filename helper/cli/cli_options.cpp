@@ -182,7 +182,7 @@ std::string cli_usage()
 	       "  copy    copy SRC over DST through the copy engine, in this process\n"
 	       "          --method LIST   methods to use, most preferred first, e.g.\n"
 	       "                          clone,copy_file_range (default: all)\n"
-	       "          --segment SIZE  largest step, 64K to 1G (default: 8M, clones 1G)\n"
+	       "          --segment SIZE  largest step, 64K to 1G; 0 (default): 8M, clones 1G\n"
 	       "          a progress bar is drawn when standard output is a terminal\n"
 	       "  --json  machine-readable output (probe, stats)\n";
 }

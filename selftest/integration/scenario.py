@@ -165,9 +165,11 @@ SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"},
 
 # Extra [global] smb.conf options per scenario kind: the fault tests stop
 # the helper and wait out the module's reply timeout; the option tests
-# give the reply poll a value out of range (the default is used).
+# give the reply poll a value out of range and the helper timeout one that
+# is no number (their defaults are used).
 GLOBAL_OPTIONS = {"hang": {"copyoffload:helper timeout": "5"},
-                  "ops": {"copyoffload:reply poll": "20000"}}
+                  "ops": {"copyoffload:reply poll": "20000",
+                          "copyoffload:helper timeout": "two minutes"}}
 
 # Shares that live on a loop filesystem of their own, per scenario kind:
 # share -> (fs type, image size).

@@ -18,6 +18,9 @@ Cases (FS = ext4, xfs, btrfs):
   * `FS:options:bad helper socket`: a relative socket path is logged and
     replaced by the default, where no helper listens: the copy goes to the
     next module and is still exact.
+  * `FS:options:bad global values`: [global] reply poll out of range and
+    helper timeout that is no number: each logged, its default used, and
+    copies go on.
 """
 
 import re
@@ -116,13 +119,17 @@ def bad_values(env, check):
     check.note(f"{len(BAD_VALUE_LINES)} log lines; defaults used; {summary.describe()}")
 
 
-def bad_reply_poll(env, check):
-    """[global] copyoffload:reply poll = 20000 (above 10000): logged when
-    smbd connects to the helper, and the default used; copies go on."""
+def bad_global_values(env, check):
+    """[global] copyoffload:reply poll = 20000 (above 10000) and
+    copyoffload:helper timeout = two minutes (text, which Samba's integer
+    reader takes for 0: no timeout): each logged when smbd connects to the
+    helper, and its default used; copies go on."""
     summary = copy_via_helper(env, check, "share", 2 * MiB)
-    line = (r'copyoffload: "copyoffload:reply poll = 20000" is not 0\.\.10000 '
-            r'microseconds; using 60')
-    check.require(env.server.log_matches(line, flags=0), f"smbd's log lacks /{line}/")
+    for line in (r'copyoffload: "copyoffload:reply poll = 20000" is not a number '
+                 r'from 0 to 10000; using 60',
+                 r'copyoffload: "copyoffload:helper timeout = two minutes" is not a '
+                 r'number from 0 to 86400; using 120'):
+        check.require(env.server.log_matches(line, flags=0), f"smbd's log lacks /{line}/")
     check.note(f"logged; {summary.describe()}")
 
 
@@ -149,6 +156,6 @@ def cases(fs_type, stock):
         ("methods order", methods_order),
         ("limits", limits),
         ("bad values", bad_values),
-        ("bad reply poll", bad_reply_poll),
+        ("bad global values", bad_global_values),
         ("bad helper socket", bad_helper_socket),
     )]

@@ -47,7 +47,8 @@ void unbecome_root(void);
 int copyoffload_shim_root_depth(void);
 
 /* Parametric options: the default. */
-int lp_parm_int(int snum, const char *type, const char *option, int def);
+const char *lp_parm_const_string(int snum, const char *type, const char *option,
+				 const char *def);
 #ifndef GLOBAL_SECTION_SNUM
 #define GLOBAL_SECTION_SNUM (-1)
 #endif

@@ -29,7 +29,8 @@ int copyoffload_shim_root_depth(void)
 	return root_depth;
 }
 
-int lp_parm_int(int snum, const char *type, const char *option, int def)
+const char *lp_parm_const_string(int snum, const char *type, const char *option,
+				 const char *def)
 {
 	(void)snum;
 	(void)type;
