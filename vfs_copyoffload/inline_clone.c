@@ -12,17 +12,30 @@
  * On a reflink filesystem cloning a chunk is metadata work of tens of
  * microseconds, less than a round trip to the helper, so doing it here is
  * both faster and no less responsive (docs/design.md has the numbers). It
- * stays bounded only if the clone cannot wait on I/O: XFS and btrfs write
- * back dirty pages of both ranges before they clone, so ranges with dirty or
- * writeback pages are left to the helper (cachestat(2), Linux 6.5).
+ * stays bounded only if the clone cannot wait on I/O and shares few
+ * extents:
+ *  - XFS writes back dirty pages of both ranges before it clones, btrfs
+ *    those of the whole source file, so such ranges and files are left to
+ *    the helper (cachestat(2), Linux 6.5);
+ *  - each extent costs the kernel about 7 us (a 16 MiB range of 4 KiB
+ *    extents took 28 ms on XFS, 19 ms on btrfs), so a range of many is left
+ *    to the helper too (FIEMAP, stopped after the limit: 10 us on XFS, 50 us
+ *    on btrfs at worst).
  */
 
 #include <errno.h>
+#include <linux/fiemap.h>
 #include <linux/fs.h>
+#include <string.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include "inline_clone.h"
+
+#ifndef BTRFS_SUPER_MAGIC
+#define BTRFS_SUPER_MAGIC 0x9123683E
+#endif
 
 #ifndef __NR_cachestat
 #define __NR_cachestat 451 /* the same number on every architecture */
@@ -42,7 +55,10 @@ struct copyoffload_cachestat {
 	uint64_t nr_recently_evicted;
 };
 
-/* True only when the kernel says no page of the range awaits writeback. */
+/*
+ * True only when the kernel says no page of the range awaits writeback
+ * (len 0: to the end of the file).
+ */
 static bool range_is_clean(int fd, uint64_t off, uint64_t len)
 {
 	struct copyoffload_cachestat_range range = { .off = off, .len = len };
@@ -68,17 +84,47 @@ static bool clone_is_bounded(uint64_t src_off, uint64_t src_size,
 	return len % block_size == 0 || src_off + len == src_size;
 }
 
-int copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
-			     int dst_fd, uint64_t dst_off, uint64_t len,
-			     uint64_t block_size)
+/* Whether the source range maps at most COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS. */
+static bool few_extents(int fd, uint64_t off, uint64_t len)
 {
-	struct file_clone_range args = {
-		.src_fd = src_fd,
-		.src_offset = src_off,
-		.src_length = len,
-		.dest_offset = dst_off,
-	};
+	struct {
+		struct fiemap map;
+		struct fiemap_extent extents[COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS + 1];
+	} query;
 
+	memset(&query, 0, sizeof(query));
+	query.map.fm_start = off;
+	query.map.fm_length = len;
+	/* One more than allowed: the kernel stops once they are filled. */
+	query.map.fm_extent_count = COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS + 1;
+	if (ioctl(fd, FS_IOC_FIEMAP, &query.map) != 0) {
+		return false;
+	}
+	return query.map.fm_mapped_extents <= COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS;
+}
+
+/* btrfs writes back the whole source before it clones any range of it. */
+static bool source_is_clean(int src_fd, uint64_t src_off, uint64_t src_size,
+			    uint64_t len)
+{
+	struct statfs fs;
+
+	if (fstatfs(src_fd, &fs) != 0) {
+		return false;
+	}
+	if (fs.f_type == BTRFS_SUPER_MAGIC) {
+		/* A look at a whole large file would cost more than it saves. */
+		return src_size <= COPYOFFLOAD_INLINE_CLONE_MAX &&
+		       range_is_clean(src_fd, 0, 0);
+	}
+	return range_is_clean(src_fd, src_off, len);
+}
+
+int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
+				   uint64_t src_size, int dst_fd,
+				   uint64_t dst_off, uint64_t len,
+				   uint64_t block_size)
+{
 	if (!clone_is_bounded(src_off, src_size, dst_off, len, block_size)) {
 		return EAGAIN;
 	}
@@ -87,9 +133,23 @@ int copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
 	 * cheap, while one of a cached source costs about 7 us per MiB.
 	 */
 	if (!range_is_clean(dst_fd, dst_off, len) ||
-	    !range_is_clean(src_fd, src_off, len)) {
+	    !source_is_clean(src_fd, src_off, src_size, len) ||
+	    !few_extents(src_fd, src_off, len)) {
 		return EAGAIN;
 	}
+	return 0;
+}
+
+int copyoffload_inline_clone(int src_fd, uint64_t src_off, int dst_fd,
+			     uint64_t dst_off, uint64_t len)
+{
+	struct file_clone_range args = {
+		.src_fd = src_fd,
+		.src_offset = src_off,
+		.src_length = len,
+		.dest_offset = dst_off,
+	};
+
 	if (ioctl(dst_fd, FICLONERANGE, &args) != 0) {
 		return errno;
 	}

@@ -22,18 +22,31 @@
  */
 #define COPYOFFLOAD_INLINE_CLONE_MAX (UINT64_C(16) << 20)
 
+/* Extents one inline clone may share at most (inline_clone.c). */
+#define COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS 32
+
 /*
- * Clones [src_off, src_off + len) of src_fd to dst_off of dst_fd with one
- * FICLONERANGE, but only when that cannot wait on I/O: len is at most
+ * Whether cloning [src_off, src_off + len) of src_fd to dst_off of dst_fd
+ * cannot wait on I/O and stays short: len is at most
  * COPYOFFLOAD_INLINE_CLONE_MAX, both offsets and the length are multiples
- * of block_size (or the range ends at the source's end of file), and
- * neither range has dirty or writeback pages (the kernel would flush them
- * first). Returns 0 when the range was cloned, EAGAIN when it was not
- * attempted, or the kernel's errno (EOPNOTSUPP: the filesystem does not
- * clone); unless 0, the caller must copy the range otherwise.
+ * of block_size (or the range ends at the source's end of file), neither
+ * range has dirty or writeback pages (nor the whole source on btrfs, which
+ * writes it all back first), and the source range maps at most
+ * COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS extents. 0 when it is, else EAGAIN:
+ * the caller must copy the range otherwise. Linux lets only a writer or
+ * the owner ask about a file's page cache (cachestat, 6.14), so the caller
+ * asks as root.
  */
-int copyoffload_inline_clone(int src_fd, uint64_t src_off, uint64_t src_size,
-			     int dst_fd, uint64_t dst_off, uint64_t len,
-			     uint64_t block_size);
+int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
+				   uint64_t src_size, int dst_fd,
+				   uint64_t dst_off, uint64_t len,
+				   uint64_t block_size);
+
+/*
+ * The clone itself, one FICLONERANGE, after a check that said 0. Returns 0
+ * or the kernel's errno (EOPNOTSUPP: the filesystem does not clone).
+ */
+int copyoffload_inline_clone(int src_fd, uint64_t src_off, int dst_fd,
+			     uint64_t dst_off, uint64_t len);
 
 #endif

@@ -562,10 +562,23 @@ static bool copyoffload_write_inline_clone(
 		 */
 		return false;
 	}
-	err = copyoffload_inline_clone(
+	/*
+	 * As root: the user may only read the source, and Linux answers
+	 * questions about its page cache to writers and owners only.
+	 */
+	become_root();
+	err = copyoffload_inline_clone_check(
 		fsp_get_io_fd(src_fsp), state->src_off, src_st->st_ex_size,
 		fsp_get_io_fd(state->dst_fsp), state->dst_off,
 		copyoffload_write_length(state), dst_st->st_ex_blksize);
+	unbecome_root();
+	if (err != 0) {
+		return false;
+	}
+	err = copyoffload_inline_clone(
+		fsp_get_io_fd(src_fsp), state->src_off,
+		fsp_get_io_fd(state->dst_fsp), state->dst_off,
+		copyoffload_write_length(state));
 	if (copyoffload_refuses_clone(err)) {
 		/* Not a reflink filesystem: no more attempts on this share. */
 		DBG_INFO("copyoffload: %s does not clone (%s): chunks go to "

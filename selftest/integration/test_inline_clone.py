@@ -18,6 +18,19 @@ Cases (module mode only):
     clone makes the kernel write the source back, so later chunks may be
     clean and cloned inline: together the two account for every byte, and
     the helper's share is not empty.
+  * `FS:inline:read-only-source-cloned-in-smbd` (XFS, btrfs): as the clean
+    case, with a source of root's that the user may only read. Linux answers
+    questions about a file's page cache (cachestat) to its writers and
+    owners only, so the module asks as root; as the user it was refused and
+    sent every such copy to the helper.
+  * `FS:inline:fragmented-source-goes-to-helper` (XFS, btrfs): a clean
+    source with data in every other 4 KiB block, 1024 extents: each costs
+    the clone about 7 us, so the module leaves it to the helper, which
+    clones every byte; smbd clones none inline.
+  * `FS:inline:source-dirty-elsewhere` (XFS, btrfs): a clean first MiB of a
+    source whose last MiB is dirty, copied with one COPYCHUNK_WRITE. XFS
+    writes back only the cloned range, so smbd clones it inline; btrfs writes
+    back the whole source first, so there the helper takes it.
   * `ext4:inline:no-reflink-goes-to-helper`: no inline clone, the helper
     copies every byte, and the smbd process decided once that it would not
     try (at tree connect, from the clone probe; else at the first refusal),
@@ -32,6 +45,7 @@ import loop_filesystem
 import ops_support
 import proc_stats
 import scenario
+import smb_raw
 import test_clone
 import test_scopy
 import testcase
@@ -126,6 +140,69 @@ def dirty_source_case(env, check):
                f"smbd {inline} inline once the source was written back")
 
 
+def read_only_source_case(env, check):
+    path, _ = test_clone.create_share_file(env, SHARE, "ro-src.bin", SIZE)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o644)
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+    before, position = inline_bytes(env), env.helper.log_position()
+    scopy(env, check, "ro-src.bin", "ro-copy.bin")
+    require_identical(env, check, "ro-src.bin", "ro-copy.bin")
+    cloned = inline_bytes(env) - before
+    helper = helper_daemon.summarize(env.helper.records_since(position))
+    check.require(cloned == SIZE and helper.bytes_ok == 0,
+                  f"{cloned} of {SIZE} bytes cloned inline, the helper: {helper.describe()}")
+    check.note(f"{cloned} bytes of a source of root's cloned inside smbd")
+
+
+def fragmented_source_case(env, check):
+    path = env.share_path(SHARE, "frag-src.bin")
+    block = bytes(range(256)) * 16
+    with open(path, "wb") as f:
+        for offset in range(0, SIZE, 2 * len(block)):
+            f.seek(offset)
+            f.write(block)
+        f.truncate(SIZE)
+        os.fsync(f.fileno())
+    os.chown(path, env.user.uid, env.user.gid)
+    before, position = inline_bytes(env), env.helper.log_position()
+    scopy(env, check, "frag-src.bin", "frag-copy.bin")
+    require_identical(env, check, "frag-src.bin", "frag-copy.bin")
+    check.require(inline_bytes(env) == before,
+                  f"smbd cloned {inline_bytes(env) - before} bytes of 1024 extents inline")
+    helper = env.helper.wait_for_bytes(position, SIZE)
+    check.require(not helper.failed and helper.method_bytes["clone"] == SIZE,
+                  f"the helper did not clone it all: {helper.describe()}")
+    check.note(f"helper: {helper.describe()}")
+
+
+def dirty_elsewhere_case(env, check):
+    path, _ = test_clone.create_share_file(env, SHARE, "tail-src.bin", SIZE)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+        f.seek(SIZE - MiB)
+        f.write(os.urandom(MiB))  # dirty, left for writeback
+    before, position = inline_bytes(env), env.helper.log_position()
+    with smb_raw.Session(env.server.port, env.user, SHARE) as s:
+        src = s.open("tail-src.bin")
+        dst = s.open("tail-copy.bin", create=True)
+        written = s.copychunk_write(dst, s.resume_key(src), [(0, 0, MiB)])
+        s.close(dst)
+        s.close(src)
+    check.require(written[0] == 1 and written[2] == MiB, f"COPYCHUNK_WRITE wrote {written}")
+    check.require(test_clone.read_file(env.share_path(SHARE, "tail-copy.bin"))
+                  == test_clone.read_file(path)[:MiB], "the copied MiB differs")
+    inline = inline_bytes(env) - before
+    if env.fs.fs_type == "btrfs":
+        helper = env.helper.wait_for_bytes(position, MiB)
+        check.require(inline == 0 and helper.bytes_ok == MiB,
+                      f"btrfs: {inline} bytes inline, the helper: {helper.describe()}")
+    else:
+        check.require(inline == MiB, f"{inline} of {MiB} bytes cloned inline")
+    check.note(f"{inline} bytes inline")
+
+
 def no_reflink_case(env, check):
     gave_up_before = len(GAVE_UP_RE.findall(env.server.log_text()))
     before, position = scopy_clean_source(env, check, "ext4")
@@ -145,6 +222,12 @@ def cases(fs_type, stock):
         return [testcase.Case(f"{fs_type}:inline:clean-source-cloned-in-smbd", main,
                               clean_source_case),
                 testcase.Case(f"{fs_type}:inline:dirty-source-goes-to-helper", main,
-                              dirty_source_case)]
+                              dirty_source_case),
+                testcase.Case(f"{fs_type}:inline:read-only-source-cloned-in-smbd", main,
+                              read_only_source_case),
+                testcase.Case(f"{fs_type}:inline:fragmented-source-goes-to-helper", main,
+                              fragmented_source_case),
+                testcase.Case(f"{fs_type}:inline:source-dirty-elsewhere", main,
+                              dirty_elsewhere_case)]
     return [testcase.Case(f"{fs_type}:inline:no-reflink-goes-to-helper", main,
                           no_reflink_case)]
