@@ -171,8 +171,8 @@ static void helper_conn_handler(struct tevent_context *ev,
 				uint16_t flags,
 				void *private_data);
 
-static struct helper_conn *helper_conn_get(struct tevent_context *ev,
-					   const char *socket_path)
+/* The connection to the helper at socket_path, if there is one yet. */
+static struct helper_conn *helper_conn_lookup(const char *socket_path)
 {
 	struct helper_conn *conn = NULL;
 
@@ -181,7 +181,17 @@ static struct helper_conn *helper_conn_get(struct tevent_context *ev,
 			return conn;
 		}
 	}
+	return NULL;
+}
 
+static struct helper_conn *helper_conn_get(struct tevent_context *ev,
+					   const char *socket_path)
+{
+	struct helper_conn *conn = helper_conn_lookup(socket_path);
+
+	if (conn != NULL) {
+		return conn;
+	}
 	conn = talloc_zero(NULL, struct helper_conn);
 	if (conn == NULL) {
 		return NULL;
@@ -1311,6 +1321,23 @@ struct tevent_req *copyoffload_helper_copy_send(
 	helper_conn_watch(conn);
 	helper_conn_poll_for_reply(conn);
 	return req;
+}
+
+bool copyoffload_helper_copying(const char *socket_path, int fd_a, int fd_b)
+{
+	struct helper_conn *conn = helper_conn_lookup(socket_path);
+	struct helper_call *call = NULL;
+
+	if (conn == NULL) {
+		return false;
+	}
+	for (call = conn->calls; call != NULL; call = call->next) {
+		if (call->src_fd == fd_a || call->src_fd == fd_b ||
+		    call->dst_fd == fd_a || call->dst_fd == fd_b) {
+			return true;
+		}
+	}
+	return false;
 }
 
 void copyoffload_helper_count_inline_clone(struct tevent_context *ev,

@@ -63,6 +63,14 @@ int copyoffload_helper_copy_recv(struct tevent_req *req,
 				 struct copyoffload_copy_reply *reply);
 
 /*
+ * Whether a copy sent to (or queued for) the helper at socket_path and not
+ * answered yet reads or writes either descriptor. A clone locks both files
+ * and waits for any clone of them that runs, such as the helper's: smbd
+ * does not clone them inline meanwhile.
+ */
+bool copyoffload_helper_copying(const char *socket_path, int fd_a, int fd_b);
+
+/*
  * Counts a clone of `bytes` that smbd made itself (inline_clone.c) for the
  * helper's statistics of `share`. Reported in batches (CLONED), at most a
  * second later; never fails, and a helper that is down misses them.

@@ -562,6 +562,11 @@ static bool copyoffload_write_inline_clone(
 		 */
 		return false;
 	}
+	if (copyoffload_helper_copying(config->helper_socket,
+				       fsp_get_io_fd(src_fsp),
+				       fsp_get_io_fd(state->dst_fsp))) {
+		return false; /* the clone would wait for the helper's */
+	}
 	/*
 	 * As root: the user may only read the source, and Linux answers
 	 * questions about its page cache to writers and owners only.

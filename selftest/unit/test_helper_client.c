@@ -307,6 +307,34 @@ static void test_answered_helper_redialled_at_once(void **state)
 	fake_helper_close(&helper);
 }
 
+/*
+ * A copy the helper has not answered makes its two files busy for inline
+ * clones (which would wait for the helper's clone of them), and only those,
+ * until its reply.
+ */
+static void test_pending_copy_names_its_files(void **state)
+{
+	struct fake_helper helper;
+	struct tevent_req *req;
+	int other = memfd_create("other", MFD_CLOEXEC);
+
+	(void)state;
+	assert_true(other >= 0);
+	req = start_first_copy(&helper);
+	assert_true(copyoffload_helper_copying(helper.path, t.source, other));
+	assert_true(copyoffload_helper_copying(helper.path, other, t.source));
+	assert_true(copyoffload_helper_copying(helper.path, other, t.destination));
+	assert_false(copyoffload_helper_copying(helper.path, other, other));
+	assert_false(copyoffload_helper_copying("/nowhere.sock", t.source, t.destination));
+
+	fake_helper_answer_hello(&helper, 0);
+	fake_helper_answer_copy(&helper);
+	assert_int_equal(finish_copy(req), 0);
+	assert_false(copyoffload_helper_copying(helper.path, t.source, t.destination));
+	fake_helper_close(&helper);
+	close(other);
+}
+
 static int setup(void **state)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -341,6 +369,7 @@ int main(void)
 		cmocka_unit_test(test_refusal_taken_after_a_reset_read),
 		cmocka_unit_test(test_unanswered_handshake_pauses_redialling),
 		cmocka_unit_test(test_answered_helper_redialled_at_once),
+		cmocka_unit_test(test_pending_copy_names_its_files),
 	};
 
 	alarm(60); /* a client that never settles a copy fails, not hangs */
