@@ -56,18 +56,20 @@ struct copyoffload_cachestat {
 };
 
 /*
- * True only when the kernel says no page of the range awaits writeback
- * (len 0: to the end of the file).
+ * 0 when the kernel says no page of the range awaits writeback (len 0: to
+ * the end of the file); EPERM when it will not say (Linux 6.14 answers only
+ * a writer or the owner of the file); else EAGAIN, also where the kernel
+ * cannot say (before 6.5), so as not to risk it.
  */
-static bool range_is_clean(int fd, uint64_t off, uint64_t len)
+static int range_state(int fd, uint64_t off, uint64_t len)
 {
 	struct copyoffload_cachestat_range range = { .off = off, .len = len };
 	struct copyoffload_cachestat cs = { 0 };
 
 	if (syscall(__NR_cachestat, fd, &range, &cs, 0) != 0) {
-		return false; /* older kernel: cannot tell, so do not risk it */
+		return errno == EPERM ? EPERM : EAGAIN;
 	}
-	return cs.nr_dirty == 0 && cs.nr_writeback == 0;
+	return cs.nr_dirty == 0 && cs.nr_writeback == 0 ? 0 : EAGAIN;
 }
 
 static bool clone_is_bounded(uint64_t src_off, uint64_t src_size,
@@ -103,21 +105,24 @@ static bool few_extents(int fd, uint64_t off, uint64_t len)
 	return query.map.fm_mapped_extents <= COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS;
 }
 
-/* btrfs writes back the whole source before it clones any range of it. */
-static bool source_is_clean(int src_fd, uint64_t src_off, uint64_t src_size,
-			    uint64_t len)
+/* range_state of what the clone writes back: btrfs writes back the whole
+ * source before it clones any range of it. */
+static int source_state(int src_fd, uint64_t src_off, uint64_t src_size,
+			uint64_t len)
 {
 	struct statfs fs;
 
 	if (fstatfs(src_fd, &fs) != 0) {
-		return false;
+		return EAGAIN;
 	}
 	if (fs.f_type == BTRFS_SUPER_MAGIC) {
 		/* A look at a whole large file would cost more than it saves. */
-		return src_size <= COPYOFFLOAD_INLINE_CLONE_MAX &&
-		       range_is_clean(src_fd, 0, 0);
+		if (src_size > COPYOFFLOAD_INLINE_CLONE_MAX) {
+			return EAGAIN;
+		}
+		return range_state(src_fd, 0, 0);
 	}
-	return range_is_clean(src_fd, src_off, len);
+	return range_state(src_fd, src_off, len);
 }
 
 int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
@@ -125,6 +130,8 @@ int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
 				   uint64_t dst_off, uint64_t len,
 				   uint64_t block_size)
 {
+	int err;
+
 	if (!clone_is_bounded(src_off, src_size, dst_off, len, block_size)) {
 		return EAGAIN;
 	}
@@ -132,12 +139,14 @@ int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
 	 * The destination first: its range is usually new, so its look is
 	 * cheap, while one of a cached source costs about 7 us per MiB.
 	 */
-	if (!range_is_clean(dst_fd, dst_off, len) ||
-	    !source_is_clean(src_fd, src_off, src_size, len) ||
-	    !few_extents(src_fd, src_off, len)) {
-		return EAGAIN;
+	err = range_state(dst_fd, dst_off, len);
+	if (err == 0) {
+		err = source_state(src_fd, src_off, src_size, len);
 	}
-	return 0;
+	if (err != 0) {
+		return err;
+	}
+	return few_extents(src_fd, src_off, len) ? 0 : EAGAIN;
 }
 
 int copyoffload_inline_clone(int src_fd, uint64_t src_off, int dst_fd,

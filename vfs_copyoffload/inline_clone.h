@@ -33,9 +33,9 @@
  * range has dirty or writeback pages (nor the whole source on btrfs, which
  * writes it all back first), and the source range maps at most
  * COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS extents. 0 when it is, else EAGAIN:
- * the caller must copy the range otherwise. Linux lets only a writer or
- * the owner ask about a file's page cache (cachestat, 6.14), so the caller
- * asks as root.
+ * the caller must copy the range otherwise. EPERM: Linux would not say
+ * whether a range is clean, since it answers only a writer or the owner of
+ * the file (cachestat, 6.14); the caller may ask again as root.
  */
 int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
 				   uint64_t src_size, int dst_fd,

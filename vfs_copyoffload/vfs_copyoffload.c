@@ -538,6 +538,18 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 
 static void copyoffload_write_helper_done(struct tevent_req *subreq);
 
+/* Whether the chunk may be cloned inline (inline_clone.h). */
+static int copyoffload_write_clone_check(
+	const struct copyoffload_write_state *state, files_struct *src_fsp)
+{
+	return copyoffload_inline_clone_check(
+		fsp_get_io_fd(src_fsp), state->src_off,
+		src_fsp->fsp_name->st.st_ex_size,
+		fsp_get_io_fd(state->dst_fsp), state->dst_off,
+		copyoffload_write_length(state),
+		state->dst_fsp->fsp_name->st.st_ex_blksize);
+}
+
 /*
  * A copychunk chunk on a share that clones first is cloned right here when
  * that is bounded (inline_clone.c): cheaper than the round trip to the
@@ -567,16 +579,17 @@ static bool copyoffload_write_inline_clone(
 				       fsp_get_io_fd(state->dst_fsp))) {
 		return false; /* the clone would wait for the helper's */
 	}
-	/*
-	 * As root: the user may only read the source, and Linux answers
-	 * questions about its page cache to writers and owners only.
-	 */
-	become_root();
-	err = copyoffload_inline_clone_check(
-		fsp_get_io_fd(src_fsp), state->src_off, src_st->st_ex_size,
-		fsp_get_io_fd(state->dst_fsp), state->dst_off,
-		copyoffload_write_length(state), dst_st->st_ex_blksize);
-	unbecome_root();
+	err = copyoffload_write_clone_check(state, src_fsp);
+	if (err == EPERM) {
+		/*
+		 * A source the user may only read: Linux answers questions
+		 * about its page cache to writers and owners only. Root
+		 * only then, since switching costs two credential changes.
+		 */
+		become_root();
+		err = copyoffload_write_clone_check(state, src_fsp);
+		unbecome_root();
+	}
 	if (err != 0) {
 		return false;
 	}
