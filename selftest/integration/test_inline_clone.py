@@ -31,6 +31,12 @@ Cases (module mode only):
     source whose last MiB is dirty, copied with one COPYCHUNK_WRITE. XFS
     writes back only the cloned range, so smbd clones it inline; btrfs writes
     back the whole source first, so there the helper takes it.
+  * `FS:inline:large-source-until-written` (XFS, btrfs): a clean 64 MiB
+    source, unchanged for two seconds: its first MiB is cloned inline, on
+    btrfs after a look at the whole file, which the module then remembers
+    until the file's ctime moves. Once its last MiB is rewritten (dirty, and
+    a new ctime), the same copy goes to the helper on btrfs and is still
+    cloned inline on XFS.
   * `ext4:inline:no-reflink-goes-to-helper`: no inline clone, the helper
     copies every byte, and the smbd process decided once that it would not
     try (at tree connect, from the clone probe; else at the first refusal),
@@ -39,6 +45,7 @@ Cases (module mode only):
 
 import os
 import re
+import time
 
 import helper_daemon
 import loop_filesystem
@@ -177,23 +184,36 @@ def fragmented_source_case(env, check):
     check.note(f"helper: {helper.describe()}")
 
 
+def copy_first_mib(env, check, src, dst):
+    """One COPYCHUNK_WRITE of src's first MiB to a new dst; the bytes smbd
+    cloned inline for it, and the helper log position from before."""
+    before, position = inline_bytes(env), env.helper.log_position()
+    with smb_raw.Session(env.server.port, env.user, SHARE) as s:
+        src_id = s.open(src)
+        dst_id = s.open(dst, create=True)
+        written = s.copychunk_write(dst_id, s.resume_key(src_id), [(0, 0, MiB)])
+        s.close(dst_id)
+        s.close(src_id)
+    check.require(written[0] == 1 and written[2] == MiB, f"COPYCHUNK_WRITE wrote {written}")
+    check.require(test_clone.read_file(env.share_path(SHARE, dst))
+                  == test_clone.read_file(env.share_path(SHARE, src))[:MiB],
+                  f"the MiB copied to {dst} differs")
+    return inline_bytes(env) - before, position
+
+
+def dirty_tail(path, size):
+    """Rewrites the file's last MiB and leaves it for writeback."""
+    with open(path, "rb+") as f:
+        f.seek(size - MiB)
+        f.write(os.urandom(MiB))
+
+
 def dirty_elsewhere_case(env, check):
     path, _ = test_clone.create_share_file(env, SHARE, "tail-src.bin", SIZE)
     with open(path, "rb+") as f:
         os.fsync(f.fileno())
-        f.seek(SIZE - MiB)
-        f.write(os.urandom(MiB))  # dirty, left for writeback
-    before, position = inline_bytes(env), env.helper.log_position()
-    with smb_raw.Session(env.server.port, env.user, SHARE) as s:
-        src = s.open("tail-src.bin")
-        dst = s.open("tail-copy.bin", create=True)
-        written = s.copychunk_write(dst, s.resume_key(src), [(0, 0, MiB)])
-        s.close(dst)
-        s.close(src)
-    check.require(written[0] == 1 and written[2] == MiB, f"COPYCHUNK_WRITE wrote {written}")
-    check.require(test_clone.read_file(env.share_path(SHARE, "tail-copy.bin"))
-                  == test_clone.read_file(path)[:MiB], "the copied MiB differs")
-    inline = inline_bytes(env) - before
+    dirty_tail(path, SIZE)
+    inline, position = copy_first_mib(env, check, "tail-src.bin", "tail-copy.bin")
     if env.fs.fs_type == "btrfs":
         helper = env.helper.wait_for_bytes(position, MiB)
         check.require(inline == 0 and helper.bytes_ok == MiB,
@@ -201,6 +221,26 @@ def dirty_elsewhere_case(env, check):
     else:
         check.require(inline == MiB, f"{inline} of {MiB} bytes cloned inline")
     check.note(f"{inline} bytes inline")
+
+
+def large_source_case(env, check):
+    size = 64 * MiB
+    path, _ = test_clone.create_share_file(env, SHARE, "large-src.bin", size)
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+    time.sleep(2.1)  # a verdict counts only for a ctime a second old
+    inline, _ = copy_first_mib(env, check, "large-src.bin", "large-copy1.bin")
+    check.require(inline == MiB, f"clean and unchanged: {inline} of {MiB} bytes inline")
+    dirty_tail(path, size)
+    inline, position = copy_first_mib(env, check, "large-src.bin", "large-copy2.bin")
+    if env.fs.fs_type == "btrfs":
+        helper = env.helper.wait_for_bytes(position, MiB)
+        check.require(inline == 0 and helper.bytes_ok == MiB,
+                      f"btrfs, tail rewritten: {inline} bytes inline, the helper: "
+                      f"{helper.describe()}")
+    else:
+        check.require(inline == MiB, f"tail rewritten: {inline} of {MiB} bytes inline")
+    check.note(f"after the rewrite {inline} bytes inline")
 
 
 def no_reflink_case(env, check):
@@ -228,6 +268,8 @@ def cases(fs_type, stock):
                 testcase.Case(f"{fs_type}:inline:fragmented-source-goes-to-helper", main,
                               fragmented_source_case),
                 testcase.Case(f"{fs_type}:inline:source-dirty-elsewhere", main,
-                              dirty_elsewhere_case)]
+                              dirty_elsewhere_case),
+                testcase.Case(f"{fs_type}:inline:large-source-until-written", main,
+                              large_source_case)]
     return [testcase.Case(f"{fs_type}:inline:no-reflink-goes-to-helper", main,
                           no_reflink_case)]
