@@ -9,12 +9,38 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
 #include <optional>
 
 namespace copyoffload::cli {
+
+namespace {
+
+// Opens path without blocking (a FIFO with no peer would hang), then makes
+// the descriptor block again, as the copy's reads and writes expect.
+UniqueFd open_nonblocking(const std::string &path, int flags, mode_t mode = 0)
+{
+	UniqueFd fd(::open(path.c_str(), flags | O_NONBLOCK | O_CLOEXEC, mode));
+	if (fd) {
+		const int status = ::fcntl(fd.get(), F_GETFL);
+		if (status < 0 || ::fcntl(fd.get(), F_SETFL, status & ~O_NONBLOCK) != 0) {
+			return UniqueFd();
+		}
+	}
+	return fd;
+}
+
+// A file of /proc or /sys: regular, of size 0, and yet it reads.
+bool sizes_itself_zero(int fd)
+{
+	char byte = 0;
+	return ::pread(fd, &byte, 1, 0) > 0;
+}
+
+} // namespace
 
 int local_copy(const LocalCopyOptions &options, std::FILE *out, std::FILE *err)
 {
@@ -23,13 +49,18 @@ int local_copy(const LocalCopyOptions &options, std::FILE *out, std::FILE *err)
 		return 1;
 	};
 
-	UniqueFd source(::open(options.source.c_str(), O_RDONLY | O_CLOEXEC));
+	UniqueFd source = open_nonblocking(options.source, O_RDONLY);
 	if (!source) {
 		return fail(fmt::format("cannot open {}: {}", options.source, describe_errno(errno)));
 	}
 	struct stat src{};
 	if (::fstat(source.get(), &src) != 0 || !S_ISREG(src.st_mode)) {
 		return fail(fmt::format("{} is not a regular file", options.source));
+	}
+	if (src.st_size == 0 && sizes_itself_zero(source.get())) {
+		return fail(fmt::format("{} says it is empty but is not (a /proc or /sys file?); "
+					"not copied",
+					options.source));
 	}
 	if (static_cast<std::uint64_t>(src.st_size) > COPYOFFLOAD_MAX_COPY_LENGTH) {
 		return fail(fmt::format("{} is larger than {} bytes, the most one copy may move",
@@ -42,11 +73,17 @@ int local_copy(const LocalCopyOptions &options, std::FILE *out, std::FILE *err)
 		return fail(fmt::format("{} and {} are the same file", options.source,
 					options.destination));
 	}
-	UniqueFd destination(::open(options.destination.c_str(),
-				    O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, src.st_mode & 07777));
+	// As cp: the permission bits without setuid, setgid and sticky, which
+	// would make a user's program run as root when root copies it. Not
+	// truncated yet: a copy refused before any byte leaves DST as it was.
+	UniqueFd destination =
+		open_nonblocking(options.destination, O_WRONLY | O_CREAT, src.st_mode & 0777);
 	if (!destination) {
 		return fail(fmt::format("cannot open {}: {}", options.destination,
 					describe_errno(errno)));
+	}
+	if (::fstat(destination.get(), &dst) != 0 || !S_ISREG(dst.st_mode)) {
+		return fail(fmt::format("{} is not a regular file", options.destination));
 	}
 
 	copyoffload_copy_request request{};
@@ -72,6 +109,12 @@ int local_copy(const LocalCopyOptions &options, std::FILE *out, std::FILE *err)
 	double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started)
 				 .count();
 	const CopyResult &result = outcome.result;
+	// The copy wrote over DST's first bytes; what lay beyond goes now.
+	if (result.status == 0 && ::ftruncate(destination.get(), src.st_size) != 0) {
+		return fail(fmt::format("copied {} to {}, but cannot cut it to {} bytes: {}",
+					options.source, options.destination, src.st_size,
+					describe_errno(errno)));
+	}
 	if (bar) {
 		bar->finish(result.bytes_done);
 	}

@@ -363,18 +363,23 @@ ProbeReport probe(const std::string &path)
 		if (::stat(path.c_str(), &status) != 0) {
 			throw ProbeError{"cannot inspect it: " + describe_errno(errno)};
 		}
+		// A symbolic link is probed where it leads: its target's
+		// directory may be on another filesystem than the link's.
+		std::unique_ptr<char, decltype(&std::free)> resolved(::realpath(path.c_str(), nullptr),
+								    &std::free);
+		const std::string target = resolved ? resolved.get() : path;
 		if (S_ISBLK(status.st_mode)) {
 			report.kind = "block device";
 			describe_device(path, report);
 			return report;
 		}
-		std::string directory = path;
+		std::string directory = target;
 		if (S_ISREG(status.st_mode)) {
 			report.kind = "file";
-			auto slash = path.rfind('/');
+			auto slash = target.rfind('/');
 			directory = slash == std::string::npos ? "."
 				    : slash == 0		   ? "/"
-							   : path.substr(0, slash);
+							   : target.substr(0, slash);
 		} else if (S_ISDIR(status.st_mode)) {
 			report.kind = "directory";
 		} else {

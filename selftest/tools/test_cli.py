@@ -135,6 +135,29 @@ class Copy(unittest.TestCase):
         self.assertIn("failed after 0 of 1048577 bytes: EOPNOTSUPP", result.stderr)
         self.assertIn("no allowed method is implemented", result.stderr)
 
+    def test_copy_keeps_the_destination_safe(self):
+        """As cp: setuid, setgid and sticky bits are not copied; a longer
+        DST is cut to SRC's size; a copy refused before any byte leaves DST
+        as it was instead of emptying it."""
+        write_random(self.src, 100000)
+        os.chmod(self.src, 0o7755)
+        result = daemon_process.run_cli("copy", self.src, self.dst)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(stat.S_IMODE(os.stat(self.dst).st_mode), 0o755)
+
+        write_random(self.dst, 300000)
+        result = daemon_process.run_cli("copy", self.src, self.dst)
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertTrue(same_content(self.src, self.dst))
+
+        write_random(self.dst, 300000)
+        with open(self.dst, "rb") as f:
+            before = f.read()
+        result = daemon_process.run_cli("copy", "--method", "device", self.src, self.dst)
+        self.assertEqual(result.returncode, 1)
+        with open(self.dst, "rb") as f:
+            self.assertEqual(f.read(), before, "a refused copy changed DST")
+
     def test_copy_errors(self):
         write_random(self.src, 1000)
         cases = [
@@ -156,6 +179,19 @@ class Copy(unittest.TestCase):
             self.assertEqual(result.returncode, status, (args, result.stderr))
             self.assertIn(message, result.stderr, args)
         self.assertEqual(os.path.getsize(self.src), 1000)
+
+        # A FIFO on either side is refused at once, not waited on.
+        fifo = os.path.join(self.dir, "fifo")
+        os.mkfifo(fifo)
+        for args, message in ((["copy", fifo, self.dst], "is not a regular file"),
+                              (["copy", self.src, fifo], "cannot open")):
+            result = daemon_process.run_cli(*args, timeout=10)
+            self.assertEqual(result.returncode, 1, (args, result.stderr))
+            self.assertIn(message, result.stderr, args)
+        # A file that says it is empty and is not (/proc) is refused.
+        result = daemon_process.run_cli("copy", "/proc/self/status", self.dst)
+        self.assertEqual(result.returncode, 1, result.stderr)
+        self.assertIn("says it is empty but is not", result.stderr)
         result = daemon_process.run_cli("--help")
         self.assertEqual(result.returncode, 0)
         self.assertIn("copyoffload probe [--json] PATH|DEVICE", result.stdout)
@@ -202,6 +238,24 @@ class Probe(unittest.TestCase):
         for method in protocol_client.METHODS:
             self.assertRegex(table.stdout, rf"\n{method} +(yes|no|error) +\S")
         self.assertIn("engine: copying ", table.stdout)
+
+    def test_probe_follows_a_link_to_another_filesystem(self):
+        """A link is probed where it leads, not in the link's directory."""
+        shm = "/dev/shm"
+        if (not os.path.isdir(shm) or not os.access(shm, os.W_OK)
+                or os.stat(shm).st_dev == os.stat(self.dir).st_dev):
+            self.skipTest("no writable /dev/shm on another filesystem")
+        target = os.path.join(shm, f"copyoffload-probe-{os.getpid()}")
+        write_random(target, 10)
+        try:
+            link = os.path.join(self.dir, "link")
+            os.symlink(target, link)
+            _, through_link = self.probe(link)
+            _, direct = self.probe(target)
+        finally:
+            os.unlink(target)
+        self.assertIsNone(through_link["error"])
+        self.assertEqual(through_link["filesystem"], direct["filesystem"])
 
     def test_probe_file_device_and_others(self):
         path = os.path.join(self.dir, "file")
