@@ -83,13 +83,24 @@ def require_identical(env, check, src, dst):
                   f"{dst} differs from {src} (sha256)")
 
 
-def scopy_clean_source(env, check, name):
-    """Writes and fsyncs NAME-src.bin on the mount (no dirty pages), copies
-    it to NAME-copy.bin with scopy and checks the copy; returns smbd's
-    inline-clone byte count and the helper log position from before."""
-    path, _ = test_clone.create_share_file(env, SHARE, f"{name}-src.bin", SIZE)
-    with open(path, "rb+") as f:
+def clean_share_file(env, name, size=SIZE, roots=False):
+    """NAME of random bytes, written and fsynced on the mount (no dirty
+    pages), the test user's, or with roots root's, mode 0644, which the
+    user may only read; returns its path."""
+    path, _ = test_clone.create_share_file(env, SHARE, name, size)
+    if roots:
+        os.chown(path, 0, 0)
+        os.chmod(path, 0o644)
+    with open(path, "rb") as f:
         os.fsync(f.fileno())
+    return path
+
+
+def scopy_clean_source(env, check, name, roots=False):
+    """Makes a clean NAME-src.bin (clean_share_file), copies it to
+    NAME-copy.bin with scopy and checks the copy; returns smbd's
+    inline-clone byte count and the helper log position from before."""
+    clean_share_file(env, f"{name}-src.bin", roots=roots)
     before, position = inline_bytes(env), env.helper.log_position()
     scopy(env, check, f"{name}-src.bin", f"{name}-copy.bin")
     require_identical(env, check, f"{name}-src.bin", f"{name}-copy.bin")
@@ -148,14 +159,7 @@ def dirty_source_case(env, check):
 
 
 def read_only_source_case(env, check):
-    path, _ = test_clone.create_share_file(env, SHARE, "ro-src.bin", SIZE)
-    os.chown(path, 0, 0)
-    os.chmod(path, 0o644)
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-    before, position = inline_bytes(env), env.helper.log_position()
-    scopy(env, check, "ro-src.bin", "ro-copy.bin")
-    require_identical(env, check, "ro-src.bin", "ro-copy.bin")
+    before, position = scopy_clean_source(env, check, "ro", roots=True)
     cloned = inline_bytes(env) - before
     helper = helper_daemon.summarize(env.helper.records_since(position))
     check.require(cloned == SIZE and helper.bytes_ok == 0,
@@ -209,9 +213,7 @@ def dirty_tail(path, size):
 
 
 def dirty_elsewhere_case(env, check):
-    path, _ = test_clone.create_share_file(env, SHARE, "tail-src.bin", SIZE)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    path = clean_share_file(env, "tail-src.bin")
     dirty_tail(path, SIZE)
     inline, position = copy_first_mib(env, check, "tail-src.bin", "tail-copy.bin")
     if env.fs.fs_type == "btrfs":
@@ -225,9 +227,7 @@ def dirty_elsewhere_case(env, check):
 
 def large_source_case(env, check):
     size = 64 * MiB
-    path, _ = test_clone.create_share_file(env, SHARE, "large-src.bin", size)
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
+    path = clean_share_file(env, "large-src.bin", size)
     time.sleep(2.1)  # a verdict counts only for a ctime a second old
     inline, _ = copy_first_mib(env, check, "large-src.bin", "large-copy1.bin")
     check.require(inline == MiB, f"clean and unchanged: {inline} of {MiB} bytes inline")
