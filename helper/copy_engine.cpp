@@ -97,6 +97,7 @@ PieceResult CopyEngine::copy_piece(const CopyRange &range, const CopyPlan &plan,
 		first_usable_method(plan, method_index(plan, piece.first), refused());
 	std::uint64_t done_by_current = 0; // of this piece, by the current method
 	while (result.bytes < piece.length && result.error == 0) {
+		note_progress(); // each slice or hole starts here
 		if (context.stop.stop_requested()) {
 			result.error = ECANCELED;
 			break;

@@ -12,6 +12,8 @@
 #include "progress_tracker.hpp"
 #include "sparse_files.hpp"
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -73,6 +75,16 @@ public:
 	// The read/write backend's description, after making its ring.
 	std::string prepare();
 
+	// Any thread: when this engine last started a slice of a piece (at
+	// most 8 MiB of data, one clone, or a hole). A filesystem that is slow
+	// still shows progress here; one that hangs does not
+	// (WorkerPool::check_stalls()).
+	[[nodiscard]] std::chrono::steady_clock::time_point last_progress() const
+	{
+		return std::chrono::steady_clock::time_point(
+			std::chrono::steady_clock::duration(last_progress_.load()));
+	}
+
 private:
 	CopyBackend &backend_for(copyoffload_method method);
 	// A hole of the source at [offset, offset + length) of the piece;
@@ -80,8 +92,14 @@ private:
 	bool copy_hole(const CopyRange &range, std::uint64_t offset, std::uint64_t length,
 		       copyoffload_method method, PieceResult &result);
 
+	void note_progress()
+	{
+		last_progress_.store(std::chrono::steady_clock::now().time_since_epoch().count());
+	}
+
 	std::vector<std::unique_ptr<CopyBackend>> backends_;
 	std::unique_ptr<SparseFiles> sparse_;
+	std::atomic<std::chrono::steady_clock::rep> last_progress_{0};
 };
 
 } // namespace copyoffload

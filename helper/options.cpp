@@ -33,6 +33,8 @@ constexpr NumberOption number_options[] = {
 	{"--worker-nice", 0, max_worker_nice,
 	 [](Options &o, unsigned v) { o.worker_nice = static_cast<int>(v); }},
 	{"--poll-us", 0, max_poll_usec, [](Options &o, unsigned v) { o.poll_usec = v; }},
+	{"--stall-timeout", 0, max_stall_seconds,
+	 [](Options &o, unsigned v) { o.stall_seconds = v; }},
 };
 
 const NumberOption *number_option(std::string_view name)
@@ -186,7 +188,8 @@ std::string usage_text(std::string_view program)
 	return fmt::format(
 		"Usage: {} --socket PATH [--workers N] [--segment-size SIZE]\n"
 		"       [--queue-depth N] [--worker-policy idle|other] [--worker-nice N]\n"
-		"       [--cpu-cgroup DIR] [--poll-us N] [--device-copy] [--log-level LEVEL]\n"
+		"       [--cpu-cgroup DIR] [--poll-us N] [--stall-timeout SECONDS]\n"
+		"       [--device-copy] [--log-level LEVEL]\n"
 		"\n"
 		"Server-side copy helper for the Samba copyoffload VFS module.\n"
 		"Runs in the foreground and serves copy requests on a unix\n"
@@ -213,13 +216,19 @@ std::string usage_text(std::string_view program)
 		"                      too; set to 0 while they starve\n"
 		"  --poll-us N         after a piece, look for the next request without\n"
 		"                      sleeping for N microseconds (0 to {}, default 150)\n"
+		"  --stall-timeout S   a piece of a copy running longer than S seconds is\n"
+		"                      taken for a hung filesystem: the worker's\n"
+		"                      connections go to other workers, one is added,\n"
+		"                      and that filesystem's copies wait for the piece\n"
+		"                      (0 to {}, 0: never; default 10)\n"
 		"  --device-copy       copy between two block devices with the devices' own\n"
 		"                      copy commands (NVMe Copy, SCSI EXTENDED COPY); keeps\n"
 		"                      CAP_SYS_ADMIN and CAP_SYS_RAWIO for them\n"
 		"  --log-level LEVEL   error, warning, info (default) or debug\n"
 		"  -h, --help          show this help and exit\n"
 		"  --version           show the version and exit\n",
-		program, max_workers, max_queue_depth, max_worker_nice, max_poll_usec);
+		program, max_workers, max_queue_depth, max_worker_nice, max_poll_usec,
+		max_stall_seconds);
 }
 
 } // namespace copyoffload

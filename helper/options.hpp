@@ -50,12 +50,19 @@ struct Options {
 	// keeps CAP_SYS_ADMIN and CAP_SYS_RAWIO permitted for device
 	// passthrough. Without it block devices are refused.
 	bool device_copy = false;
+	// A piece of a copy that runs longer than this (seconds) is taken for
+	// a hung filesystem: its worker's connections go to other workers and
+	// its filesystem gets no more pieces until it returns. No piece needs
+	// this long when its filesystem answers: one moves at most a segment
+	// of data, or clones up to 1 GiB. 0: never.
+	unsigned stall_seconds = 10;
 };
 
 inline constexpr unsigned max_workers = 1024;
 inline constexpr unsigned max_queue_depth = 64;
 inline constexpr int max_worker_nice = 19;
 inline constexpr unsigned max_poll_usec = 10000;
+inline constexpr unsigned max_stall_seconds = 3600;
 
 struct CommandLine {
 	enum class Action { run, show_help, show_version, usage_error };

@@ -6,9 +6,68 @@
 
 namespace copyoffload {
 
+std::array<StallKey, 2> stall_keys(const CopyTask &task)
+{
+	const auto *pair = std::get_if<PairIdentity>(&task.job().files->check());
+	if (pair == nullptr) {
+		return {}; // refused: it never runs a piece
+	}
+	// A block device node's st_dev is devtmpfs's, the same for every disk.
+	const bool nodes = pair->block_devices.has_value();
+	return {StallKey{pair->source_device, nodes ? pair->source_inode : 0},
+		StallKey{pair->destination_device, nodes ? pair->destination_inode : 0}};
+}
+
 Scheduler::Scheduler(std::size_t workers, WakeWorker wake, std::size_t busy_limit)
 	: wake_(std::move(wake)), busy_limit_(busy_limit), idle_(workers, false)
 {
+}
+
+std::size_t Scheduler::add_worker()
+{
+	std::lock_guard lock(mutex_);
+	idle_.push_back(false);
+	return idle_.size() - 1;
+}
+
+void Scheduler::lose_worker(std::size_t index)
+{
+	std::lock_guard lock(mutex_);
+	idle_.at(index) = false; // never woken
+	lost_++;
+}
+
+void Scheduler::hold(const CopyTask &task)
+{
+	std::lock_guard lock(mutex_);
+	for (const StallKey &key : stall_keys(task)) {
+		held_.push_back(key);
+	}
+	stalled_++;
+}
+
+void Scheduler::release(const CopyTask &task)
+{
+	std::lock_guard lock(mutex_);
+	for (const StallKey &key : stall_keys(task)) {
+		if (auto at = std::find(held_.begin(), held_.end(), key); at != held_.end()) {
+			held_.erase(at);
+		}
+	}
+	stalled_--;
+}
+
+bool Scheduler::held(const CopyTask &task) const
+{
+	if (held_.empty()) {
+		return false;
+	}
+	for (const StallKey &key : stall_keys(task)) {
+		if (std::find(held_.begin(), held_.end(), key) != held_.end()) {
+			return true;
+		}
+	}
+	return false;
 }
 
 bool Scheduler::admits(const CopyTask &task) const
@@ -58,7 +117,8 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	// busy_limit_ an idle worker is woken only for another connection's
 	// copy: the limit keeps a CPU for one smbd process, and several of
 	// them copying at once use every CPU, as stock's would.
-	const std::size_t busy = idle_.size() - idle;
+	// A worker stuck in a stalled piece uses no CPU; a lost one never ran.
+	const std::size_t busy = idle_.size() - idle - stalled_ - lost_;
 	const std::size_t wanted = std::max(busy_limit_, flows_.size());
 	const std::size_t room = wanted > busy ? wanted - busy : 0;
 	wake_idle(std::min(room, pieces > 0 && queue_was_empty ? pieces - 1 : pieces), self);
@@ -107,9 +167,10 @@ std::optional<Scheduler::Assignment> Scheduler::take(Clock::time_point now,
 				continue;
 			}
 			// A task whose client went away still comes through, to
-			// be completed; one that is only early waits its turn.
+			// be completed; one that is only early, or on a filesystem
+			// that hangs, waits its turn.
 			if (!task->job().connection->cancelled() &&
-			    !paced_ready(*task, now, retry)) {
+			    (held(*task) || !paced_ready(*task, now, retry))) {
 				i++;
 				continue;
 			}

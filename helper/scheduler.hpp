@@ -19,10 +19,19 @@
 // one piece (smbd's usual chunk) runs on the thread that read it, with no
 // hand-off. When other pieces were queued already, that worker takes one of
 // them first, so every piece of the new copy wakes an idle worker.
+//
+// Stalls: a piece that runs for far longer than any piece should (a hung
+// NFS server, a FUSE daemon that stopped answering, a dead disk) holds
+// its two files' filesystems: no copy that touches one of them gets a
+// piece until it returns, so the hang keeps the workers it already has and
+// takes no more of them (WorkerPool::check_stalls()).
 #pragma once
 
 #include "copy_job.hpp"
 
+#include <sys/types.h>
+
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -36,6 +45,18 @@
 #include <vector>
 
 namespace copyoffload {
+
+// What a stall holds: a filesystem (its st_dev, inode 0), or a block
+// device's node (devtmpfs's st_dev and the node's inode), since all nodes
+// share one st_dev.
+struct StallKey {
+	dev_t device = 0;
+	ino_t inode = 0;
+	bool operator==(const StallKey &) const = default;
+};
+
+// The filesystems or devices a task's two files are on.
+[[nodiscard]] std::array<StallKey, 2> stall_keys(const CopyTask &task);
 
 class Scheduler {
 public:
@@ -90,6 +111,20 @@ public:
 	// Copies added and not yet complete.
 	[[nodiscard]] std::size_t tasks() const;
 
+	// A worker more, at the returned index: marked busy until it first
+	// asks for work.
+	std::size_t add_worker();
+	// The worker at `index` could not be started after all: it never asks
+	// for work and counts as neither busy nor idle.
+	void lose_worker(std::size_t index);
+
+	// A piece of `task` has run too long: until release() of it, no copy
+	// touching its files' filesystems gets a piece (unless its client is
+	// gone: it still comes through to be completed), and the worker that
+	// runs it no longer counts as busy for wake-ups.
+	void hold(const CopyTask &task);
+	void release(const CopyTask &task);
+
 private:
 	struct Flow {
 		const Connection *connection;
@@ -108,6 +143,8 @@ private:
 	// Needs mutex_: wakes up to `count` idle workers other than `self`.
 	void wake_idle(std::size_t count, std::size_t self);
 	[[nodiscard]] bool admits(const CopyTask &task) const;
+	// Needs mutex_: whether a stall holds one of the task's files.
+	[[nodiscard]] bool held(const CopyTask &task) const;
 	void leave_share(const CopyTask &task);
 
 	WakeWorker wake_;
@@ -117,6 +154,11 @@ private:
 	std::unordered_map<const Connection *, std::list<Flow>::iterator> by_connection_;
 	std::vector<bool> idle_;
 	std::size_t tasks_ = 0;
+	// One entry per stalled piece and file: a key held twice stays held
+	// until both pieces return.
+	std::vector<StallKey> held_;
+	std::size_t stalled_ = 0; // workers in a stalled piece
+	std::size_t lost_ = 0;    // added, never started
 };
 
 } // namespace copyoffload

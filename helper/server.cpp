@@ -32,6 +32,7 @@ PoolOptions pool_options(const Options &options)
 		.idle_policy = options.worker_policy == WorkerPolicy::idle,
 		.nice = options.worker_nice,
 		.poll_usec = options.poll_usec,
+		.stall_timeout = std::chrono::seconds(options.stall_seconds),
 	};
 }
 
@@ -221,7 +222,7 @@ void Server::handle_signal()
 
 bool Server::guard_has_work() const
 {
-	return options_.worker_policy == WorkerPolicy::idle &&
+	return pool_options(options_).watched() &&
 	       (pool_.jobs_in_flight() > 0 || guard_.lifted());
 }
 
@@ -249,7 +250,16 @@ void Server::guard_workers()
 	if (now < next_guard_check_) {
 		return;
 	}
-	guard_.check(pool_.worker_threads(), now);
+	if (options_.worker_policy == WorkerPolicy::idle) {
+		guard_.check(pool_.worker_threads(), now);
+	}
+	for (pid_t tid : pool_.check_stalls(std::chrono::steady_clock::now())) {
+		if (!cgroup_.add_thread(tid)) {
+			log_.warning("--cpu-cgroup {}: cannot move the added worker thread {} "
+				     "into it: {}",
+				     cgroup_.directory(), tid, describe_errno(errno));
+		}
+	}
 	next_guard_check_ = now + StarvationGuard::tick;
 }
 

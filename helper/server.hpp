@@ -46,11 +46,12 @@ private:
 	void pause_accepting();
 	void resume_accepting();
 	[[nodiscard]] bool finished() const;
-	// Whether the starvation guard looks at the workers now: with
-	// --worker-policy idle, while copies are in flight or it lifted them.
+	// Whether the main thread looks at the workers now (the starvation
+	// guard with --worker-policy idle, stalls with --stall-timeout): while
+	// copies are in flight, or the guard lifted them.
 	[[nodiscard]] bool guard_has_work() const;
-	// How long epoll_wait may sleep: until the starvation guard's next
-	// look while it has work, else -1; tells the workers which
+	// How long epoll_wait may sleep: until the next look while it has
+	// work, else -1; tells the workers which
 	// (WorkerPool::guard_ticking).
 	[[nodiscard]] int wait_timeout_ms();
 	void guard_workers();

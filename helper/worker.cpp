@@ -74,6 +74,7 @@ WorkerPool::Worker::~Worker()
 void WorkerPool::Worker::stop()
 {
 	thread_.request_stop();
+	go();
 	wake();
 }
 
@@ -93,6 +94,16 @@ void WorkerPool::Worker::post(std::function<void()> command)
 	wake();
 }
 
+void WorkerPool::Worker::give_connection(std::shared_ptr<Connection> connection)
+{
+	connection_count_++; // seen by the next choice of worker at once
+	{
+		std::lock_guard lock(commands_mutex_);
+		incoming_.push_back(std::move(connection));
+	}
+	wake();
+}
+
 void WorkerPool::Worker::wake()
 {
 	std::uint64_t one = 1;
@@ -104,9 +115,14 @@ void WorkerPool::Worker::wake()
 void WorkerPool::Worker::run_commands()
 {
 	std::vector<std::function<void()>> commands;
+	std::vector<std::shared_ptr<Connection>> incoming;
 	{
 		std::lock_guard lock(commands_mutex_);
 		commands.swap(commands_);
+		incoming.swap(incoming_);
+	}
+	for (auto &connection : incoming) {
+		adopt(std::move(connection));
 	}
 	for (auto &command : commands) {
 		command();
@@ -146,9 +162,10 @@ void WorkerPool::Worker::run(std::stop_token stop)
 	} catch (const std::exception &e) {
 		log.error("worker {}: {}", index_, e.what());
 	}
-	pool_.started_.count_down();
+	ready_.count_down();
 	// The ring is made here: only the thread that made it submits to it.
 	log.debug("worker {}: read/write uses {}", index_, engine_.prepare());
+	go_.wait(false);
 
 	// Sleeps only when the scheduler has nothing; between two pieces it
 	// takes a look at its sockets, so that new copies join the queue
@@ -210,6 +227,7 @@ int WorkerPool::Worker::poll(int timeout)
 			[[maybe_unused]] auto ignored = ::read(wake_.get(), &count, sizeof(count));
 			run_commands();
 		} else {
+			std::lock_guard lock(connections_mutex_);
 			handle(events[i].data.fd, events[i].events);
 		}
 	}
@@ -241,6 +259,7 @@ bool WorkerPool::Worker::spin()
 void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
 {
 	const int fd = connection->fd();
+	std::lock_guard lock(connections_mutex_);
 	try {
 		epoll_add(epoll_.get(), fd, connection_events);
 		connections_.emplace(fd, std::move(connection));
@@ -287,10 +306,10 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 {
 	for (CopyJob &job : jobs) {
-		if (pool_.jobs_in_flight_++ == 0 && pool_.options_.idle_policy &&
+		if (pool_.jobs_in_flight_++ == 0 && pool_.options_.watched() &&
 		    !pool_.guard_ticking_.load()) {
-			// The main thread's starvation guard looks only while
-			// copies are in flight.
+			// The main thread's starvation guard and stall watch look
+			// only while copies are in flight.
 			pool_.notify_();
 		}
 		auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
@@ -309,10 +328,16 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 		finish(*assignment.task);
 		return;
 	}
+	{
+		std::lock_guard lock(piece_mutex_);
+		piece_task_ = assignment.task;
+		piece_started_ = std::chrono::steady_clock::now();
+	}
 	const PieceResult result = [&] {
 		const BusyMark busy(pool_.busy_workers_);
 		return assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
 	}();
+	piece_ended(assignment.task);
 	if (pool_.scheduler_.done(assignment, result)) {
 		finish(*assignment.task);
 	} else {
@@ -324,6 +349,67 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 		::sched_yield();
 	}
 	last_piece_ = std::chrono::steady_clock::now();
+}
+
+std::optional<WorkerPool::Worker::Stall>
+WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
+				std::chrono::steady_clock::duration timeout)
+{
+	std::lock_guard lock(piece_mutex_);
+	// The engine's clock may still be the last piece's.
+	const auto moved = std::max(piece_started_, engine_.last_progress());
+	if (!piece_task_ || stalled_.load() || now - moved < timeout) {
+		return std::nullopt;
+	}
+	// Held before the piece can end: piece_ended() takes this lock first.
+	stalled_ = true;
+	pool_.scheduler_.hold(*piece_task_);
+	pool_.stalled_workers_++;
+	return Stall{piece_task_, now - moved};
+}
+
+void WorkerPool::Worker::piece_ended(const std::shared_ptr<CopyTask> &task)
+{
+	std::chrono::steady_clock::duration ran{};
+	{
+		std::lock_guard lock(piece_mutex_);
+		piece_task_.reset();
+		if (!stalled_.load()) {
+			return;
+		}
+		ran = std::chrono::steady_clock::now() - piece_started_;
+	}
+	pool_.scheduler_.release(*task);
+	pool_.stalled_workers_--;
+	// Cleared last: the main thread gives it connections again only now.
+	stalled_ = false;
+	pool_.log_.warning("worker {}: the stalled piece returned after {} s; its filesystems "
+			   "take copies again",
+			   index_,
+			   std::chrono::duration_cast<std::chrono::seconds>(ran).count());
+}
+
+std::vector<std::shared_ptr<Connection>> WorkerPool::Worker::give_up_connections()
+{
+	std::vector<std::shared_ptr<Connection>> given;
+	std::unique_lock lock(connections_mutex_, std::try_to_lock);
+	if (!lock.owns_lock() || !stalled_.load()) {
+		return given;
+	}
+	for (auto &[fd, connection] : connections_) {
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
+		given.push_back(std::move(connection));
+	}
+	connections_.clear();
+	{
+		std::lock_guard commands(commands_mutex_);
+		for (auto &connection : incoming_) {
+			given.push_back(std::move(connection));
+		}
+		incoming_.clear();
+	}
+	connection_count_ -= given.size();
+	return given;
 }
 
 void WorkerPool::Worker::finish(CopyTask &task)
@@ -362,6 +448,7 @@ void WorkerPool::Worker::disconnect(int fd, const char *why)
 
 void WorkerPool::Worker::drain(int limit)
 {
+	std::lock_guard lock(connections_mutex_);
 	std::vector<int> closing;
 	for (const auto &[fd, connection] : connections_) {
 		std::vector<CopyJob> jobs;

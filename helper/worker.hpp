@@ -11,8 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <latch>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stop_token>
 #include <thread>
 #include <unordered_map>
@@ -30,21 +32,46 @@ public:
 
 	// Any thread: runs `command` on this worker, soon.
 	void post(std::function<void()> command);
+	// Main thread: the worker reads this connection from now on.
+	void give_connection(std::shared_ptr<Connection> connection);
+	// Main thread: waits until the thread has set itself up (its id,
+	// policy and capabilities are final).
+	void wait_ready() { ready_.wait(); }
 	// Any thread: makes the worker look for work.
 	void wake();
 	// Main thread: asks the thread to end, then waits for it.
 	void stop();
 	void join();
-	// Main thread: counts a connection about to be posted to adopt(), so
-	// the next accept sees it.
-	void expect_connection() { connection_count_++; }
+	// Main thread: lets the thread into its loop, once the pool knows it
+	// (the scheduler may wake it from then on).
+	void go()
+	{
+		go_ = true;
+		go_.notify_one();
+	}
 	// Any thread: the worker thread's id, once it runs (else 0).
 	[[nodiscard]] pid_t thread_id() const { return thread_id_.load(); }
 
 	[[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }
 
+	// A piece that has moved nothing for longer than a stall, once: its
+	// task and for how long.
+	struct Stall {
+		std::shared_ptr<CopyTask> task;
+		std::chrono::steady_clock::duration idle;
+	};
+	// Main thread: whether the piece running now has neither started nor
+	// finished a slice since `now - timeout`, and was not reported yet;
+	// the worker counts as stalled from then until the piece returns.
+	std::optional<Stall> check_stall(std::chrono::steady_clock::time_point now,
+					 std::chrono::steady_clock::duration timeout);
+	[[nodiscard]] bool stalled() const { return stalled_.load(); }
+	// Main thread, for a stalled worker: its connections, taken from its
+	// epoll set, for other workers to adopt. Empty if the worker is
+	// reading them right now (it was not stuck in the piece after all).
+	std::vector<std::shared_ptr<Connection>> give_up_connections();
+
 	// Worker thread only (commands):
-	void adopt(std::shared_ptr<Connection> connection);
 	void drain(int limit);
 
 private:
@@ -62,9 +89,14 @@ private:
 	// to the pool's poll_usec: true when something came.
 	bool spin();
 	void run_commands();
+	void adopt(std::shared_ptr<Connection> connection);
+	// Needs connections_mutex_, as do disconnect() and start().
 	void handle(int fd, std::uint32_t events);
 	void start(std::vector<CopyJob> &jobs);
 	void execute(Scheduler::Assignment &assignment);
+	// The piece of `task` ended: if it had been reported as stalled, the
+	// scheduler lets go of its filesystems.
+	void piece_ended(const std::shared_ptr<CopyTask> &task);
 	void finish(CopyTask &task);
 	void disconnect(int fd, const char *why);
 
@@ -72,11 +104,22 @@ private:
 	std::size_t index_;
 	UniqueFd epoll_;
 	UniqueFd wake_; // eventfd
+	// The worker's thread uses them; the main thread takes them from a
+	// stalled worker (give_up_connections()).
+	std::mutex connections_mutex_;
 	std::unordered_map<int, std::shared_ptr<Connection>> connections_;
 	std::atomic<std::size_t> connection_count_{0};
+	// The piece running now (no task: none), for check_stall().
+	std::mutex piece_mutex_;
+	std::shared_ptr<CopyTask> piece_task_;
+	std::chrono::steady_clock::time_point piece_started_{};
+	std::atomic<bool> stalled_{false};
+	std::latch ready_{1};
+	std::atomic<bool> go_{false}; // also set by stop(), if the pool never got that far
 	std::atomic<pid_t> thread_id_{0};
 	std::mutex commands_mutex_;
 	std::vector<std::function<void()>> commands_;
+	std::vector<std::shared_ptr<Connection>> incoming_; // given, not adopted yet
 	CopyEngine engine_;
 	std::chrono::steady_clock::time_point last_piece_{};
 	// Last member: joined before the rest goes.

@@ -21,7 +21,7 @@ unsigned usable_cpus()
 
 WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
 	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),
-	  started_(options.workers == 0 ? 1 : options.workers),
+	  max_workers_(2 * std::max(options.workers, 1U)),
 	  // Pieces of one copy keep a CPU free for smbd: an SMB2 ECHO behind a
 	  // 16 MiB chunk run on ext4 waited up to 4 ms (p99) with both CPUs of
 	  // 2 copying it, 0.3 ms with one (docs/design.md).
@@ -30,13 +30,71 @@ WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify not
 		     cpus_ > 1 ? cpus_ - 1 : 1)
 {
 	const unsigned count = options.workers == 0 ? 1 : options.workers;
-	workers_.reserve(count);
+	workers_.reserve(max_workers_);
 	for (unsigned i = 0; i < count; i++) {
 		workers_.push_back(std::make_unique<Worker>(*this, i));
 	}
 	// From here on every worker has its thread id, policy and
 	// capabilities: what the main thread and its guard see is final.
-	started_.wait();
+	for (const auto &worker : workers_) {
+		worker->wait_ready();
+		worker->go();
+	}
+}
+
+WorkerPool::Worker &WorkerPool::add_worker()
+{
+	// The scheduler first: the new thread asks it for work by its index.
+	const std::size_t index = scheduler_.add_worker();
+	try {
+		workers_.push_back(std::make_unique<Worker>(*this, index));
+	} catch (...) {
+		scheduler_.lose_worker(index);
+		throw;
+	}
+	Worker &worker = *workers_.back();
+	worker.wait_ready();
+	worker.go();
+	if (drain_limit_) {
+		worker.post([&worker, limit = *drain_limit_] { worker.drain(limit); });
+	}
+	return worker;
+}
+
+std::vector<pid_t> WorkerPool::check_stalls(std::chrono::steady_clock::time_point now)
+{
+	std::vector<pid_t> added;
+	if (options_.stall_timeout <= std::chrono::steady_clock::duration::zero()) {
+		return added;
+	}
+	// Indexes: add_worker() appends to workers_.
+	for (std::size_t i = 0; i < workers_.size(); i++) {
+		auto stall = workers_[i]->check_stall(now, options_.stall_timeout);
+		if (!stall) {
+			continue;
+		}
+		const CopyJob &job = stall->task->job();
+		const bool replaced = workers_.size() < max_workers_;
+		log_.warning("worker {}: one piece of copy id={} for {} has moved nothing for {} s: "
+			     "its filesystem may hang. Copies on it wait for the piece; the "
+			     "worker's connections go to other workers{}",
+			     i, job.request.request_id, job.connection->describe(),
+			     std::chrono::duration_cast<std::chrono::seconds>(stall->idle).count(),
+			     replaced ? ", and a worker is added"
+				      : fmt::format("; no worker is added ({} already)",
+						    workers_.size()));
+		if (replaced) {
+			try {
+				added.push_back(add_worker().thread_id());
+			} catch (const std::exception &e) {
+				log_.error("cannot add a worker: {}", e.what());
+			}
+		}
+		for (auto &connection : workers_[i]->give_up_connections()) {
+			adopt(std::move(connection));
+		}
+	}
+	return added;
 }
 
 WorkerPool::~WorkerPool()
@@ -64,21 +122,24 @@ std::vector<pid_t> WorkerPool::worker_threads() const
 
 void WorkerPool::adopt(std::shared_ptr<Connection> connection)
 {
-	Worker *least = workers_.front().get();
+	Worker *least = nullptr;
 	for (const auto &worker : workers_) {
-		if (worker->connection_count() < least->connection_count()) {
+		// A stalled worker reads nothing until its piece returns; if all
+		// are, the least loaded of them.
+		const auto rank = [](const Worker &w) {
+			return std::pair{w.stalled(), w.connection_count()};
+		};
+		if (least == nullptr || rank(*worker) < rank(*least)) {
 			least = worker.get();
 		}
 	}
-	least->expect_connection();
-	least->post([least, connection = std::move(connection)]() mutable {
-		least->adopt(std::move(connection));
-	});
+	least->give_connection(std::move(connection));
 }
 
 void WorkerPool::drain(int limit)
 {
 	drained_ = 0;
+	drain_limit_ = limit;
 	for (const auto &worker : workers_) {
 		Worker *w = worker.get();
 		w->post([w, limit] { w->drain(limit); });

@@ -9,6 +9,15 @@
 // answered on one thread with no hand-off, while the pieces of a larger
 // copy spread over every idle worker. Between pieces a worker looks at its
 // sockets, so new copies never wait for a long one to end.
+//
+// A piece stuck in the kernel (a hung NFS server or FUSE daemon, a disk
+// that stopped answering) would keep its worker, then every worker that
+// takes a piece of the same filesystem, from all the pool's connections.
+// The main thread therefore looks for pieces that have run longer than the
+// stall timeout (check_stalls()): their filesystems get no more pieces
+// until they return (Scheduler::hold()), the stuck worker's connections go
+// to the others, and a worker is added in its place, up to as many again
+// as the pool started with.
 #pragma once
 
 #include "connection.hpp"
@@ -17,12 +26,14 @@
 
 #include <sys/types.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <latch>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace copyoffload {
@@ -40,13 +51,23 @@ struct PoolOptions {
 	bool idle_policy = false;  // SCHED_IDLE workers (else SCHED_OTHER)
 	int nice = 0;              // added to the workers' nice value
 	unsigned poll_usec = 0;    // look for work this long after a piece before sleeping
+	// A piece running longer than this is stuck (check_stalls()); zero:
+	// never.
+	std::chrono::steady_clock::duration stall_timeout{};
+
+	// Whether the main thread looks at the workers while copies are in
+	// flight: for starvation (idle_policy) or for stalls.
+	[[nodiscard]] bool watched() const
+	{
+		return idle_policy || stall_timeout > std::chrono::steady_clock::duration::zero();
+	}
 };
 
 class WorkerPool {
 public:
 	// Called on a worker thread while watch() is on, after a copy was
-	// answered, a connection closed or a drain finished, and with
-	// idle_policy when a copy arrives while none is in flight and the
+	// answered, a connection closed or a drain finished, and when
+	// options.watched() and a copy arrives while none is in flight and the
 	// main thread's guard is not ticking: the main thread wants to look
 	// again.
 	using Notify = std::function<void()>;
@@ -59,8 +80,17 @@ public:
 	WorkerPool &operator=(const WorkerPool &) = delete;
 
 	// Main thread: gives an accepted connection to the worker that has
-	// the fewest.
+	// the fewest, of those not stalled.
 	void adopt(std::shared_ptr<Connection> connection);
+
+	// Main thread, while copies are in flight: reports pieces that have
+	// run for longer than the stall timeout, holds their filesystems,
+	// moves their workers' connections to others and adds a worker for
+	// each, up to the limit. Returns the thread ids of workers added (for
+	// the idle cgroup).
+	std::vector<pid_t> check_stalls(std::chrono::steady_clock::time_point now);
+	// Workers stuck in a stalled piece now.
+	[[nodiscard]] unsigned stalled_workers() const { return stalled_workers_.load(); }
 
 	// Main thread, at shutdown: each worker reads up to `limit` messages
 	// already waiting on each of its connections, starts those copies,
@@ -83,6 +113,7 @@ public:
 	// Copies read and not yet answered (or dropped).
 	[[nodiscard]] std::size_t jobs_in_flight() const { return jobs_in_flight_.load(); }
 	[[nodiscard]] std::size_t connections() const;
+	// Main thread: the workers started, those added for stalls included.
 	[[nodiscard]] unsigned size() const { return static_cast<unsigned>(workers_.size()); }
 	// The ids of the worker threads.
 	[[nodiscard]] std::vector<pid_t> worker_threads() const;
@@ -92,10 +123,18 @@ private:
 	friend class Worker;
 
 	void notify_if_watched();
+	// Main thread: a worker more, in its loop once the scheduler knows it.
+	Worker &add_worker();
 	// Whether the other workers' pieces leave no CPU for an smbd process
 	// besides the caller's: then neither a worker that spins for the next
 	// chunk nor an smbd that polls for its reply would gain one.
-	[[nodiscard]] bool cpus_taken() const { return busy_workers_.load() + 2 > cpus_; }
+	// A worker stuck in a stalled piece uses no CPU.
+	[[nodiscard]] bool cpus_taken() const
+	{
+		const unsigned busy = busy_workers_.load();
+		const unsigned running = busy - std::min(busy, stalled_workers_.load());
+		return running + 2 > cpus_;
+	}
 
 	const Logger &log_;
 	PoolOptions options_;
@@ -107,11 +146,14 @@ private:
 	// Workers running a piece right now, and the CPUs they share
 	// (cpus_taken()).
 	std::atomic<unsigned> busy_workers_{0};
+	std::atomic<unsigned> stalled_workers_{0};
 	unsigned cpus_;
-	// Counts down as each worker has set itself up (worker_threads()).
-	std::latch started_;
+	unsigned max_workers_; // those started, and as many for stalls
+	std::optional<int> drain_limit_; // drain() was called (workers added later drain too)
 	Scheduler scheduler_;
-	// Last member: workers stop before anything they use goes.
+	// Last member: workers stop before anything they use goes. Its
+	// capacity is reserved for max_workers_: workers wake each other by
+	// index while the main thread adds one, so it never moves.
 	std::vector<std::unique_ptr<Worker>> workers_;
 };
 

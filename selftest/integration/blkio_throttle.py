@@ -60,12 +60,24 @@ class ReadThrottle:
             cleanup.release(token)
         return False
 
+    def set_rate(self, bytes_per_second):
+        """A new limit (0: none); reads queued under the old one are
+        dispatched at the new rate."""
+        device = self.rule.split()[0]
+        self.rule = f"{device} {bytes_per_second}"
+        with open(os.path.join(self.path, "blkio.throttle.read_bps_device"), "w") as f:
+            f.write(self.rule)
+
     def add(self, pid):
         """Move a process (all its threads) into the group."""
         with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
             f.write(str(pid))
 
     def _remove(self):
+        # Reads queued under the limit stay queued at its rate after the
+        # processes leave and the group goes: lift it first, or a test that
+        # fails with reads stuck at a crawl leaves its filesystem busy.
+        self.set_rate(0)
         with open(os.path.join(self.path, "cgroup.procs")) as f:
             pids = f.read().split()
         for pid in pids:

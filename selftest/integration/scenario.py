@@ -122,7 +122,12 @@ KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
                "linux-client": LINUX_CLIENT_SHARES}
 
 # Extra copyoffloadd options per scenario kind.
-HELPER_ARGS = {"blockdev": ["--device-copy"]}
+# Faults: a piece that moves nothing for STALL_SECONDS is a stall
+# (test_faults.py). The slowest throttled slice there, 8 MiB of a first
+# request's piece at about 1 MiB/s (client disconnects mid-copy), takes 8 s.
+STALL_SECONDS = 16
+HELPER_ARGS = {"blockdev": ["--device-copy"],
+               "faults": ["--stall-timeout", str(STALL_SECONDS)]}
 
 # Sockets of the fault tests' fake helpers (fake_helpers.py), in the
 # scenario's directory.

@@ -67,6 +67,16 @@ Cases (FS = ext4):
     helper halfway whether it is alive, it answers, and it copies every byte
     at the limit's pace: no reply timeout in smbd's log, the copy right,
     taking longer than the timeout.
+  * `FS:faults:a hung filesystem stalls only its own copies`: the helper's
+    reads of share's device are throttled to a crawl (STALL_THROTTLE), so
+    two scopy of cold sources there leave both workers stuck in a piece.
+    Once the helper logs the stalls (its --stall-timeout is
+    scenario.STALL_SECONDS here), copies on tiny, another filesystem, go on
+    through the helper, well within the module's reply timeout: one from a
+    session that copied there before the stall (its connection was read by
+    a stuck worker) and one from a new smbclient. Then the throttle is
+    lifted, the stuck copies complete with the right data, and the helper
+    logs that the stalled pieces returned.
   * `FS:faults:older helper refuses the handshake`: share old_helper's
     socket is served by fake_helpers.RefusingHelper, which refuses every HELLO in
     protocol version 3 and closes, as copyoffloadd does. Two scopy of
@@ -116,6 +126,14 @@ VANISH_CLIENTS = 3
 VANISH_FILE_SIZE = 32 * MiB
 VANISH_THROTTLE = 2 * MiB
 DISK_FULL_SIZE = 2 * MiB
+# The module's reply timeout in the faults scenario: its default
+# (REPLY_TIMEOUT_SECONDS in helper_client.c).
+HELPER_TIMEOUT = 120
+STALL_COPIES = 2
+STALL_FILE_SIZE = 2 * MiB
+STALL_THROTTLE = 4096              # bytes/s: a 1 MiB piece takes minutes
+STALL_RE = r"worker (\d+): one piece of copy id=\d+ .* has moved nothing for \d+ s"
+RETURNED_RE = r"worker (\d+): the stalled piece returned after"
 HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["hang"]["copyoffload:helper timeout"])
 HANG_FILE_SIZE = 2 * MiB + 1
 LIMITED_FILE_SIZE = 8 * MiB  # at 1 MiB/s: longer than HANG_TIMEOUT
@@ -510,6 +528,66 @@ def client_disconnect_case(env, check):
                f"bytes per smbd process {sorted(done.values())}")
 
 
+def hung_filesystem_case(env, check):
+    digests = {f"stall-{i}.bin": make_source(env, "share", f"stall-{i}.bin", STALL_FILE_SIZE)
+               for i in range(STALL_COPIES)}
+    elsewhere = {name: make_source(env, "tiny", name, MiB)
+                 for name in ("elsewhere.bin", "fresh.bin")}
+    position = env.helper.log_position()
+    with smb_raw.connect(env, "tiny") as session:
+        src, dst = session.open("elsewhere.bin"), session.open("session.copy", create=True)
+        key = session.resume_key(src)
+        session.copychunk_write(dst, key, [(0, 0, MiB)])
+        with throttle(env, "share", STALL_THROTTLE) as slow, \
+                client_processes.ClientProcesses(env, "stall") as clients:
+            slow.add(helper_pid(env))
+            for name in digests:
+                clients.start("share", [f"scopy {name} {name}.copy"])
+            stalled = proc_stats.wait_for(
+                lambda: len(re.findall(STALL_RE, env.helper.log_text(position))) >= STALL_COPIES,
+                10 * scenario.STALL_SECONDS)
+            check.require(stalled, f"the helper logged no stall of {STALL_COPIES} workers: "
+                                   f"{re.findall(STALL_RE, env.helper.log_text(position))}")
+            during = env.helper.log_position()
+            started = time.monotonic()
+            try:
+                session.copychunk_write(dst, key, [(0, 0, MiB)])
+            except smb_raw.SmbError as e:
+                check.fail(f"the session's copy on tiny during the stall: {e}")
+            # The session holds elsewhere.bin open: smbclient copies its own.
+            fresh = env.smbclient.run("tiny", ["scopy fresh.bin fresh.copy"])
+            elapsed = time.monotonic() - started
+            check.require(fresh.ok, f"a new client's copy on tiny: {fresh.describe()}")
+            done = env.helper.records_since(during)
+            check.require(sum(r.bytes for r in done if r.ok) == 2 * MiB,
+                          f"the helper did not do the two copies on tiny during the "
+                          f"stall: {done}")
+            check.require(all(clients.running(i) for i in range(STALL_COPIES)),
+                          "a copy of the throttled share ended before the throttle "
+                          "was lifted")
+            slow.set_rate(0)
+            results = clients.wait()
+        session.close(dst)
+        session.close(src)
+    for name, result in zip(digests, results):
+        check.require(result.ok, f"{name}: {result.describe()}")
+        check.require(test_scopy.sha256_file(env.share_path("share", f"{name}.copy"))
+                      == digests[name], f"{name}: the copy differs from the source")
+    for source, name in (("elsewhere.bin", "session.copy"), ("fresh.bin", "fresh.copy")):
+        check.require(test_scopy.sha256_file(env.share_path("tiny", name)) == elsewhere[source],
+                      f"tiny/{name} differs from its source")
+    check.require(elapsed < HELPER_TIMEOUT / 4,
+                  f"the copies on tiny took {elapsed:.1f} s during the stall")
+    stalls = re.findall(STALL_RE, env.helper.log_text(position))
+    returned = proc_stats.wait_for(
+        lambda: sorted(re.findall(RETURNED_RE, env.helper.log_text(position))) ==
+        sorted(stalls), 30)
+    check.require(returned, f"stalled workers {stalls}, returned "
+                            f"{re.findall(RETURNED_RE, env.helper.log_text(position))}")
+    check.note(f"workers {', '.join(stalls)} stalled; the copies on tiny took {elapsed:.1f} s; "
+               f"the stuck copies completed once the throttle was lifted")
+
+
 def limited_outlasts_timeout_case(env, check):
     """A copy that a share's bandwidth limit keeps longer than the reply
     timeout: the helper, asked halfway, shows it is alive, and copies it all
@@ -607,6 +685,8 @@ def cases(fs_type, stock):
         testcase.Case(name("source truncated mid-copy"), faults, truncated_source_case),
         testcase.Case(name("helper hangs"), scenario.hang(fs_type), helper_hangs_case),
         testcase.Case(name("client disconnects mid-copy"), faults, client_disconnect_case),
+        testcase.Case(name("a hung filesystem stalls only its own copies"), faults,
+                      hung_filesystem_case),
         testcase.Case(name("older helper refuses the handshake"), faults,
                       refusing_helper_case),
         testcase.Case(name("helper errors keep smbd's statuses"), faults,

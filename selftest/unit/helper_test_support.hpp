@@ -49,11 +49,11 @@ constexpr std::uint32_t bit(copyoffload_method m) { return COPYOFFLOAD_METHOD_BI
 // A fresh directory under $TMPDIR (or /tmp), removed with its contents.
 class TempDir {
 public:
-	TempDir()
+	TempDir() : TempDir(std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp") {}
+	// Under `base`: another filesystem than TMPDIR's, say.
+	explicit TempDir(const std::string &base)
 	{
-		const char *base = std::getenv("TMPDIR");
-		std::string pattern = std::string(base != nullptr ? base : "/tmp") +
-				      "/copyoffload-test.XXXXXX";
+		std::string pattern = base + "/copyoffload-test.XXXXXX";
 		std::vector<char> buffer(pattern.begin(), pattern.end());
 		buffer.push_back('\0');
 		if (::mkdtemp(buffer.data()) == nullptr) {

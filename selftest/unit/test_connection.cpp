@@ -1194,6 +1194,65 @@ void test_scheduler_share_concurrency_limit(void **)
 	assert_int_equal(limited.share->concurrency().running(), 0);
 }
 
+// A piece that stalls holds its files' filesystem: no copy touching it
+// gets a piece until the piece returns, while copies elsewhere go on, and
+// the stuck workers do not count as busy when idle ones are woken.
+void test_scheduler_holds_a_stalled_filesystem(void **)
+{
+	TempDir on_a;
+	TempDir on_b("/dev/shm"); // tmpfs: another filesystem
+	struct stat a_dir {}, b_dir {};
+	assert_int_equal(::stat(on_a.path().c_str(), &a_dir), 0);
+	assert_int_equal(::stat(on_b.path().c_str(), &b_dir), 0);
+	assert_true(a_dir.st_dev != b_dir.st_dev);
+	Pair a = ready_pair();
+	Pair b = ready_pair();
+	Pair c = ready_pair();
+	std::vector<std::size_t> woken;
+	// Four workers, at most two busy through wake-ups.
+	Scheduler scheduler(4, [&](std::size_t worker) { woken.push_back(worker); }, 2);
+	for (std::size_t idle : {1, 2, 3}) {
+		assert_false(scheduler.next(idle).has_value());
+	}
+
+	// Copy 1 on A, two pieces: workers 0 and 1 take them, and both stall.
+	auto stuck = file_task(a, on_a, 1, 2 * 4096, 4096);
+	scheduler.add(stuck, 0);
+	assert_true(woken == (std::vector<std::size_t>{1}));
+	auto first = next_piece_of(scheduler, 0, 1);
+	auto second = next_piece_of(scheduler, 1, 1);
+	scheduler.hold(*stuck);
+	scheduler.hold(*stuck);
+
+	// Copy 2 on A (another smbd) waits; copy 3 on B wakes worker 3, as
+	// the two stalled workers use no CPU, and runs.
+	scheduler.add(file_task(b, on_a, 2, 4096, 4096), 2);
+	scheduler.add(file_task(c, on_b, 3, 3 * 4096, 4096), 2);
+	assert_true(woken == (std::vector<std::size_t>{1, 3}));
+	for (std::size_t worker : {2, 3, 2}) {
+		auto piece = next_piece_of(scheduler, worker, 3);
+		if (scheduler.done(piece, whole(*piece.piece))) {
+			piece.task->finish();
+		}
+	}
+	assert_false(scheduler.next(2).has_value());
+	assert_int_equal(receive_copy_reply(c.client.get()).status, 0);
+
+	// One of the two pieces returns: A stays held by the other.
+	assert_false(scheduler.done(first, whole(*first.piece)));
+	scheduler.release(*stuck);
+	assert_false(scheduler.next(2).has_value());
+	// Both did: copy 2 goes on.
+	assert_true(scheduler.done(second, whole(*second.piece)));
+	scheduler.release(*stuck);
+	second.task->finish();
+	auto late = next_piece_of(scheduler, 2, 2);
+	assert_true(scheduler.done(late, whole(*late.piece)));
+	late.task->finish();
+	assert_int_equal(receive_copy_reply(a.client.get()).status, 0);
+	assert_int_equal(receive_copy_reply(b.client.get()).status, 0);
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -1221,6 +1280,7 @@ int main()
 		cmocka_unit_test(test_scheduler_keeps_to_its_busy_limit),
 		cmocka_unit_test(test_scheduler_prefers_a_copy_with_no_piece_running),
 		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
+		cmocka_unit_test(test_scheduler_holds_a_stalled_filesystem),
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
 		cmocka_unit_test(test_undeclared_or_malformed_share_refused),

@@ -115,6 +115,7 @@ void test_engine_options(void **)
 	assert_true(result.options.worker_policy == WorkerPolicy::idle);
 	assert_int_equal(result.options.worker_nice, 10);
 	assert_int_equal(result.options.poll_usec, 150);
+	assert_int_equal(result.options.stall_seconds, 10);
 
 	result = parse({"--socket", "/s", "--segment-size", "256K", "--queue-depth=64",
 			"--worker-policy", "other", "--worker-nice", "0", "--poll-us=0"});
@@ -144,6 +145,12 @@ void test_engine_options(void **)
 	assert_usage_error({"--socket", "/s", "--worker-policy", "batch"},
 			   "--worker-policy must be idle or other, not 'batch'");
 	assert_usage_error({"--socket", "/s", "--poll-us", "10001"}, "--poll-us must be");
+	assert_int_equal(parse({"--socket", "/s", "--stall-timeout=0"}).options.stall_seconds, 0);
+	assert_int_equal(parse({"--socket", "/s", "--stall-timeout", "3600"}).options.stall_seconds,
+			 3600);
+	assert_usage_error({"--socket", "/s", "--stall-timeout", "3601"},
+			   "--stall-timeout must be a number from 0 to 3600");
+	assert_usage_error({"--socket", "/s", "--stall-timeout", "10s"}, "--stall-timeout must be");
 	assert_true(result.options.cpu_cgroup.empty());
 	assert_string_equal(parse({"--socket", "/s", "--cpu-cgroup", "/sys/fs/cgroup/cpu/c"})
 				    .options.cpu_cgroup.c_str(),
@@ -154,7 +161,7 @@ void test_engine_options(void **)
 			   "--cpu-cgroup goes with --worker-policy idle");
 	const std::string usage = usage_text("copyoffloadd");
 	for (const char *option : {"--segment-size", "--queue-depth", "--worker-policy",
-				   "--worker-nice", "--cpu-cgroup", "--poll-us"}) {
+				   "--worker-nice", "--cpu-cgroup", "--poll-us", "--stall-timeout"}) {
 		assert_true(usage.find(option) != std::string::npos);
 	}
 }
