@@ -1,7 +1,7 @@
 // One client (an smbd process, or the copyoffload tool): the handshake
 // state, the share ids and descriptor handles it declared, message
 // decoding and the serialized sending of replies. One thread (the worker
-// that owns the connection) reads; any worker sends.
+// that owns the connection, holding reading()) reads; any worker sends.
 #pragma once
 
 #include "copy_job.hpp"
@@ -94,6 +94,12 @@ public:
 
 	[[nodiscard]] std::string describe() const;
 
+	// Held by the worker that reads the connection, for as long as it
+	// does: a connection moved to another worker (WorkerPool::
+	// check_stalls()) is never read by two at once, and one whose reader
+	// is stuck in the kernel stays with it.
+	std::mutex &reading() { return reading_; }
+
 private:
 	enum class ReceiveStatus { message, would_block, closed, failed };
 
@@ -127,6 +133,7 @@ private:
 	bool refusing_copies_ = false;
 	std::unordered_map<std::uint32_t, ShareBinding> bindings_; // by share id
 	DescriptorTable descriptors_;
+	std::mutex reading_;
 	std::mutex send_mutex_;
 	std::atomic<bool> peer_gone_{false};
 	std::stop_source stop_source_;

@@ -50,11 +50,11 @@ struct Options {
 	// keeps CAP_SYS_ADMIN and CAP_SYS_RAWIO permitted for device
 	// passthrough. Without it block devices are refused.
 	bool device_copy = false;
-	// A piece of a copy that runs longer than this (seconds) is taken for
-	// a hung filesystem: its worker's connections go to other workers and
-	// its filesystem gets no more pieces until it returns. No piece needs
-	// this long when its filesystem answers: one moves at most a segment
-	// of data, or clones up to 1 GiB. 0: never.
+	// A worker that makes no progress for this long (seconds: no slice of
+	// a piece started, not back in its loop) is taken to be stuck on a
+	// hung filesystem: its connections go to other workers, one is added,
+	// and the filesystems of the copy it works on get no more pieces until
+	// it goes again (WorkerPool::check_stalls()). 0: never.
 	unsigned stall_seconds = 10;
 };
 

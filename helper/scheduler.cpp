@@ -8,9 +8,10 @@ namespace copyoffload {
 
 std::array<StallKey, 2> stall_keys(const CopyTask &task)
 {
-	const auto *pair = std::get_if<PairIdentity>(&task.job().files->check());
+	const auto &files = task.job().files;
+	const auto *pair = files ? std::get_if<PairIdentity>(&files->check()) : nullptr;
 	if (pair == nullptr) {
-		return {}; // refused: it never runs a piece
+		return {}; // refused, or answered: it runs no more pieces
 	}
 	// A block device node's st_dev is devtmpfs's, the same for every disk.
 	const bool nodes = pair->block_devices.has_value();
@@ -30,31 +31,34 @@ std::size_t Scheduler::add_worker()
 	return idle_.size() - 1;
 }
 
-void Scheduler::lose_worker(std::size_t index)
+void Scheduler::remove_last_worker()
 {
 	std::lock_guard lock(mutex_);
-	idle_.at(index) = false; // never woken
-	lost_++;
+	idle_.pop_back(); // never idle: nobody was told of it
 }
 
-void Scheduler::hold(const CopyTask &task)
+std::array<StallKey, 2> Scheduler::hold(const CopyTask &task)
 {
+	const std::array<StallKey, 2> keys = stall_keys(task);
 	std::lock_guard lock(mutex_);
-	for (const StallKey &key : stall_keys(task)) {
-		held_.push_back(key);
-	}
+	held_.insert(held_.end(), keys.begin(), keys.end());
 	stalled_++;
+	return keys;
 }
 
-void Scheduler::release(const CopyTask &task)
+void Scheduler::release(const std::array<StallKey, 2> &held)
 {
 	std::lock_guard lock(mutex_);
-	for (const StallKey &key : stall_keys(task)) {
+	for (const StallKey &key : held) {
 		if (auto at = std::find(held_.begin(), held_.end(), key); at != held_.end()) {
 			held_.erase(at);
 		}
 	}
 	stalled_--;
+	// The copies held back may have pieces for every idle worker.
+	if (!flows_.empty()) {
+		wake_idle(idle_.size(), idle_.size());
+	}
 }
 
 bool Scheduler::held(const CopyTask &task) const
@@ -117,8 +121,8 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	// busy_limit_ an idle worker is woken only for another connection's
 	// copy: the limit keeps a CPU for one smbd process, and several of
 	// them copying at once use every CPU, as stock's would.
-	// A worker stuck in a stalled piece uses no CPU; a lost one never ran.
-	const std::size_t busy = idle_.size() - idle - stalled_ - lost_;
+	// A worker stuck in a stalled piece uses no CPU.
+	const std::size_t busy = idle_.size() - idle - stalled_;
 	const std::size_t wanted = std::max(busy_limit_, flows_.size());
 	const std::size_t room = wanted > busy ? wanted - busy : 0;
 	wake_idle(std::min(room, pieces > 0 && queue_was_empty ? pieces - 1 : pieces), self);

@@ -20,11 +20,12 @@
 // hand-off. When other pieces were queued already, that worker takes one of
 // them first, so every piece of the new copy wakes an idle worker.
 //
-// Stalls: a piece that runs for far longer than any piece should (a hung
-// NFS server, a FUSE daemon that stopped answering, a dead disk) holds
-// its two files' filesystems: no copy that touches one of them gets a
-// piece until it returns, so the hang keeps the workers it already has and
-// takes no more of them (WorkerPool::check_stalls()).
+// Stalls: a worker that makes no progress on a copy for far longer than
+// any slice should take (a hung NFS server, a FUSE daemon that stopped
+// answering, a dead disk) holds the copy's two filesystems: no copy that
+// touches one of them gets a piece until it goes again, so the hang keeps
+// the workers it already has and takes no more of them
+// (WorkerPool::check_stalls()).
 #pragma once
 
 #include "copy_job.hpp"
@@ -114,16 +115,18 @@ public:
 	// A worker more, at the returned index: marked busy until it first
 	// asks for work.
 	std::size_t add_worker();
-	// The worker at `index` could not be started after all: it never asks
-	// for work and counts as neither busy nor idle.
-	void lose_worker(std::size_t index);
+	// The worker last added could not be started after all.
+	void remove_last_worker();
 
-	// A piece of `task` has run too long: until release() of it, no copy
-	// touching its files' filesystems gets a piece (unless its client is
-	// gone: it still comes through to be completed), and the worker that
-	// runs it no longer counts as busy for wake-ups.
-	void hold(const CopyTask &task);
-	void release(const CopyTask &task);
+	// A worker has made no progress on `task` for too long: until
+	// release() of it, no copy touching its files' filesystems gets a
+	// piece (unless its client is gone: it still comes through to be
+	// completed), and the worker no longer counts as busy for wake-ups.
+	// release() wakes the idle workers for the copies it held back.
+	// hold() returns what release() is given: the task may have let go of
+	// its files by then.
+	std::array<StallKey, 2> hold(const CopyTask &task);
+	void release(const std::array<StallKey, 2> &held);
 
 private:
 	struct Flow {
@@ -158,7 +161,6 @@ private:
 	// until both pieces return.
 	std::vector<StallKey> held_;
 	std::size_t stalled_ = 0; // workers in a stalled piece
-	std::size_t lost_ = 0;    // added, never started
 };
 
 } // namespace copyoffload

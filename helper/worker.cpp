@@ -61,6 +61,8 @@ WorkerPool::Worker::Worker(WorkerPool &pool, std::size_t index)
 	  wake_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
 	  engine_(EngineOptions{.queue_depth = pool.options_.queue_depth})
 {
+	// Not stalled before it has come round its loop once.
+	progress_ = std::chrono::steady_clock::now().time_since_epoch().count();
 	epoll_add(epoll_.get(), wake_.get(), EPOLLIN);
 	thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
 }
@@ -188,6 +190,7 @@ void WorkerPool::Worker::run(std::stop_token stop)
 
 bool WorkerPool::Worker::step(bool &looked)
 {
+	come_round();
 	Scheduler::Clock::time_point retry;
 	auto assignment = pool_.scheduler_.next(index_, retry);
 	if (assignment && looked) {
@@ -212,8 +215,12 @@ bool WorkerPool::Worker::step(bool &looked)
 int WorkerPool::Worker::poll(int timeout)
 {
 	std::array<epoll_event, 32> events{};
+	// Waiting for work is not a stall, however long.
+	sleeping_ = timeout != 0;
 	int ready = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
 				 timeout);
+	progress_ = std::chrono::steady_clock::now().time_since_epoch().count();
+	sleeping_ = false;
 	if (ready < 0) {
 		if (errno == EINTR) {
 			return 0;
@@ -227,7 +234,6 @@ int WorkerPool::Worker::poll(int timeout)
 			[[maybe_unused]] auto ignored = ::read(wake_.get(), &count, sizeof(count));
 			run_commands();
 		} else {
-			std::lock_guard lock(connections_mutex_);
 			handle(events[i].data.fd, events[i].events);
 		}
 	}
@@ -259,10 +265,10 @@ bool WorkerPool::Worker::spin()
 void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
 {
 	const int fd = connection->fd();
-	std::lock_guard lock(connections_mutex_);
 	try {
+		std::lock_guard lock(connections_mutex_);
 		epoll_add(epoll_.get(), fd, connection_events);
-		connections_.emplace(fd, std::move(connection));
+		connections_.emplace(fd, connection);
 	} catch (const std::exception &e) {
 		// The client sees its connection close and copies elsewhere.
 		pool_.log_.error("worker {}: cannot take {}: {}", index_,
@@ -270,22 +276,56 @@ void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
 		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 		connection_count_--;
 		pool_.notify_if_watched();
+		return;
 	}
+	if (drain_limit_) {
+		// Moved here from a stalled worker after this one drained.
+		if (Claim claimed = claim(fd)) {
+			std::vector<CopyJob> jobs;
+			drain_connection(fd, *claimed.connection, jobs);
+			claimed.reading.unlock();
+			start(jobs);
+		}
+	}
+}
+
+WorkerPool::Worker::Claim WorkerPool::Worker::claim(int fd)
+{
+	Claim claimed;
+	{
+		std::lock_guard lock(connections_mutex_);
+		auto found = connections_.find(fd);
+		if (found == connections_.end()) {
+			return claimed;
+		}
+		claimed.connection = found->second;
+	}
+	claimed.reading = std::unique_lock(claimed.connection->reading());
+	// The main thread may have moved it meanwhile, to a worker that reads
+	// it now.
+	std::lock_guard lock(connections_mutex_);
+	auto found = connections_.find(fd);
+	if (found == connections_.end() || found->second != claimed.connection) {
+		claimed.reading.unlock();
+		claimed.connection.reset();
+	}
+	return claimed;
 }
 
 void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 {
-	auto found = connections_.find(fd);
-	if (found == connections_.end()) {
+	Claim claimed = claim(fd);
+	if (!claimed) {
 		return;
 	}
+	Connection *connection = claimed.connection.get();
 	if ((events & (EPOLLHUP | EPOLLERR | EPOLLRDHUP)) != 0) {
 		// What the client sent before it left still counts: smbd
 		// reports its inline clones at tree disconnect and exits at
 		// once. Its copies are not started: nobody waits for them.
 		std::vector<CopyJob> none;
-		found->second->note_peer_gone("polling");
-		found->second->read_messages(none, messages_after_hangup);
+		connection->note_peer_gone("polling");
+		connection->read_messages(none, messages_after_hangup);
 		disconnect(fd, "disconnected");
 		return;
 	}
@@ -296,10 +336,13 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 	// has more, and a client that sends one copy at a time (smbd) costs
 	// no recvmsg that finds nothing. Connections also take turns.
 	std::vector<CopyJob> jobs;
-	if (found->second->read_messages(jobs, 1) == Connection::ReadOutcome::close) {
+	if (connection->read_messages(jobs, 1) == Connection::ReadOutcome::close) {
 		disconnect(fd, "closed by the daemon");
 		return; // jobs of this batch are dropped with `jobs`
 	}
+	// The copies' checks look at their files: not while the connection
+	// is held, in case a filesystem hangs.
+	claimed.reading.unlock();
 	start(jobs);
 }
 
@@ -324,31 +367,34 @@ void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 
 void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 {
-	if (!assignment.piece) {
-		finish(*assignment.task);
-		return;
-	}
 	{
+		// The piece, then the reply (which may look at the files):
+		// what a stall would hold.
 		std::lock_guard lock(piece_mutex_);
 		piece_task_ = assignment.task;
-		piece_started_ = std::chrono::steady_clock::now();
 	}
-	const PieceResult result = [&] {
-		const BusyMark busy(pool_.busy_workers_);
-		return assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
-	}();
-	piece_ended(assignment.task);
-	if (pool_.scheduler_.done(assignment, result)) {
+	if (!assignment.piece) {
 		finish(*assignment.task);
 	} else {
-		// More pieces follow, likely on this worker. Under SCHED_OTHER
-		// (--worker-policy other) a task woken on this CPU meanwhile
-		// (smbd, with a client's next request) would otherwise wait
-		// until the worker's time slice ends: an SMB2 ECHO behind a
-		// 16 MiB chunk run waited 1.2-3.7 ms.
-		::sched_yield();
+		const PieceResult result = [&] {
+			const BusyMark busy(pool_.busy_workers_);
+			return assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
+		}();
+		if (pool_.scheduler_.done(assignment, result)) {
+			finish(*assignment.task);
+		} else {
+			// More pieces follow, likely on this worker. Under
+			// SCHED_OTHER (--worker-policy other) a task woken on
+			// this CPU meanwhile (smbd, with a client's next
+			// request) would otherwise wait until the worker's time
+			// slice ends: an SMB2 ECHO behind a 16 MiB chunk run
+			// waited 1.2-3.7 ms.
+			::sched_yield();
+		}
+		last_piece_ = std::chrono::steady_clock::now();
 	}
-	last_piece_ = std::chrono::steady_clock::now();
+	std::lock_guard lock(piece_mutex_);
+	piece_task_.reset();
 }
 
 std::optional<WorkerPool::Worker::Stall>
@@ -356,51 +402,64 @@ WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 				std::chrono::steady_clock::duration timeout)
 {
 	std::lock_guard lock(piece_mutex_);
-	// The engine's clock may still be the last piece's.
-	const auto moved = std::max(piece_started_, engine_.last_progress());
-	if (!piece_task_ || stalled_.load() || now - moved < timeout) {
+	if (stalled_.load() || sleeping_.load()) {
 		return std::nullopt;
 	}
-	// Held before the piece can end: piece_ended() takes this lock first.
+	const auto came_round = std::chrono::steady_clock::time_point(
+		std::chrono::steady_clock::duration(progress_.load()));
+	const auto moved = std::max(came_round, engine_.last_progress());
+	if (now - moved < timeout) {
+		return std::nullopt;
+	}
+	// Under this lock, which come_round() takes to let go.
+	if (piece_task_) {
+		held_ = pool_.scheduler_.hold(*piece_task_);
+	}
 	stalled_ = true;
-	pool_.scheduler_.hold(*piece_task_);
+	stalled_at_ = moved;
 	pool_.stalled_workers_++;
 	return Stall{piece_task_, now - moved};
 }
 
-void WorkerPool::Worker::piece_ended(const std::shared_ptr<CopyTask> &task)
+void WorkerPool::Worker::come_round()
 {
-	std::chrono::steady_clock::duration ran{};
+	const auto now = std::chrono::steady_clock::now();
+	progress_ = now.time_since_epoch().count();
+	if (!stalled_.load()) {
+		return;
+	}
+	std::optional<std::array<StallKey, 2>> held;
+	std::chrono::steady_clock::time_point since;
 	{
 		std::lock_guard lock(piece_mutex_);
-		piece_task_.reset();
-		if (!stalled_.load()) {
-			return;
-		}
-		ran = std::chrono::steady_clock::now() - piece_started_;
+		held.swap(held_);
+		since = stalled_at_;
+		stalled_ = false;
 	}
-	pool_.scheduler_.release(*task);
+	if (held) {
+		pool_.scheduler_.release(*held);
+	}
 	pool_.stalled_workers_--;
-	// Cleared last: the main thread gives it connections again only now.
-	stalled_ = false;
-	pool_.log_.warning("worker {}: the stalled piece returned after {} s; its filesystems "
-			   "take copies again",
-			   index_,
-			   std::chrono::duration_cast<std::chrono::seconds>(ran).count());
+	pool_.log_.warning("worker {}: going again after {} s without progress{}", index_,
+			   std::chrono::duration_cast<std::chrono::seconds>(now - since).count(),
+			   held ? "; its copy's filesystems take copies again" : "");
 }
 
 std::vector<std::shared_ptr<Connection>> WorkerPool::Worker::give_up_connections()
 {
 	std::vector<std::shared_ptr<Connection>> given;
-	std::unique_lock lock(connections_mutex_, std::try_to_lock);
-	if (!lock.owns_lock() || !stalled_.load()) {
-		return given;
+	std::lock_guard lock(connections_mutex_);
+	for (auto at = connections_.begin(); at != connections_.end();) {
+		// The one the worker is stuck reading stays.
+		std::unique_lock reading(at->second->reading(), std::try_to_lock);
+		if (!reading.owns_lock()) {
+			++at;
+			continue;
+		}
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, at->first, nullptr);
+		given.push_back(std::move(at->second));
+		at = connections_.erase(at);
 	}
-	for (auto &[fd, connection] : connections_) {
-		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
-		given.push_back(std::move(connection));
-	}
-	connections_.clear();
 	{
 		std::lock_guard commands(commands_mutex_);
 		for (auto &connection : incoming_) {
@@ -424,14 +483,18 @@ void WorkerPool::Worker::finish(CopyTask &task)
 
 void WorkerPool::Worker::disconnect(int fd, const char *why)
 {
-	auto found = connections_.find(fd);
-	if (found == connections_.end()) {
-		return;
+	std::shared_ptr<Connection> connection;
+	{
+		std::lock_guard lock(connections_mutex_);
+		auto found = connections_.find(fd);
+		if (found == connections_.end()) {
+			return;
+		}
+		connection = std::move(found->second);
+		connections_.erase(found);
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 	}
-	std::shared_ptr<Connection> connection = std::move(found->second);
-	connections_.erase(found);
 	connection_count_--;
-	::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 	// Running copies notice at their next piece; the socket itself closes
 	// when the last of them lets go of the connection.
 	connection->cancel();
@@ -446,21 +509,34 @@ void WorkerPool::Worker::disconnect(int fd, const char *why)
 	pool_.notify_if_watched();
 }
 
+bool WorkerPool::Worker::drain_connection(int fd, Connection &connection,
+					  std::vector<CopyJob> &jobs)
+{
+	if (connection.read_messages(jobs, *drain_limit_) == Connection::ReadOutcome::close) {
+		disconnect(fd, "closed by the daemon");
+		return false;
+	}
+	connection.refuse_new_copies();
+	return true;
+}
+
 void WorkerPool::Worker::drain(int limit)
 {
-	std::lock_guard lock(connections_mutex_);
-	std::vector<int> closing;
-	for (const auto &[fd, connection] : connections_) {
-		std::vector<CopyJob> jobs;
-		if (connection->read_messages(jobs, limit) == Connection::ReadOutcome::close) {
-			closing.push_back(fd);
-			continue;
+	drain_limit_ = limit;
+	std::vector<int> fds;
+	{
+		std::lock_guard lock(connections_mutex_);
+		for (const auto &entry : connections_) {
+			fds.push_back(entry.first);
 		}
-		connection->refuse_new_copies();
-		start(jobs);
 	}
-	for (int fd : closing) {
-		disconnect(fd, "closed by the daemon");
+	for (int fd : fds) {
+		if (Claim claimed = claim(fd)) {
+			std::vector<CopyJob> jobs;
+			drain_connection(fd, *claimed.connection, jobs);
+			claimed.reading.unlock();
+			start(jobs);
+		}
 	}
 	pool_.drained_++;
 	pool_.notify_if_watched();

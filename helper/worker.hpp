@@ -8,6 +8,7 @@
 #include "unique_fd.hpp"
 #include "worker_pool.hpp"
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -54,21 +55,23 @@ public:
 
 	[[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }
 
-	// A piece that has moved nothing for longer than a stall, once: its
-	// task and for how long.
+	// A worker that has made no progress for longer than a stall, once:
+	// the copy it is working on (a piece of it, or its reply), if any, and
+	// for how long.
 	struct Stall {
 		std::shared_ptr<CopyTask> task;
 		std::chrono::steady_clock::duration idle;
 	};
-	// Main thread: whether the piece running now has neither started nor
-	// finished a slice since `now - timeout`, and was not reported yet;
-	// the worker counts as stalled from then until the piece returns.
+	// Main thread: whether the worker, awake (not waiting for work), has
+	// neither come round its loop nor started a slice of a piece since
+	// `now - timeout`, and was not reported yet. Its copy's filesystems
+	// are held from then until it comes round its loop again.
 	std::optional<Stall> check_stall(std::chrono::steady_clock::time_point now,
 					 std::chrono::steady_clock::duration timeout);
 	[[nodiscard]] bool stalled() const { return stalled_.load(); }
 	// Main thread, for a stalled worker: its connections, taken from its
-	// epoll set, for other workers to adopt. Empty if the worker is
-	// reading them right now (it was not stuck in the piece after all).
+	// epoll set, for other workers to adopt; not the one it is stuck
+	// reading, if any.
 	std::vector<std::shared_ptr<Connection>> give_up_connections();
 
 	// Worker thread only (commands):
@@ -90,14 +93,28 @@ private:
 	bool spin();
 	void run_commands();
 	void adopt(std::shared_ptr<Connection> connection);
-	// Needs connections_mutex_, as do disconnect() and start().
+	// A connection this worker reads now, and its reading() lock, which
+	// goes first (members are destroyed in reverse): the last reference
+	// may be this one.
+	struct Claim {
+		std::shared_ptr<Connection> connection;
+		std::unique_lock<std::mutex> reading;
+		explicit operator bool() const { return connection != nullptr; }
+	};
+	// The connection under `fd` if it is still this worker's, locked for
+	// reading; else an empty claim.
+	Claim claim(int fd);
 	void handle(int fd, std::uint32_t events);
+	// Reads what waits on a claimed connection at shutdown (up to the
+	// drain's limit), then refuses its later copies; false once it closed.
+	bool drain_connection(int fd, Connection &connection, std::vector<CopyJob> &jobs);
 	void start(std::vector<CopyJob> &jobs);
 	void execute(Scheduler::Assignment &assignment);
-	// The piece of `task` ended: if it had been reported as stalled, the
-	// scheduler lets go of its filesystems.
-	void piece_ended(const std::shared_ptr<CopyTask> &task);
+	// At the top of the loop: progress; and if the worker had been
+	// reported as stalled, the scheduler lets go of its filesystems.
+	void come_round();
 	void finish(CopyTask &task);
+	// Needs the connection's reading() lock.
 	void disconnect(int fd, const char *why);
 
 	WorkerPool &pool_;
@@ -105,14 +122,21 @@ private:
 	UniqueFd epoll_;
 	UniqueFd wake_; // eventfd
 	// The worker's thread uses them; the main thread takes them from a
-	// stalled worker (give_up_connections()).
+	// stalled worker (give_up_connections()). Held only to look up,
+	// add or remove: reading a connection takes its own lock.
 	std::mutex connections_mutex_;
 	std::unordered_map<int, std::shared_ptr<Connection>> connections_;
 	std::atomic<std::size_t> connection_count_{0};
-	// The piece running now (no task: none), for check_stall().
+	std::optional<int> drain_limit_; // worker thread: drain() ran
+	// What check_stall() looks at: whether the worker waits for work, the
+	// last time it came round its loop or woke up, and the copy it works
+	// on (a piece or the reply; none: no copy).
+	std::atomic<bool> sleeping_{false};
+	std::atomic<std::chrono::steady_clock::rep> progress_{0};
 	std::mutex piece_mutex_;
 	std::shared_ptr<CopyTask> piece_task_;
-	std::chrono::steady_clock::time_point piece_started_{};
+	std::optional<std::array<StallKey, 2>> held_; // what a stall holds
+	std::chrono::steady_clock::time_point stalled_at_{};
 	std::atomic<bool> stalled_{false};
 	std::latch ready_{1};
 	std::atomic<bool> go_{false}; // also set by stop(), if the pool never got that far

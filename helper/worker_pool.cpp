@@ -26,7 +26,8 @@ WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify not
 	  // 16 MiB chunk run on ext4 waited up to 4 ms (p99) with both CPUs of
 	  // 2 copying it, 0.3 ms with one (docs/design.md).
 	  scheduler_(options.workers == 0 ? 1 : options.workers,
-		     [this](std::size_t worker) { workers_.at(worker)->wake(); },
+		     // Not at(): the main thread may be appending meanwhile.
+		     [this](std::size_t worker) { workers_[worker]->wake(); },
 		     cpus_ > 1 ? cpus_ - 1 : 1)
 {
 	const unsigned count = options.workers == 0 ? 1 : options.workers;
@@ -49,7 +50,7 @@ WorkerPool::Worker &WorkerPool::add_worker()
 	try {
 		workers_.push_back(std::make_unique<Worker>(*this, index));
 	} catch (...) {
-		scheduler_.lose_worker(index);
+		scheduler_.remove_last_worker(); // indexes stay those of workers_
 		throw;
 	}
 	Worker &worker = *workers_.back();
@@ -69,29 +70,51 @@ std::vector<pid_t> WorkerPool::check_stalls(std::chrono::steady_clock::time_poin
 	}
 	// Indexes: add_worker() appends to workers_.
 	for (std::size_t i = 0; i < workers_.size(); i++) {
-		auto stall = workers_[i]->check_stall(now, options_.stall_timeout);
+		std::optional<Worker::Stall> stall;
+		try {
+			stall = workers_[i]->check_stall(now, options_.stall_timeout);
+		} catch (const std::exception &e) {
+			log_.error("worker {}: cannot hold its filesystems: {}", i, e.what());
+		}
 		if (!stall) {
 			continue;
 		}
-		const CopyJob &job = stall->task->job();
-		const bool replaced = workers_.size() < max_workers_;
-		log_.warning("worker {}: one piece of copy id={} for {} has moved nothing for {} s: "
-			     "its filesystem may hang. Copies on it wait for the piece; the "
-			     "worker's connections go to other workers{}",
-			     i, job.request.request_id, job.connection->describe(),
-			     std::chrono::duration_cast<std::chrono::seconds>(stall->idle).count(),
-			     replaced ? ", and a worker is added"
-				      : fmt::format("; no worker is added ({} already)",
-						    workers_.size()));
-		if (replaced) {
+		const double seconds = std::chrono::duration<double>(stall->idle).count();
+		if (stall->task) {
+			const CopyJob &job = stall->task->job();
+			log_.warning("worker {}: one piece of copy id={} for {} has moved nothing "
+				     "for {:.1f} s: its filesystem may hang. Copies on it wait until "
+				     "the worker goes again; its connections go to other workers",
+				     i, job.request.request_id, job.connection->describe(), seconds);
+		} else {
+			log_.warning("worker {}: no progress for {:.1f} s outside a copy (reading a "
+				     "request, or closing files): a filesystem may hang. Its "
+				     "connections go to other workers",
+				     i, seconds);
+		}
+		if (workers_.size() < max_workers_) {
 			try {
 				added.push_back(add_worker().thread_id());
+				log_.info("worker {} added in place of worker {}", workers_.size() - 1,
+					  i);
 			} catch (const std::exception &e) {
-				log_.error("cannot add a worker: {}", e.what());
+				log_.error("cannot add a worker in place of worker {}: {}", i,
+					   e.what());
 			}
+		} else {
+			log_.warning("no worker added in place of worker {}: {} already", i,
+				     workers_.size());
 		}
-		for (auto &connection : workers_[i]->give_up_connections()) {
-			adopt(std::move(connection));
+	}
+	// Connections a stalled worker still has (given to it while every
+	// worker was stalled, or its own) go to one that is not.
+	const bool any_going = std::any_of(workers_.begin(), workers_.end(),
+					   [](const auto &worker) { return !worker->stalled(); });
+	for (const auto &worker : workers_) {
+		if (any_going && worker->stalled() && worker->connection_count() > 0) {
+			for (auto &connection : worker->give_up_connections()) {
+				adopt(std::move(connection));
+			}
 		}
 	}
 	return added;

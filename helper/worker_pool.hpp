@@ -10,14 +10,15 @@
 // copy spread over every idle worker. Between pieces a worker looks at its
 // sockets, so new copies never wait for a long one to end.
 //
-// A piece stuck in the kernel (a hung NFS server or FUSE daemon, a disk
-// that stopped answering) would keep its worker, then every worker that
-// takes a piece of the same filesystem, from all the pool's connections.
-// The main thread therefore looks for pieces that have run longer than the
-// stall timeout (check_stalls()): their filesystems get no more pieces
-// until they return (Scheduler::hold()), the stuck worker's connections go
-// to the others, and a worker is added in its place, up to as many again
-// as the pool started with.
+// A worker stuck in the kernel (a hung NFS server or FUSE daemon, a disk
+// that stopped answering) would keep its connections unread, and every
+// worker that takes a piece of the same filesystem would follow. The main
+// thread therefore looks for workers that have made no progress for the
+// stall timeout (check_stalls()): the filesystems of the copy such a
+// worker works on get no more pieces until it goes again
+// (Scheduler::hold()), its connections go to the others (all but one it
+// is stuck reading), and a worker is added in its place, up to as many
+// again as the pool started with.
 #pragma once
 
 #include "connection.hpp"
@@ -51,8 +52,8 @@ struct PoolOptions {
 	bool idle_policy = false;  // SCHED_IDLE workers (else SCHED_OTHER)
 	int nice = 0;              // added to the workers' nice value
 	unsigned poll_usec = 0;    // look for work this long after a piece before sleeping
-	// A piece running longer than this is stuck (check_stalls()); zero:
-	// never.
+	// A worker with no progress for this long is stuck (check_stalls());
+	// zero: never.
 	std::chrono::steady_clock::duration stall_timeout{};
 
 	// Whether the main thread looks at the workers while copies are in
@@ -83,13 +84,13 @@ public:
 	// the fewest, of those not stalled.
 	void adopt(std::shared_ptr<Connection> connection);
 
-	// Main thread, while copies are in flight: reports pieces that have
-	// run for longer than the stall timeout, holds their filesystems,
-	// moves their workers' connections to others and adds a worker for
-	// each, up to the limit. Returns the thread ids of workers added (for
-	// the idle cgroup).
+	// Main thread, while copies are in flight: reports workers with no
+	// progress for the stall timeout, holds their copies' filesystems,
+	// adds a worker for each, up to the limit, and moves the connections
+	// of stalled workers to others. Returns the thread ids of workers
+	// added (for the idle cgroup).
 	std::vector<pid_t> check_stalls(std::chrono::steady_clock::time_point now);
-	// Workers stuck in a stalled piece now.
+	// Workers stalled now.
 	[[nodiscard]] unsigned stalled_workers() const { return stalled_workers_.load(); }
 
 	// Main thread, at shutdown: each worker reads up to `limit` messages
@@ -128,7 +129,7 @@ private:
 	// Whether the other workers' pieces leave no CPU for an smbd process
 	// besides the caller's: then neither a worker that spins for the next
 	// chunk nor an smbd that polls for its reply would gain one.
-	// A worker stuck in a stalled piece uses no CPU.
+	// A stalled worker uses no CPU.
 	[[nodiscard]] bool cpus_taken() const
 	{
 		const unsigned busy = busy_workers_.load();

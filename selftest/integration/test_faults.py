@@ -132,8 +132,8 @@ HELPER_TIMEOUT = 120
 STALL_COPIES = 2
 STALL_FILE_SIZE = 2 * MiB
 STALL_THROTTLE = 4096              # bytes/s: a 1 MiB piece takes minutes
-STALL_RE = r"worker (\d+): one piece of copy id=\d+ .* has moved nothing for \d+ s"
-RETURNED_RE = r"worker (\d+): the stalled piece returned after"
+STALL_RE = r"worker (\d+): one piece of copy id=\d+ .* has moved nothing for [\d.]+ s"
+RETURNED_RE = r"worker (\d+): going again after"
 HANG_TIMEOUT = int(scenario.GLOBAL_OPTIONS["hang"]["copyoffload:helper timeout"])
 HANG_FILE_SIZE = 2 * MiB + 1
 LIMITED_FILE_SIZE = 8 * MiB  # at 1 MiB/s: longer than HANG_TIMEOUT

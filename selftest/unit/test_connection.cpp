@@ -1221,7 +1221,7 @@ void test_scheduler_holds_a_stalled_filesystem(void **)
 	assert_true(woken == (std::vector<std::size_t>{1}));
 	auto first = next_piece_of(scheduler, 0, 1);
 	auto second = next_piece_of(scheduler, 1, 1);
-	scheduler.hold(*stuck);
+	const auto held = scheduler.hold(*stuck);
 	scheduler.hold(*stuck);
 
 	// Copy 2 on A (another smbd) waits; copy 3 on B wakes worker 3, as
@@ -1240,11 +1240,14 @@ void test_scheduler_holds_a_stalled_filesystem(void **)
 
 	// One of the two pieces returns: A stays held by the other.
 	assert_false(scheduler.done(first, whole(*first.piece)));
-	scheduler.release(*stuck);
+	scheduler.release(held);
 	assert_false(scheduler.next(2).has_value());
-	// Both did: copy 2 goes on.
+	// Both did: copy 2 goes on, and the idle workers are woken for it.
 	assert_true(scheduler.done(second, whole(*second.piece)));
-	scheduler.release(*stuck);
+	assert_false(scheduler.next(3).has_value());
+	woken.clear();
+	scheduler.release(held);
+	assert_true(std::find(woken.begin(), woken.end(), 3) != woken.end());
 	second.task->finish();
 	auto late = next_piece_of(scheduler, 2, 2);
 	assert_true(scheduler.done(late, whole(*late.piece)));

@@ -7,17 +7,21 @@
 #include "worker_pool.hpp"
 
 #include <dirent.h>
+#include <linux/userfaultfd.h>
 #include <poll.h>
 #include <sched.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 #include "helper_test_support.hpp"
@@ -60,6 +64,26 @@ struct Client {
 		assert_int_equal(copyoffload_decode_hello_reply(answer.data(), answer.size(), &reply),
 				 COPYOFFLOAD_DECODE_OK);
 		assert_int_equal(reply.status, 0);
+	}
+
+	void send_copy(const copyoffload_copy_request &request, const std::vector<int> &fds)
+	{
+		std::uint8_t buf[COPYOFFLOAD_COPY_SIZE];
+		send(buf, copyoffload_encode_copy_request(buf, &request), fds);
+	}
+
+	// The next copy reply within `ms`, if one comes.
+	std::optional<copyoffload_copy_reply> reply_within(int ms)
+	{
+		pollfd readable{socket.get(), POLLIN, 0};
+		if (::poll(&readable, 1, ms) != 1) {
+			return std::nullopt;
+		}
+		auto answer = receive();
+		copyoffload_copy_reply reply{};
+		assert_int_equal(copyoffload_decode_copy_reply(answer.data(), answer.size(), &reply),
+				 COPYOFFLOAD_DECODE_OK);
+		return reply;
 	}
 
 	copyoffload_copy_reply copy(const copyoffload_copy_request &request,
@@ -406,6 +430,167 @@ void test_workers_take_the_policy(void **)
 	assert_int_equal(threads_where(idle), 0);
 }
 
+// A file whose inode lock a thread holds until release(): its write faults
+// on a page a userfaultfd never fills, so a worker's copy_file_range into
+// the file waits in the kernel as on a filesystem that hangs.
+class LockedInode {
+public:
+	explicit LockedInode(const std::string &path)
+		: uffd_(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK))),
+		  file_(open_file(path, O_WRONLY))
+	{
+		assert_true(uffd_.get() >= 0);
+		uffdio_api api{};
+		api.api = UFFD_API;
+		assert_int_equal(::ioctl(uffd_.get(), UFFDIO_API, &api), 0);
+		page_ = ::mmap(nullptr, page_size, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		assert_true(page_ != MAP_FAILED);
+		uffdio_register area{};
+		area.range = {reinterpret_cast<std::uintptr_t>(page_), page_size};
+		area.mode = UFFDIO_REGISTER_MODE_MISSING;
+		assert_int_equal(::ioctl(uffd_.get(), UFFDIO_REGISTER, &area), 0);
+		writer_ = std::thread([this] {
+			[[maybe_unused]] auto ignored = ::pwrite(file_.get(), page_, page_size, 0);
+		});
+		pollfd faulted{uffd_.get(), POLLIN, 0};
+		assert_int_equal(::poll(&faulted, 1, 5000), 1); // the writer holds the lock
+	}
+	~LockedInode()
+	{
+		release();
+		::munmap(page_, page_size);
+	}
+	LockedInode(const LockedInode &) = delete;
+	LockedInode &operator=(const LockedInode &) = delete;
+
+	void release()
+	{
+		if (writer_.joinable()) {
+			uffdio_zeropage zero{};
+			zero.range = {reinterpret_cast<std::uintptr_t>(page_), page_size};
+			assert_int_equal(::ioctl(uffd_.get(), UFFDIO_ZEROPAGE, &zero), 0);
+			writer_.join();
+		}
+	}
+
+private:
+	static constexpr std::size_t page_size = 4096;
+	UniqueFd uffd_;
+	UniqueFd file_;
+	void *page_ = nullptr;
+	std::thread writer_;
+};
+
+// Files for a copy in `dir`: a source of `size` bytes and an empty
+// destination, opened.
+std::pair<UniqueFd, UniqueFd> copy_files(const TempDir &dir, const std::string &name,
+					 std::size_t size)
+{
+	write_file(dir.file(name + ".src"), pattern(size));
+	write_file(dir.file(name + ".dst"), {});
+	return {open_file(dir.file(name + ".src"), O_RDONLY),
+		open_file(dir.file(name + ".dst"), O_WRONLY)};
+}
+
+copyoffload_copy_request numbered(std::uint64_t id, std::uint64_t length)
+{
+	copyoffload_copy_request request = copy_request(0, 0, length, bit(CFR));
+	request.request_id = id;
+	return request;
+}
+
+// A pool whose workers stall after 200 ms without progress, with two
+// clients, a and b, and directories on two filesystems.
+struct StallFixture {
+	TempDir stuck_fs{"/dev/shm"};
+	TempDir other_fs;
+	ShareRegistry shares;
+	WorkerPool pool;
+	Client a, b;
+	std::shared_ptr<Connection> a_end, b_end;
+
+	explicit StallFixture(unsigned workers)
+		: pool(PoolOptions{.workers = workers, .queue_depth = 4,
+				   .stall_timeout = std::chrono::milliseconds(200)},
+		       quiet, [] {})
+	{
+		connect_pair(shares, a_end, a);
+		connect_pair(shares, b_end, b);
+		pool.adopt(a_end);
+		pool.adopt(b_end);
+		a.hello();
+		b.hello();
+	}
+};
+
+// A worker stuck in a piece: its connections go to a worker added in its
+// place, copies elsewhere go on, copies on the stuck filesystem wait for
+// it, and all of them complete once it goes again.
+void test_a_stalled_worker_hands_over(void **)
+{
+	StallFixture f(1);
+	auto &[stuck_fs, other_fs, shares, pool, a, b, a_end, b_end] = f;
+
+	auto [stuck_src, stuck_dst] = copy_files(stuck_fs, "stuck", 4096);
+	LockedInode lock(stuck_fs.file("stuck.dst"));
+	a.send_copy(numbered(1, 4096), {stuck_src.get(), stuck_dst.get()});
+	std::this_thread::sleep_for(std::chrono::milliseconds(400));
+	assert_int_equal(pool.check_stalls(std::chrono::steady_clock::now()).size(), 1);
+	assert_int_equal(pool.size(), 2);
+	assert_int_equal(pool.stalled_workers(), 1);
+
+	// b was read by the stuck worker: its copy on the other filesystem is
+	// answered, its copy on the stuck one waits.
+	auto [other_src, other_dst] = copy_files(other_fs, "other", 4096);
+	auto [held_src, held_dst] = copy_files(stuck_fs, "held", 4096);
+	b.send_copy(numbered(2, 4096), {other_src.get(), other_dst.get()});
+	auto elsewhere = b.reply_within(5000);
+	assert_true(elsewhere.has_value() && elsewhere->request_id == 2 && elsewhere->status == 0);
+	b.send_copy(numbered(3, 4096), {held_src.get(), held_dst.get()});
+	assert_false(b.reply_within(300).has_value());
+
+	lock.release();
+	auto first = a.reply_within(5000);
+	assert_true(first.has_value() && first->request_id == 1 && first->status == 0);
+	auto held = b.reply_within(5000);
+	assert_true(held.has_value() && held->request_id == 3 && held->status == 0);
+	assert_true(eventually([&] { return pool.stalled_workers() == 0; }));
+	assert_true(eventually([&] { return pool.jobs_in_flight() == 0; }));
+}
+
+// At shutdown, a connection that a stalled worker could not drain is
+// drained by the worker it moves to: its later copies are refused.
+void test_a_moved_connection_is_drained(void **)
+{
+	StallFixture f(2); // a on worker 0, b on worker 1
+	auto &[stuck_fs, other_fs, shares, pool, a, b, a_end, b_end] = f;
+
+	auto [stuck_src, stuck_dst] = copy_files(stuck_fs, "stuck", 4096);
+	LockedInode lock(stuck_fs.file("stuck.dst"));
+	b.send_copy(numbered(1, 4096), {stuck_src.get(), stuck_dst.get()});
+	std::this_thread::sleep_for(std::chrono::milliseconds(100));
+	pool.watch(true);
+	pool.drain(4096); // worker 0 drains a; worker 1 cannot yet
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+	assert_false(pool.drained());
+	assert_int_equal(pool.check_stalls(std::chrono::steady_clock::now()).size(), 1);
+	// What b sent before its new worker drained it would still count as
+	// sent before the signal.
+	std::this_thread::sleep_for(std::chrono::milliseconds(300));
+
+	auto [late_src, late_dst] = copy_files(other_fs, "late", 4096);
+	b.send_copy(numbered(2, 4096), {late_src.get(), late_dst.get()});
+	auto late = b.reply_within(5000);
+	assert_true(late.has_value() && late->request_id == 2);
+	assert_int_equal(late->status, ESHUTDOWN);
+
+	lock.release();
+	auto first = b.reply_within(5000);
+	assert_true(first.has_value() && first->request_id == 1 && first->status == 0);
+	assert_true(eventually([&] { return pool.drained(); }));
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -420,6 +605,8 @@ int main()
 		WITH_DIR(test_replies_say_busy),
 		WITH_DIR(test_refused_clone_books_instead_of_sleeping),
 		cmocka_unit_test(test_workers_take_the_policy),
+		cmocka_unit_test(test_a_stalled_worker_hands_over),
+		cmocka_unit_test(test_a_moved_connection_is_drained),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);
 }
