@@ -37,20 +37,17 @@ void Scheduler::remove_last_worker()
 	idle_.pop_back(); // never idle: nobody was told of it
 }
 
-std::array<StallKey, 2> Scheduler::hold(const CopyTask &task)
+void Scheduler::hold(std::span<const StallKey> keys)
 {
-	const std::array<StallKey, 2> keys = stall_keys(task);
 	std::lock_guard lock(mutex_);
 	held_.insert(held_.end(), keys.begin(), keys.end());
 	stalled_++;
-	return keys;
 }
 
-void Scheduler::release(const std::array<StallKey, 2> &held)
+void Scheduler::release(std::span<const StallKey> keys)
 {
 	std::lock_guard lock(mutex_);
-	for (const StallKey &key : held) {
-		if (auto at = std::find(held_.begin(), held_.end(), key); at != held_.end()) {
+	for (const StallKey &key : keys) {		if (auto at = std::find(held_.begin(), held_.end(), key); at != held_.end()) {
 			held_.erase(at);
 		}
 	}

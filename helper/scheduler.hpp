@@ -42,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -123,10 +124,11 @@ public:
 	// piece (unless its client is gone: it still comes through to be
 	// completed), and the worker no longer counts as busy for wake-ups.
 	// release() wakes the idle workers for the copies it held back.
-	// hold() returns what release() is given: the task may have let go of
-	// its files by then.
-	std::array<StallKey, 2> hold(const CopyTask &task);
-	void release(const std::array<StallKey, 2> &held);
+	// `keys`: stall_keys() of the copy, taken by the worker while it had
+	// its files; none for a worker stalled outside a copy, which is only
+	// counted.
+	void hold(std::span<const StallKey> keys);
+	void release(std::span<const StallKey> keys);
 
 private:
 	struct Flow {

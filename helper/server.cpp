@@ -226,16 +226,37 @@ bool Server::guard_has_work() const
 	       (pool_.jobs_in_flight() > 0 || guard_.lifted());
 }
 
+bool Server::stalls_watched_idle() const
+{
+	return options_.stall_seconds > 0 && pool_.connections() > 0;
+}
+
 int Server::wait_timeout_ms()
 {
 	pool_.guard_ticking(false);
-	if (!guard_has_work()) {
+	StarvationGuard::Clock::time_point next;
+	if (guard_has_work()) {
+		pool_.guard_ticking(true);
+		next = next_guard_check_;
+	} else if (stalls_watched_idle()) {
+		next = next_idle_stall_check_;
+	} else {
 		return -1;
 	}
-	pool_.guard_ticking(true);
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-		next_guard_check_ - StarvationGuard::Clock::now());
+		next - StarvationGuard::Clock::now());
 	return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
+}
+
+void Server::check_stalls()
+{
+	for (pid_t tid : pool_.check_stalls(std::chrono::steady_clock::now())) {
+		if (!cgroup_.add_thread(tid)) {
+			log_.warning("--cpu-cgroup {}: cannot move the added worker thread {} "
+				     "into it: {}",
+				     cgroup_.directory(), tid, describe_errno(errno));
+		}
+	}
 }
 
 void Server::guard_workers()
@@ -245,6 +266,12 @@ void Server::guard_workers()
 		// Nothing to look at; the first copy starts a new tick.
 		guard_.forget();
 		next_guard_check_ = now + StarvationGuard::tick;
+		// A worker can hang with no copy in flight (closing files of a
+		// hung filesystem for a RELEASE), its clients' copies unread.
+		if (stalls_watched_idle() && now >= next_idle_stall_check_) {
+			check_stalls();
+			next_idle_stall_check_ = now + idle_stall_tick;
+		}
 		return;
 	}
 	if (now < next_guard_check_) {
@@ -253,13 +280,7 @@ void Server::guard_workers()
 	if (options_.worker_policy == WorkerPolicy::idle) {
 		guard_.check(pool_.worker_threads(), now);
 	}
-	for (pid_t tid : pool_.check_stalls(std::chrono::steady_clock::now())) {
-		if (!cgroup_.add_thread(tid)) {
-			log_.warning("--cpu-cgroup {}: cannot move the added worker thread {} "
-				     "into it: {}",
-				     cgroup_.directory(), tid, describe_errno(errno));
-		}
-	}
+	check_stalls();
 	next_guard_check_ = now + StarvationGuard::tick;
 }
 

@@ -55,6 +55,13 @@ private:
 	// (WorkerPool::guard_ticking).
 	[[nodiscard]] int wait_timeout_ms();
 	void guard_workers();
+	// Whether stalls are looked for with no copy in flight: with
+	// --stall-timeout, while any client is connected (every
+	// idle_stall_tick).
+	[[nodiscard]] bool stalls_watched_idle() const;
+	void check_stalls();
+
+	static constexpr std::chrono::seconds idle_stall_tick{1};
 
 	const Logger &log_;
 	Options options_;
@@ -71,6 +78,7 @@ private:
 	IdleCgroup cgroup_;            // before guard_, which lifts it
 	StarvationGuard guard_;        // with --worker-policy idle
 	StarvationGuard::Clock::time_point next_guard_check_{};
+	StarvationGuard::Clock::time_point next_idle_stall_check_{};
 	// Last member: destroyed first, so no worker outlives what it uses.
 	WorkerPool pool_;
 };

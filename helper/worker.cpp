@@ -282,9 +282,10 @@ void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
 		// Moved here from a stalled worker after this one drained.
 		if (Claim claimed = claim(fd)) {
 			std::vector<CopyJob> jobs;
-			drain_connection(fd, *claimed.connection, jobs);
-			claimed.reading.unlock();
-			start(jobs);
+			if (drain_connection(fd, *claimed.connection, jobs)) {
+				claimed.reading.unlock();
+				start(jobs);
+			}
 		}
 	}
 }
@@ -367,34 +368,45 @@ void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 
 void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 {
+	// The piece, then the reply (which looks at the files and lets go of
+	// them): what a stall would hold.
+	CopyTask &task = *assignment.task;
+	const CopyMark mark{task.job().request.request_id, task.job().connection->peer(),
+			    stall_keys(task)};
 	{
-		// The piece, then the reply (which may look at the files):
-		// what a stall would hold.
 		std::lock_guard lock(piece_mutex_);
-		piece_task_ = assignment.task;
+		copy_ = mark;
 	}
-	if (!assignment.piece) {
-		finish(*assignment.task);
-	} else {
-		const PieceResult result = [&] {
-			const BusyMark busy(pool_.busy_workers_);
-			return assignment.task->run(engine_, *assignment.piece, /*paced=*/true);
-		}();
-		if (pool_.scheduler_.done(assignment, result)) {
-			finish(*assignment.task);
+	const auto unmark = [this] {
+		std::lock_guard lock(piece_mutex_);
+		copy_.reset();
+	};
+	try {
+		if (!assignment.piece) {
+			finish(task);
 		} else {
-			// More pieces follow, likely on this worker. Under
-			// SCHED_OTHER (--worker-policy other) a task woken on
-			// this CPU meanwhile (smbd, with a client's next
-			// request) would otherwise wait until the worker's time
-			// slice ends: an SMB2 ECHO behind a 16 MiB chunk run
-			// waited 1.2-3.7 ms.
-			::sched_yield();
+			const PieceResult result = [&] {
+				const BusyMark busy(pool_.busy_workers_);
+				return task.run(engine_, *assignment.piece, /*paced=*/true);
+			}();
+			if (pool_.scheduler_.done(assignment, result)) {
+				finish(task);
+			} else {
+				// More pieces follow, likely on this worker. Under
+				// SCHED_OTHER (--worker-policy other) a task woken on
+				// this CPU meanwhile (smbd, with a client's next
+				// request) would otherwise wait until the worker's
+				// time slice ends: an SMB2 ECHO behind a 16 MiB chunk
+				// run waited 1.2-3.7 ms.
+				::sched_yield();
+			}
+			last_piece_ = std::chrono::steady_clock::now();
 		}
-		last_piece_ = std::chrono::steady_clock::now();
+	} catch (...) {
+		unmark();
+		throw;
 	}
-	std::lock_guard lock(piece_mutex_);
-	piece_task_.reset();
+	unmark();
 }
 
 std::optional<WorkerPool::Worker::Stall>
@@ -405,20 +417,34 @@ WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 	if (stalled_.load() || sleeping_.load()) {
 		return std::nullopt;
 	}
-	const auto came_round = std::chrono::steady_clock::time_point(
-		std::chrono::steady_clock::duration(progress_.load()));
-	const auto moved = std::max(came_round, engine_.last_progress());
+	const auto came_round = progress_.load();
+	const auto moved = std::max(std::chrono::steady_clock::time_point(
+					    std::chrono::steady_clock::duration(came_round)),
+				    engine_.last_progress());
 	if (now - moved < timeout) {
 		return std::nullopt;
 	}
-	// Under this lock, which come_round() takes to let go.
-	if (piece_task_) {
-		held_ = pool_.scheduler_.hold(*piece_task_);
-	}
 	stalled_ = true;
+	// It may have come round meanwhile without seeing the flag: then it is
+	// not stalled. (If it saw the flag, come_round() waits for this lock.)
+	if (progress_.load() != came_round) {
+		stalled_ = false;
+		return std::nullopt;
+	}
+	try {
+		if (copy_) {
+			pool_.scheduler_.hold(copy_->keys);
+		} else {
+			pool_.scheduler_.hold({});
+		}
+	} catch (...) {
+		stalled_ = false;
+		throw;
+	}
+	held_ = copy_;
 	stalled_at_ = moved;
 	pool_.stalled_workers_++;
-	return Stall{piece_task_, now - moved};
+	return Stall{copy_, now - moved};
 }
 
 void WorkerPool::Worker::come_round()
@@ -428,16 +454,20 @@ void WorkerPool::Worker::come_round()
 	if (!stalled_.load()) {
 		return;
 	}
-	std::optional<std::array<StallKey, 2>> held;
+	std::optional<CopyMark> held;
 	std::chrono::steady_clock::time_point since;
 	{
 		std::lock_guard lock(piece_mutex_);
+		if (!stalled_.exchange(false)) {
+			return; // check_stall() took it back
+		}
 		held.swap(held_);
 		since = stalled_at_;
-		stalled_ = false;
 	}
 	if (held) {
-		pool_.scheduler_.release(*held);
+		pool_.scheduler_.release(held->keys);
+	} else {
+		pool_.scheduler_.release({});
 	}
 	pool_.stalled_workers_--;
 	pool_.log_.warning("worker {}: going again after {} s without progress{}", index_,
@@ -533,9 +563,10 @@ void WorkerPool::Worker::drain(int limit)
 	for (int fd : fds) {
 		if (Claim claimed = claim(fd)) {
 			std::vector<CopyJob> jobs;
-			drain_connection(fd, *claimed.connection, jobs);
-			claimed.reading.unlock();
-			start(jobs);
+			if (drain_connection(fd, *claimed.connection, jobs)) {
+				claimed.reading.unlock();
+				start(jobs);
+			}
 		}
 	}
 	pool_.drained_++;

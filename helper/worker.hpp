@@ -25,6 +25,14 @@ namespace copyoffload {
 
 class WorkerPool::Worker {
 public:
+	// The copy a worker works on, as a stall reports and holds it: taken on
+	// the worker's thread, while the copy still has its files.
+	struct CopyMark {
+		std::uint64_t request_id = 0;
+		PeerCredentials client;
+		std::array<StallKey, 2> keys{};
+	};
+
 	Worker(WorkerPool &pool, std::size_t index);
 	// Stops the thread and joins it; its connections close.
 	~Worker();
@@ -59,7 +67,7 @@ public:
 	// the copy it is working on (a piece of it, or its reply), if any, and
 	// for how long.
 	struct Stall {
-		std::shared_ptr<CopyTask> task;
+		std::optional<CopyMark> copy;
 		std::chrono::steady_clock::duration idle;
 	};
 	// Main thread: whether the worker, awake (not waiting for work), has
@@ -134,8 +142,8 @@ private:
 	std::atomic<bool> sleeping_{false};
 	std::atomic<std::chrono::steady_clock::rep> progress_{0};
 	std::mutex piece_mutex_;
-	std::shared_ptr<CopyTask> piece_task_;
-	std::optional<std::array<StallKey, 2>> held_; // what a stall holds
+	std::optional<CopyMark> copy_; // what execute() works on
+	std::optional<CopyMark> held_; // what a stall holds, if it holds
 	std::chrono::steady_clock::time_point stalled_at_{};
 	std::atomic<bool> stalled_{false};
 	std::latch ready_{1};

@@ -21,7 +21,9 @@ unsigned usable_cpus()
 
 WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
 	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),
-	  max_workers_(2 * std::max(options.workers, 1U)),
+	  max_workers_(std::max(options.max_workers != 0 ? options.max_workers
+							   : 2 * options.workers,
+					  std::max(options.workers, 1U))),
 	  // Pieces of one copy keep a CPU free for smbd: an SMB2 ECHO behind a
 	  // 16 MiB chunk run on ext4 waited up to 4 ms (p99) with both CPUs of
 	  // 2 copying it, 0.3 ms with one (docs/design.md).
@@ -80,12 +82,13 @@ std::vector<pid_t> WorkerPool::check_stalls(std::chrono::steady_clock::time_poin
 			continue;
 		}
 		const double seconds = std::chrono::duration<double>(stall->idle).count();
-		if (stall->task) {
-			const CopyJob &job = stall->task->job();
-			log_.warning("worker {}: one piece of copy id={} for {} has moved nothing "
-				     "for {:.1f} s: its filesystem may hang. Copies on it wait until "
-				     "the worker goes again; its connections go to other workers",
-				     i, job.request.request_id, job.connection->describe(), seconds);
+		if (stall->copy) {
+			log_.warning("worker {}: one piece of copy id={} for peer pid={} uid={} has "
+				     "moved nothing for {:.1f} s: its filesystem may hang. Copies on "
+				     "it wait until the worker goes again; its connections go to "
+				     "other workers",
+				     i, stall->copy->request_id, stall->copy->client.pid,
+				     stall->copy->client.uid, seconds);
 		} else {
 			log_.warning("worker {}: no progress for {:.1f} s outside a copy (reading a "
 				     "request, or closing files): a filesystem may hang. Its "

@@ -27,7 +27,6 @@
 
 #include <sys/types.h>
 
-#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -55,6 +54,9 @@ struct PoolOptions {
 	// A worker with no progress for this long is stuck (check_stalls());
 	// zero: never.
 	std::chrono::steady_clock::duration stall_timeout{};
+	// The most workers, with those added in place of stalled ones (0:
+	// twice `workers`).
+	unsigned max_workers = 0;
 
 	// Whether the main thread looks at the workers while copies are in
 	// flight: for starvation (idle_policy) or for stalls.
@@ -129,13 +131,9 @@ private:
 	// Whether the other workers' pieces leave no CPU for an smbd process
 	// besides the caller's: then neither a worker that spins for the next
 	// chunk nor an smbd that polls for its reply would gain one.
-	// A stalled worker uses no CPU.
-	[[nodiscard]] bool cpus_taken() const
-	{
-		const unsigned busy = busy_workers_.load();
-		const unsigned running = busy - std::min(busy, stalled_workers_.load());
-		return running + 2 > cpus_;
-	}
+	// A worker stuck in a piece counts as busy here: the cost is a spin or
+	// an smbd poll forgone.
+	[[nodiscard]] bool cpus_taken() const { return busy_workers_.load() + 2 > cpus_; }
 
 	const Logger &log_;
 	PoolOptions options_;

@@ -1221,8 +1221,9 @@ void test_scheduler_holds_a_stalled_filesystem(void **)
 	assert_true(woken == (std::vector<std::size_t>{1}));
 	auto first = next_piece_of(scheduler, 0, 1);
 	auto second = next_piece_of(scheduler, 1, 1);
-	const auto held = scheduler.hold(*stuck);
-	scheduler.hold(*stuck);
+	const auto held = stall_keys(*stuck);
+	scheduler.hold(held);
+	scheduler.hold(held);
 
 	// Copy 2 on A (another smbd) waits; copy 3 on B wakes worker 3, as
 	// the two stalled workers use no CPU, and runs.
