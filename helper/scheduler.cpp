@@ -37,10 +37,13 @@ void Scheduler::remove_last_worker()
 	idle_.pop_back(); // never idle: nobody was told of it
 }
 
-void Scheduler::hold(std::span<const StallKey> keys)
+void Scheduler::hold(std::size_t worker, std::span<const StallKey> keys)
 {
 	std::lock_guard lock(mutex_);
 	held_.insert(held_.end(), keys.begin(), keys.end());
+	// Stuck after it found no work, it may still be marked idle: it must
+	// be neither woken nor counted twice.
+	idle_.at(worker) = false;
 	stalled_++;
 }
 

@@ -125,9 +125,9 @@ public:
 	// completed), and the worker no longer counts as busy for wake-ups.
 	// release() wakes the idle workers for the copies it held back.
 	// `keys`: stall_keys() of the copy, taken by the worker while it had
-	// its files; none for a worker stalled outside a copy, which is only
-	// counted.
-	void hold(std::span<const StallKey> keys);
+	// its files; none for a worker stalled outside a copy. The worker
+	// counts as neither idle nor busy until it asks for work again.
+	void hold(std::size_t worker, std::span<const StallKey> keys);
 	void release(std::span<const StallKey> keys);
 
 private:

@@ -8,6 +8,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -131,6 +132,13 @@ int Server::run()
 	if (guard_.lifts() > 0) {
 		log_.info("starving SCHED_IDLE workers were lifted to SCHED_OTHER {} times",
 			  guard_.lifts());
+	}
+	if (const unsigned stuck = pool_.stalled_workers(); stuck > 0) {
+		// They cannot be joined until their filesystem answers, and what
+		// they use cannot go while they might return: leave them to the
+		// kernel.
+		log_.warning("exiting with {} workers stuck in the kernel", stuck);
+		::_exit(0);
 	}
 	return 0;
 }

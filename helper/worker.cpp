@@ -205,6 +205,7 @@ bool WorkerPool::Worker::step(bool &looked)
 		return false;
 	}
 	looked = true;
+	come_round(); // the look may have stalled: not the piece's hang
 	if (assignment) { // taken before the look: it must run
 		looked = false;
 		execute(*assignment);
@@ -433,9 +434,9 @@ WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 	}
 	try {
 		if (copy_) {
-			pool_.scheduler_.hold(copy_->keys);
+			pool_.scheduler_.hold(index_, copy_->keys);
 		} else {
-			pool_.scheduler_.hold({});
+			pool_.scheduler_.hold(index_, {});
 		}
 	} catch (...) {
 		stalled_ = false;
@@ -569,7 +570,7 @@ void WorkerPool::Worker::drain(int limit)
 			}
 		}
 	}
-	pool_.drained_++;
+	drained_ = true;
 	pool_.notify_if_watched();
 }
 

@@ -77,6 +77,8 @@ public:
 	std::optional<Stall> check_stall(std::chrono::steady_clock::time_point now,
 					 std::chrono::steady_clock::duration timeout);
 	[[nodiscard]] bool stalled() const { return stalled_.load(); }
+	// Any thread: whether drain() ran.
+	[[nodiscard]] bool drained() const { return drained_.load(); }
 	// Main thread, for a stalled worker: its connections, taken from its
 	// epoll set, for other workers to adopt; not the one it is stuck
 	// reading, if any.
@@ -146,6 +148,7 @@ private:
 	std::optional<CopyMark> held_; // what a stall holds, if it holds
 	std::chrono::steady_clock::time_point stalled_at_{};
 	std::atomic<bool> stalled_{false};
+	std::atomic<bool> drained_{false};
 	std::latch ready_{1};
 	std::atomic<bool> go_{false}; // also set by stop(), if the pool never got that far
 	std::atomic<pid_t> thread_id_{0};

@@ -164,7 +164,6 @@ void WorkerPool::adopt(std::shared_ptr<Connection> connection)
 
 void WorkerPool::drain(int limit)
 {
-	drained_ = 0;
 	drain_limit_ = limit;
 	for (const auto &worker : workers_) {
 		Worker *w = worker.get();
@@ -174,7 +173,12 @@ void WorkerPool::drain(int limit)
 
 bool WorkerPool::drained() const
 {
-	return drained_.load() == workers_.size();
+	// A stalled worker runs its drain when it goes again; the connections
+	// it does not hold on to were drained where they moved.
+	return drain_limit_ &&
+	       std::all_of(workers_.begin(), workers_.end(), [](const auto &worker) {
+		       return worker->drained() || worker->stalled();
+	       });
 }
 
 std::size_t WorkerPool::connections() const

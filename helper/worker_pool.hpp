@@ -98,7 +98,7 @@ public:
 	// Main thread, at shutdown: each worker reads up to `limit` messages
 	// already waiting on each of its connections, starts those copies,
 	// and from then on answers new copies ESHUTDOWN. Returns at once;
-	// drained() turns true when every worker has done it.
+	// drained() turns true when every worker has done it or is stalled.
 	void drain(int limit);
 	[[nodiscard]] bool drained() const;
 
@@ -141,7 +141,6 @@ private:
 	std::atomic<bool> watching_{false};
 	std::atomic<bool> guard_ticking_{false};
 	std::atomic<std::size_t> jobs_in_flight_{0};
-	std::atomic<std::size_t> drained_{0};
 	// Workers running a piece right now, and the CPUs they share
 	// (cpus_taken()).
 	std::atomic<unsigned> busy_workers_{0};

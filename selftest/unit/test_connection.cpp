@@ -1222,8 +1222,8 @@ void test_scheduler_holds_a_stalled_filesystem(void **)
 	auto first = next_piece_of(scheduler, 0, 1);
 	auto second = next_piece_of(scheduler, 1, 1);
 	const auto held = stall_keys(*stuck);
-	scheduler.hold(held);
-	scheduler.hold(held);
+	scheduler.hold(0, held);
+	scheduler.hold(1, held);
 
 	// Copy 2 on A (another smbd) waits; copy 3 on B wakes worker 3, as
 	// the two stalled workers use no CPU, and runs.
@@ -1257,6 +1257,25 @@ void test_scheduler_holds_a_stalled_filesystem(void **)
 	assert_int_equal(receive_copy_reply(b.client.get()).status, 0);
 }
 
+// A worker stuck outside a copy right after it found no work is still
+// marked idle: the hold takes it out of the idle workers, so a copy's
+// further pieces wake the others.
+void test_scheduler_wakes_no_stalled_worker(void **)
+{
+	TempDir dir;
+	Pair a = ready_pair();
+	std::vector<std::size_t> woken;
+	Scheduler scheduler(4, [&](std::size_t worker) { woken.push_back(worker); }, 8);
+	for (std::size_t idle : {0, 1, 3}) {
+		assert_false(scheduler.next(idle).has_value());
+	}
+	scheduler.hold(0, {});
+	scheduler.add(file_task(a, dir, 1, 3 * 4096, 4096), 2);
+	assert_true(woken == (std::vector<std::size_t>{1, 3}));
+	scheduler.release({});
+	assert_int_equal(run_in_turns(scheduler).size(), 3);
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -1285,6 +1304,7 @@ int main()
 		cmocka_unit_test(test_scheduler_prefers_a_copy_with_no_piece_running),
 		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
 		cmocka_unit_test(test_scheduler_holds_a_stalled_filesystem),
+		cmocka_unit_test(test_scheduler_wakes_no_stalled_worker),
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
 		cmocka_unit_test(test_undeclared_or_malformed_share_refused),

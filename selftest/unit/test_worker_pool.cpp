@@ -607,6 +607,8 @@ void test_a_moved_connection_is_drained(void **)
 	auto late = f.b.reply_within(5000);
 	assert_true(late.has_value() && late->request_id == 100);
 	assert_int_equal(late->status, ESHUTDOWN);
+	// The stalled worker drains when it goes again; shutdown need not wait.
+	assert_true(f.pool.drained());
 
 	lock.release();
 	auto first = f.b.reply_within(5000);
