@@ -50,12 +50,14 @@ void Scheduler::hold(std::size_t worker, std::span<const StallKey> keys)
 void Scheduler::release(std::span<const StallKey> keys)
 {
 	std::lock_guard lock(mutex_);
-	for (const StallKey &key : keys) {		if (auto at = std::find(held_.begin(), held_.end(), key); at != held_.end()) {
+	for (const StallKey &key : keys) {
+		if (auto at = std::find(held_.begin(), held_.end(), key); at != held_.end()) {
 			held_.erase(at);
 		}
 	}
 	stalled_--;
-	// The copies held back may have pieces for every idle worker.
+	// The copies held back may have pieces for every idle worker (no
+	// index is `self`).
 	if (!flows_.empty()) {
 		wake_idle(idle_.size(), idle_.size());
 	}
@@ -121,7 +123,7 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	// busy_limit_ an idle worker is woken only for another connection's
 	// copy: the limit keeps a CPU for one smbd process, and several of
 	// them copying at once use every CPU, as stock's would.
-	// A worker stuck in a stalled piece uses no CPU.
+	// A stalled worker uses no CPU.
 	const std::size_t busy = idle_.size() - idle - stalled_;
 	const std::size_t wanted = std::max(busy_limit_, flows_.size());
 	const std::size_t room = wanted > busy ? wanted - busy : 0;

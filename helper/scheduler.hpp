@@ -119,14 +119,13 @@ public:
 	// The worker last added could not be started after all.
 	void remove_last_worker();
 
-	// A worker has made no progress on `task` for too long: until
-	// release() of it, no copy touching its files' filesystems gets a
-	// piece (unless its client is gone: it still comes through to be
-	// completed), and the worker no longer counts as busy for wake-ups.
-	// release() wakes the idle workers for the copies it held back.
-	// `keys`: stall_keys() of the copy, taken by the worker while it had
-	// its files; none for a worker stalled outside a copy. The worker
+	// `worker` has made no progress for too long. `keys`: stall_keys()
+	// of the copy it works on, noted while the copy had its files (none
+	// for a worker stalled outside a copy). Until release() of them, no
+	// copy touching those filesystems gets a piece (unless its client is
+	// gone: it still comes through to be completed), and the worker
 	// counts as neither idle nor busy until it asks for work again.
+	// release() wakes the idle workers for the copies it held back.
 	void hold(std::size_t worker, std::span<const StallKey> keys);
 	void release(std::span<const StallKey> keys);
 
@@ -159,10 +158,10 @@ private:
 	std::unordered_map<const Connection *, std::list<Flow>::iterator> by_connection_;
 	std::vector<bool> idle_;
 	std::size_t tasks_ = 0;
-	// One entry per stalled piece and file: a key held twice stays held
-	// until both pieces return.
+	// One entry per stalled worker's copy and file: a key held twice stays
+	// held until both workers go again.
 	std::vector<StallKey> held_;
-	std::size_t stalled_ = 0; // workers in a stalled piece
+	std::size_t stalled_ = 0; // stalled workers
 };
 
 } // namespace copyoffload

@@ -256,9 +256,9 @@ int Server::wait_timeout_ms()
 	return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
 }
 
-void Server::check_stalls()
+void Server::check_stalls(StarvationGuard::Clock::time_point now)
 {
-	for (pid_t tid : pool_.check_stalls(std::chrono::steady_clock::now())) {
+	for (pid_t tid : pool_.check_stalls(now)) {
 		if (!cgroup_.add_thread(tid)) {
 			log_.warning("--cpu-cgroup {}: cannot move the added worker thread {} "
 				     "into it: {}",
@@ -277,7 +277,7 @@ void Server::guard_workers()
 		// A worker can hang with no copy in flight (closing files of a
 		// hung filesystem for a RELEASE), its clients' copies unread.
 		if (stalls_watched_idle() && now >= next_idle_stall_check_) {
-			check_stalls();
+			check_stalls(now);
 			next_idle_stall_check_ = now + idle_stall_tick;
 		}
 		return;
@@ -288,7 +288,7 @@ void Server::guard_workers()
 	if (options_.worker_policy == WorkerPolicy::idle) {
 		guard_.check(pool_.worker_threads(), now);
 	}
-	check_stalls();
+	check_stalls(now);
 	next_guard_check_ = now + StarvationGuard::tick;
 }
 

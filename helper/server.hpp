@@ -59,7 +59,7 @@ private:
 	// --stall-timeout, while any client is connected (every
 	// idle_stall_tick).
 	[[nodiscard]] bool stalls_watched_idle() const;
-	void check_stalls();
+	void check_stalls(StarvationGuard::Clock::time_point now);
 
 	static constexpr std::chrono::seconds idle_stall_tick{1};
 

@@ -61,8 +61,7 @@ WorkerPool::Worker::Worker(WorkerPool &pool, std::size_t index)
 	  wake_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
 	  engine_(EngineOptions{.queue_depth = pool.options_.queue_depth})
 {
-	// Not stalled before it has come round its loop once.
-	progress_ = std::chrono::steady_clock::now().time_since_epoch().count();
+	note_progress(std::chrono::steady_clock::now()); // not stalled before its loop
 	epoll_add(epoll_.get(), wake_.get(), EPOLLIN);
 	thread_ = std::jthread([this](std::stop_token stop) { run(stop); });
 }
@@ -220,7 +219,7 @@ int WorkerPool::Worker::poll(int timeout)
 	sleeping_ = timeout != 0;
 	int ready = ::epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()),
 				 timeout);
-	progress_ = std::chrono::steady_clock::now().time_since_epoch().count();
+	note_progress(std::chrono::steady_clock::now());
 	sleeping_ = false;
 	if (ready < 0) {
 		if (errno == EINTR) {
@@ -280,14 +279,7 @@ void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
 		return;
 	}
 	if (drain_limit_) {
-		// Moved here from a stalled worker after this one drained.
-		if (Claim claimed = claim(fd)) {
-			std::vector<CopyJob> jobs;
-			if (drain_connection(fd, *claimed.connection, jobs)) {
-				claimed.reading.unlock();
-				start(jobs);
-			}
-		}
+		drain_connection(fd); // moved here from a stalled worker after this one drained
 	}
 }
 
@@ -369,52 +361,54 @@ void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 
 void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 {
-	// The piece, then the reply (which looks at the files and lets go of
-	// them): what a stall would hold.
+	// What a stall would hold.
 	CopyTask &task = *assignment.task;
-	const CopyMark mark{task.job().request.request_id, task.job().connection->peer(),
-			    stall_keys(task)};
-	{
-		std::lock_guard lock(piece_mutex_);
-		copy_ = mark;
+	const MarkedCopy marked(*this, CopyMark{task.job().request.request_id,
+						task.job().connection->peer(), stall_keys(task)});
+	if (!assignment.piece) {
+		finish(task);
+		return;
 	}
-	const auto unmark = [this] {
-		std::lock_guard lock(piece_mutex_);
-		copy_.reset();
-	};
-	try {
-		if (!assignment.piece) {
-			finish(task);
-		} else {
-			const PieceResult result = [&] {
-				const BusyMark busy(pool_.busy_workers_);
-				return task.run(engine_, *assignment.piece, /*paced=*/true);
-			}();
-			if (pool_.scheduler_.done(assignment, result)) {
-				finish(task);
-			} else {
-				// More pieces follow, likely on this worker. Under
-				// SCHED_OTHER (--worker-policy other) a task woken on
-				// this CPU meanwhile (smbd, with a client's next
-				// request) would otherwise wait until the worker's
-				// time slice ends: an SMB2 ECHO behind a 16 MiB chunk
-				// run waited 1.2-3.7 ms.
-				::sched_yield();
-			}
-			last_piece_ = std::chrono::steady_clock::now();
-		}
-	} catch (...) {
-		unmark();
-		throw;
+	const PieceResult result = [&] {
+		const BusyMark busy(pool_.busy_workers_);
+		return task.run(engine_, *assignment.piece, /*paced=*/true);
+	}();
+	if (pool_.scheduler_.done(assignment, result)) {
+		finish(task);
+	} else {
+		// More pieces follow, likely on this worker. Under SCHED_OTHER
+		// (--worker-policy other) a task woken on this CPU meanwhile
+		// (smbd, with a client's next request) would otherwise wait
+		// until the worker's time slice ends: an SMB2 ECHO behind a
+		// 16 MiB chunk run waited 1.2-3.7 ms.
+		::sched_yield();
 	}
-	unmark();
+	last_piece_ = std::chrono::steady_clock::now();
+}
+
+std::span<const StallKey> WorkerPool::Worker::keys_of(const std::optional<CopyMark> &copy)
+{
+	return copy ? std::span<const StallKey>(copy->keys) : std::span<const StallKey>();
+}
+
+WorkerPool::Worker::MarkedCopy::MarkedCopy(Worker &worker, const CopyMark &mark)
+	: worker_(worker)
+{
+	std::lock_guard lock(worker_.stall_mutex_);
+	worker_.copy_ = mark;
+}
+
+WorkerPool::Worker::MarkedCopy::~MarkedCopy()
+{
+	std::lock_guard lock(worker_.stall_mutex_);
+	worker_.copy_.reset();
 }
 
 std::optional<WorkerPool::Worker::Stall>
 WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 				std::chrono::steady_clock::duration timeout)
 {
-	std::lock_guard lock(piece_mutex_);
+	std::lock_guard lock(stall_mutex_);
 	if (stalled_.load() || sleeping_.load()) {
 		return std::nullopt;
 	}
@@ -433,11 +427,7 @@ WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 		return std::nullopt;
 	}
 	try {
-		if (copy_) {
-			pool_.scheduler_.hold(index_, copy_->keys);
-		} else {
-			pool_.scheduler_.hold(index_, {});
-		}
+		pool_.scheduler_.hold(index_, keys_of(copy_));
 	} catch (...) {
 		stalled_ = false;
 		throw;
@@ -451,25 +441,21 @@ WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 void WorkerPool::Worker::come_round()
 {
 	const auto now = std::chrono::steady_clock::now();
-	progress_ = now.time_since_epoch().count();
+	note_progress(now);
 	if (!stalled_.load()) {
 		return;
 	}
 	std::optional<CopyMark> held;
 	std::chrono::steady_clock::time_point since;
 	{
-		std::lock_guard lock(piece_mutex_);
+		std::lock_guard lock(stall_mutex_);
 		if (!stalled_.exchange(false)) {
 			return; // check_stall() took it back
 		}
 		held.swap(held_);
 		since = stalled_at_;
 	}
-	if (held) {
-		pool_.scheduler_.release(held->keys);
-	} else {
-		pool_.scheduler_.release({});
-	}
+	pool_.scheduler_.release(keys_of(held));
 	pool_.stalled_workers_--;
 	pool_.log_.warning("worker {}: going again after {} s without progress{}", index_,
 			   std::chrono::duration_cast<std::chrono::seconds>(now - since).count(),
@@ -540,15 +526,21 @@ void WorkerPool::Worker::disconnect(int fd, const char *why)
 	pool_.notify_if_watched();
 }
 
-bool WorkerPool::Worker::drain_connection(int fd, Connection &connection,
-					  std::vector<CopyJob> &jobs)
+void WorkerPool::Worker::drain_connection(int fd)
 {
-	if (connection.read_messages(jobs, *drain_limit_) == Connection::ReadOutcome::close) {
-		disconnect(fd, "closed by the daemon");
-		return false;
+	Claim claimed = claim(fd);
+	if (!claimed) {
+		return;
 	}
-	connection.refuse_new_copies();
-	return true;
+	std::vector<CopyJob> jobs;
+	if (claimed.connection->read_messages(jobs, *drain_limit_) ==
+	    Connection::ReadOutcome::close) {
+		disconnect(fd, "closed by the daemon");
+		return;
+	}
+	claimed.connection->refuse_new_copies();
+	claimed.reading.unlock(); // as in handle()
+	start(jobs);
 }
 
 void WorkerPool::Worker::drain(int limit)
@@ -562,13 +554,7 @@ void WorkerPool::Worker::drain(int limit)
 		}
 	}
 	for (int fd : fds) {
-		if (Claim claimed = claim(fd)) {
-			std::vector<CopyJob> jobs;
-			if (drain_connection(fd, *claimed.connection, jobs)) {
-				claimed.reading.unlock();
-				start(jobs);
-			}
-		}
+		drain_connection(fd);
 	}
 	drained_ = true;
 	pool_.notify_if_watched();

@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <stop_token>
 #include <thread>
 #include <unordered_map>
@@ -115,14 +116,33 @@ private:
 	// reading; else an empty claim.
 	Claim claim(int fd);
 	void handle(int fd, std::uint32_t events);
-	// Reads what waits on a claimed connection at shutdown (up to the
-	// drain's limit), then refuses its later copies; false once it closed.
-	bool drain_connection(int fd, Connection &connection, std::vector<CopyJob> &jobs);
+	// At shutdown: reads what waits on the connection under `fd` (up to the
+	// drain's limit) and starts those copies; its later copies are refused.
+	void drain_connection(int fd);
 	void start(std::vector<CopyJob> &jobs);
 	void execute(Scheduler::Assignment &assignment);
 	// At the top of the loop: progress; and if the worker had been
 	// reported as stalled, the scheduler lets go of its filesystems.
 	void come_round();
+	void note_progress(std::chrono::steady_clock::time_point now)
+	{
+		progress_ = now.time_since_epoch().count();
+	}
+	// What a stall of a worker working on `copy` holds (none outside a copy).
+	static std::span<const StallKey> keys_of(const std::optional<CopyMark> &copy);
+	// execute()'s note of the copy it works on (copy_), for as long as it
+	// lives: the piece, then the reply, which looks at the files and lets
+	// go of them.
+	class MarkedCopy {
+	public:
+		MarkedCopy(Worker &worker, const CopyMark &mark);
+		~MarkedCopy();
+		MarkedCopy(const MarkedCopy &) = delete;
+		MarkedCopy &operator=(const MarkedCopy &) = delete;
+
+	private:
+		Worker &worker_;
+	};
 	void finish(CopyTask &task);
 	// Needs the connection's reading() lock.
 	void disconnect(int fd, const char *why);
@@ -143,7 +163,7 @@ private:
 	// on (a piece or the reply; none: no copy).
 	std::atomic<bool> sleeping_{false};
 	std::atomic<std::chrono::steady_clock::rep> progress_{0};
-	std::mutex piece_mutex_;
+	std::mutex stall_mutex_;
 	std::optional<CopyMark> copy_; // what execute() works on
 	std::optional<CopyMark> held_; // what a stall holds, if it holds
 	std::chrono::steady_clock::time_point stalled_at_{};

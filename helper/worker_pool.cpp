@@ -19,22 +19,31 @@ unsigned usable_cpus()
 	return static_cast<unsigned>(CPU_COUNT(&set));
 }
 
+namespace {
+
+// The workers the pool starts with.
+unsigned started_workers(const PoolOptions &options)
+{
+	return std::max(options.workers, 1U);
+}
+
+} // namespace
+
 WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
 	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),
 	  max_workers_(std::max(options.max_workers != 0 ? options.max_workers
-							   : 2 * options.workers,
-					  std::max(options.workers, 1U))),
+							   : 2 * started_workers(options),
+					  started_workers(options))),
 	  // Pieces of one copy keep a CPU free for smbd: an SMB2 ECHO behind a
 	  // 16 MiB chunk run on ext4 waited up to 4 ms (p99) with both CPUs of
 	  // 2 copying it, 0.3 ms with one (docs/design.md).
-	  scheduler_(options.workers == 0 ? 1 : options.workers,
+	  scheduler_(started_workers(options),
 		     // Not at(): the main thread may be appending meanwhile.
 		     [this](std::size_t worker) { workers_[worker]->wake(); },
 		     cpus_ > 1 ? cpus_ - 1 : 1)
 {
-	const unsigned count = options.workers == 0 ? 1 : options.workers;
 	workers_.reserve(max_workers_);
-	for (unsigned i = 0; i < count; i++) {
+	for (unsigned i = 0; i < started_workers(options); i++) {
 		workers_.push_back(std::make_unique<Worker>(*this, i));
 	}
 	// From here on every worker has its thread id, policy and

@@ -76,7 +76,7 @@ Cases (FS = ext4):
     session that copied there before the stall (its connection was read by
     a stuck worker) and one from a new smbclient. Then the throttle is
     lifted, the stuck copies complete with the right data, and the helper
-    logs that the stalled pieces returned.
+    logs each stalled worker going again.
   * `FS:faults:older helper refuses the handshake`: share old_helper's
     socket is served by fake_helpers.RefusingHelper, which refuses every HELLO in
     protocol version 3 and closes, as copyoffloadd does. Two scopy of
@@ -534,6 +534,10 @@ def hung_filesystem_case(env, check):
     elsewhere = {name: make_source(env, "tiny", name, MiB)
                  for name in ("elsewhere.bin", "fresh.bin")}
     position = env.helper.log_position()
+
+    def logged(regex):
+        return re.findall(regex, env.helper.log_text(position))
+
     with smb_raw.connect(env, "tiny") as session:
         src, dst = session.open("elsewhere.bin"), session.open("session.copy", create=True)
         key = session.resume_key(src)
@@ -543,11 +547,10 @@ def hung_filesystem_case(env, check):
             slow.add(helper_pid(env))
             for name in digests:
                 clients.start("share", [f"scopy {name} {name}.copy"])
-            stalled = proc_stats.wait_for(
-                lambda: len(re.findall(STALL_RE, env.helper.log_text(position))) >= STALL_COPIES,
-                10 * scenario.STALL_SECONDS)
+            stalled = proc_stats.wait_for(lambda: len(logged(STALL_RE)) >= STALL_COPIES,
+                                          10 * scenario.STALL_SECONDS)
             check.require(stalled, f"the helper logged no stall of {STALL_COPIES} workers: "
-                                   f"{re.findall(STALL_RE, env.helper.log_text(position))}")
+                                   f"{logged(STALL_RE)}")
             during = env.helper.log_position()
             started = time.monotonic()
             try:
@@ -578,12 +581,9 @@ def hung_filesystem_case(env, check):
                       f"tiny/{name} differs from its source")
     check.require(elapsed < HELPER_TIMEOUT / 4,
                   f"the copies on tiny took {elapsed:.1f} s during the stall")
-    stalls = re.findall(STALL_RE, env.helper.log_text(position))
-    returned = proc_stats.wait_for(
-        lambda: sorted(re.findall(RETURNED_RE, env.helper.log_text(position))) ==
-        sorted(stalls), 30)
-    check.require(returned, f"stalled workers {stalls}, returned "
-                            f"{re.findall(RETURNED_RE, env.helper.log_text(position))}")
+    stalls = logged(STALL_RE)
+    returned = proc_stats.wait_for(lambda: sorted(logged(RETURNED_RE)) == sorted(stalls), 30)
+    check.require(returned, f"stalled workers {stalls}, going again {logged(RETURNED_RE)}")
     check.note(f"workers {', '.join(stalls)} stalled; the copies on tiny took {elapsed:.1f} s; "
                f"the stuck copies completed once the throttle was lifted")
 

@@ -212,16 +212,22 @@ def dirty_tail(path, size):
         f.write(os.urandom(MiB))
 
 
+def require_helper_on_btrfs(env, check, inline, position, what):
+    """A MiB whose source is dirty elsewhere: btrfs, which writes back the
+    whole source first, leaves it to the helper; XFS clones it in smbd."""
+    if env.fs.fs_type == "btrfs":
+        helper = env.helper.wait_for_bytes(position, MiB)
+        check.require(inline == 0 and helper.bytes_ok == MiB,
+                      f"btrfs, {what}: {inline} bytes inline, the helper: {helper.describe()}")
+    else:
+        check.require(inline == MiB, f"{what}: {inline} of {MiB} bytes inline")
+
+
 def dirty_elsewhere_case(env, check):
     path = clean_share_file(env, "tail-src.bin")
     dirty_tail(path, SIZE)
     inline, position = copy_first_mib(env, check, "tail-src.bin", "tail-copy.bin")
-    if env.fs.fs_type == "btrfs":
-        helper = env.helper.wait_for_bytes(position, MiB)
-        check.require(inline == 0 and helper.bytes_ok == MiB,
-                      f"btrfs: {inline} bytes inline, the helper: {helper.describe()}")
-    else:
-        check.require(inline == MiB, f"{inline} of {MiB} bytes cloned inline")
+    require_helper_on_btrfs(env, check, inline, position, "tail dirty")
     check.note(f"{inline} bytes inline")
 
 
@@ -233,13 +239,7 @@ def large_source_case(env, check):
     check.require(inline == MiB, f"clean and unchanged: {inline} of {MiB} bytes inline")
     dirty_tail(path, size)
     inline, position = copy_first_mib(env, check, "large-src.bin", "large-copy2.bin")
-    if env.fs.fs_type == "btrfs":
-        helper = env.helper.wait_for_bytes(position, MiB)
-        check.require(inline == 0 and helper.bytes_ok == MiB,
-                      f"btrfs, tail rewritten: {inline} bytes inline, the helper: "
-                      f"{helper.describe()}")
-    else:
-        check.require(inline == MiB, f"tail rewritten: {inline} of {MiB} bytes inline")
+    require_helper_on_btrfs(env, check, inline, position, "tail rewritten")
     check.note(f"after the rewrite {inline} bytes inline")
 
 

@@ -436,8 +436,8 @@ void test_workers_take_the_policy(void **)
 class LockedInode {
 public:
 	explicit LockedInode(const std::string &path)
-		: uffd_(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK))),
-		  file_(open_file(path, O_WRONLY))
+		: file_(open_file(path, O_WRONLY)),
+		  uffd_(static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK)))
 	{
 		if (!uffd_) { // unprivileged, or filtered (seccomp)
 			print_message("userfaultfd: %s\n", std::strerror(errno));
@@ -479,8 +479,8 @@ public:
 
 private:
 	static constexpr std::size_t page_size = 4096;
-	UniqueFd uffd_;
 	UniqueFd file_;
+	UniqueFd uffd_; // after file_: errno is the syscall's when it fails
 	void *page_ = nullptr;
 	std::thread writer_;
 };
