@@ -122,9 +122,10 @@ KIND_SHARES = {"main": MAIN_SHARES, "helper-down": HELPER_DOWN_SHARES,
                "linux-client": LINUX_CLIENT_SHARES}
 
 # Extra copyoffloadd options per scenario kind.
-# Faults: a piece that moves nothing for STALL_SECONDS is a stall
-# (test_faults.py). The slowest throttled slice there, 8 MiB of a first
-# request's piece at about 1 MiB/s (client disconnects mid-copy), takes 8 s.
+# Faults: a worker with no progress for STALL_SECONDS is stalled
+# (test_faults.py). The slowest throttled slice there is 8 MiB of a first
+# request's piece in "client disconnects mid-copy": 16 MiB such pieces
+# took 13-15 s there, so about 7 s a slice.
 STALL_SECONDS = 16
 HELPER_ARGS = {"blockdev": ["--device-copy"],
                "faults": ["--stall-timeout", str(STALL_SECONDS)]}
