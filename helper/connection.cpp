@@ -70,9 +70,10 @@ std::string describe_policy(const ShareBinding &binding,
 		methods += copyoffload_method_name(method);
 	}
 	return fmt::format("methods={} max_segment={} max_bytes_per_second={} "
-			   "max_concurrent={}",
+			   "max_concurrent={} preallocate={}",
 			   methods, declaration.max_segment,
-			   declaration.max_bytes_per_second, declaration.max_concurrent);
+			   declaration.max_bytes_per_second, declaration.max_concurrent,
+			   binding.preallocate ? "yes" : "no");
 }
 
 } // namespace

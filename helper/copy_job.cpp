@@ -21,6 +21,7 @@ CopySettings settings_for(const CopyJob &job, std::uint64_t piece_size)
 		settings.order = binding.order;
 	}
 	settings.slices = with_defaults(slices_for_segment(binding.max_segment));
+	settings.preallocate = binding.preallocate;
 	if (piece_size != 0) {
 		settings.slices.copy = std::min(settings.slices.copy, piece_size);
 	}

@@ -1,6 +1,7 @@
 #include "copy_service.hpp"
 
 #include "device_copy.hpp"
+#include "preallocation.hpp"
 
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -121,10 +122,15 @@ std::variant<PreparedCopy, CopyOutcome> prepare_copy(const copyoffload_copy_requ
 			}
 		}
 	}
-	return PreparedCopy{
+	PreparedCopy prepared{
 		.range = request_range(request, pair),
 		.plan = plan_copy(mask, request.flags, geometry, settings.order),
 	};
+	if (settings.preallocate && identity.destination_preallocates && !clone_only) {
+		RealSparseFiles sparse;
+		preallocate_destination(prepared.range, sparse);
+	}
+	return prepared;
 }
 
 void settle_trailing_hole(std::uint64_t destination_offset, int destination,

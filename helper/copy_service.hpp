@@ -16,12 +16,15 @@
 
 namespace copyoffload {
 
-// How to carry out a request: the share's method order and largest
-// segment, and the engine's hooks (bandwidth pacing, progress).
+// How to carry out a request: the share's method order, largest segment
+// and preallocation, and the engine's hooks (bandwidth pacing, progress).
 struct CopySettings {
 	std::span<const copyoffload_method> order = default_method_order;
 	SliceSizes slices{};
 	EngineHooks hooks{};
+	// Reserve the destination's blocks first where that pays
+	// (preallocation.hpp).
+	bool preallocate = true;
 };
 
 struct CopyOutcome {

@@ -1,7 +1,10 @@
 #include "descriptor_check.hpp"
 
+#include "preallocation.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 
 #include <cerrno>
 
@@ -29,6 +32,12 @@ bool ranges_overlap(std::uint64_t a, std::uint64_t b, std::uint64_t length)
 	// Both ranges have the same length and fit in off_t (the decoder
 	// checked), so none of these sums overflow.
 	return length > 0 && a < b + length && b < a + length;
+}
+
+bool preallocates(int destination)
+{
+	struct statfs fs{};
+	return ::fstatfs(destination, &fs) == 0 && preallocation_pays(fs.f_type);
 }
 
 } // namespace
@@ -90,6 +99,7 @@ std::variant<PairIdentity, DescriptorRejection> check_descriptor_pair(int source
 			block_devices ? block_devices->block_size
 				      : static_cast<std::uint64_t>(
 						dst->status.st_blksize > 0 ? dst->status.st_blksize : 0),
+		.destination_preallocates = !block_pair && preallocates(destination),
 		.block_devices = block_devices,
 	};
 }

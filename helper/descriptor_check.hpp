@@ -22,14 +22,16 @@ struct DescriptorRejection {
 };
 
 // What the checks learned about an accepted pair, for every later copy of
-// it: which files they are (overlap within one file) and the destination's
-// block size (the planner's alignment).
+// it: which files they are (overlap within one file), the destination's
+// block size (the planner's alignment) and whether its filesystem is one
+// where preallocation pays (preallocation.hpp).
 struct PairIdentity {
 	dev_t source_device = 0;
 	ino_t source_inode = 0;
 	dev_t destination_device = 0;
 	ino_t destination_inode = 0;
 	std::uint64_t destination_block_size = 0; // st_blksize; 0: not reported
+	bool destination_preallocates = false;
 	// Two block devices (raw volumes, copyoffloadd --device-copy): where
 	// they lie, for overlap, and their logical block size.
 	std::optional<device::BlockPairLayout> block_devices;

@@ -90,6 +90,7 @@ ShareBinding ShareRegistry::declare(const copyoffload_share &declaration,
 		}
 	}
 	binding.max_segment = declaration.max_segment;
+	binding.preallocate = (declaration.flags & COPYOFFLOAD_SHARE_NO_PREALLOCATE) == 0;
 
 	std::string name(declaration.name, ::strnlen(declaration.name, sizeof(declaration.name)));
 	std::lock_guard lock(mutex_);

@@ -63,6 +63,7 @@ struct ShareBinding {
 	std::shared_ptr<ShareState> share;
 	std::vector<copyoffload_method> order; // preference and allow-list
 	std::uint64_t max_segment = 0;         // 0: the engine's defaults
+	bool preallocate = true;               // where it pays (preallocation.hpp)
 };
 
 class ShareRegistry {

@@ -13,10 +13,10 @@
  * The session starts with HELLO (client) / HELLO_REPLY (daemon), which
  * settles the protocol version. After that the client sends:
  *   SHARE  declares a share_id for this connection: the share's name and
- *          policy (method order, largest segment, limits). No reply. The
- *          daemon handles one connection's messages in order, so a COPY
- *          sent after its SHARE finds it declared. Declaring an id again
- *          replaces its binding for later COPYs.
+ *          policy (method order, largest segment, limits, preallocation).
+ *          No reply. The daemon handles one connection's messages in
+ *          order, so a COPY sent after its SHARE finds it declared.
+ *          Declaring an id again replaces its binding for later COPYs.
  *   COPY   answered with exactly one COPY_REPLY carrying the same request
  *          id. Replies may arrive in any order. A COPY with descriptors and
  *          a non-zero handle also registers the pair under that handle
@@ -50,8 +50,9 @@ extern "C" {
  * 2: COPY names a descriptor handle (@60, reserved in 1); RELEASE.
  * 3: CLONED.
  * 4: COPY_REPLY flags (@28, reserved in 3): COPYOFFLOAD_REPLY_*.
+ * 5: SHARE flags (@52, reserved in 4): COPYOFFLOAD_SHARE_*.
  */
-#define COPYOFFLOAD_PROTOCOL_VERSION 4
+#define COPYOFFLOAD_PROTOCOL_VERSION 5
 
 enum copyoffload_msg_type {
 	COPYOFFLOAD_MSG_HELLO = 1,
@@ -83,6 +84,12 @@ enum copyoffload_method {
 /* COPY request flags. */
 #define COPYOFFLOAD_COPY_CLONE_ONLY 0x1u /* all-or-nothing clone (dup extents) */
 #define COPYOFFLOAD_COPY_FLAGS_ALL COPYOFFLOAD_COPY_CLONE_ONLY
+
+/* SHARE flags. */
+/* Never reserve a copy's destination blocks before writing them (the
+ * daemon does on filesystems where that makes copies faster). */
+#define COPYOFFLOAD_SHARE_NO_PREALLOCATE 0x1u
+#define COPYOFFLOAD_SHARE_FLAGS_ALL COPYOFFLOAD_SHARE_NO_PREALLOCATE
 
 /*
  * Largest range one COPY may name. Offsets plus length must also fit in a
@@ -193,6 +200,7 @@ struct copyoffload_share {
 	uint64_t max_segment;          /* bytes per engine step; 0: defaults */
 	uint64_t max_bytes_per_second; /* for the share as a whole; 0: none */
 	uint32_t max_concurrent;       /* copies running at once; 0: no limit */
+	uint32_t flags;                /* COPYOFFLOAD_SHARE_* */
 	char name[COPYOFFLOAD_SHARE_NAME_SIZE]; /* NUL-terminated, NUL-padded */
 };
 
@@ -813,7 +821,7 @@ copyoffload_encode_share(uint8_t buf[COPYOFFLOAD_SHARE_SIZE],
 	copyoffload_put64(buf + 32, m->max_segment);
 	copyoffload_put64(buf + 40, m->max_bytes_per_second);
 	copyoffload_put32(buf + 48, m->max_concurrent);
-	copyoffload_put32(buf + 52, 0);
+	copyoffload_put32(buf + 52, m->flags);
 	for (i = 0; i < COPYOFFLOAD_SHARE_NAME_SIZE; i++) {
 		buf[56 + i] = (uint8_t)m->name[i];
 	}
@@ -829,7 +837,8 @@ copyoffload_share_policy_valid(const struct copyoffload_share *m)
 		(m->max_segment >= COPYOFFLOAD_MIN_SEGMENT &&
 		 m->max_segment <= COPYOFFLOAD_MAX_SEGMENT)) &&
 	       m->max_bytes_per_second <= COPYOFFLOAD_MAX_BYTES_PER_SECOND &&
-	       m->max_concurrent <= COPYOFFLOAD_MAX_CONCURRENT;
+	       m->max_concurrent <= COPYOFFLOAD_MAX_CONCURRENT &&
+	       (m->flags & ~COPYOFFLOAD_SHARE_FLAGS_ALL) == 0;
 }
 
 static inline enum copyoffload_decode_result
@@ -852,11 +861,11 @@ copyoffload_decode_share(const uint8_t *buf, size_t len,
 	m->max_segment = copyoffload_get64(buf + 32);
 	m->max_bytes_per_second = copyoffload_get64(buf + 40);
 	m->max_concurrent = copyoffload_get32(buf + 48);
+	m->flags = copyoffload_get32(buf + 52);
 	for (i = 0; i < COPYOFFLOAD_SHARE_NAME_SIZE; i++) {
 		m->name[i] = (char)buf[56 + i];
 	}
-	if (m->share_id == 0 || copyoffload_get32(buf + 52) != 0 ||
-	    !copyoffload_share_policy_valid(m) ||
+	if (m->share_id == 0 || !copyoffload_share_policy_valid(m) ||
 	    !copyoffload_share_name_valid(buf + 56, false)) {
 		return COPYOFFLOAD_DECODE_BAD_FIELD;
 	}

@@ -189,6 +189,9 @@ static void load_share_policy(int snum, struct copyoffload_share *share)
 		COPYOFFLOAD_MAX_BYTES_PER_SECOND, 0);
 	share->max_concurrent = (uint32_t)load_count(
 		snum, "max concurrent copies", COPYOFFLOAD_MAX_CONCURRENT, 0);
+	share->flags = load_bool(snum, "preallocate", true)
+			       ? 0
+			       : COPYOFFLOAD_SHARE_NO_PREALLOCATE;
 }
 
 uint32_t copyoffload_config_methods(const struct copyoffload_config *config)

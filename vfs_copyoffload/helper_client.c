@@ -219,7 +219,7 @@ static bool helper_share_matches(const struct copyoffload_share *a,
 		      sizeof(a->method_order)) == 0 &&
 	       a->max_segment == b->max_segment &&
 	       a->max_bytes_per_second == b->max_bytes_per_second &&
-	       a->max_concurrent == b->max_concurrent;
+	       a->max_concurrent == b->max_concurrent && a->flags == b->flags;
 }
 
 /* The connection's entry for share, made on first use. */

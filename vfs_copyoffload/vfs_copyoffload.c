@@ -86,10 +86,14 @@ static int copyoffload_connect(struct vfs_handle_struct *handle,
 				   sizeof(methods));
 	DBG_INFO("copyoffload: share %s uses helper %s: methods = %s, "
 		 "max segment = %" PRIu64 ", max bytes per second = %" PRIu64
-		 ", max concurrent copies = %" PRIu32 " (0: default or none)\n",
+		 ", max concurrent copies = %" PRIu32 " (0: default or none)"
+		 ", preallocate = %s\n",
 		 service, config->helper_socket, methods,
 		 config->share.max_segment, config->share.max_bytes_per_second,
-		 config->share.max_concurrent);
+		 config->share.max_concurrent,
+		 (config->share.flags & COPYOFFLOAD_SHARE_NO_PREALLOCATE) != 0
+			 ? "no"
+			 : "yes");
 	return 0;
 }
 

@@ -100,6 +100,7 @@ OPS_SHARES = {
     "limited": [MODULE],
     "bad_values": [MODULE],
     "bad_socket": [MODULE],
+    "no_prealloc": [MODULE],
 }
 
 # Block-device nodes in a share (test_blockdev_share.py): raw volumes, with
@@ -163,7 +164,9 @@ SHARE_OPTIONS = {"faults": {"share_fail": {"copyoffload:helper down": "fail"},
                                     "copyoffload:helper down": "maybe",
                                     "copyoffload:block refcounting": "sometimes",
                                     "copyoffload:dup extents fallback": "perhaps",
-                                    "copyoffload:merge chunks": "often"},
+                                    "copyoffload:merge chunks": "often",
+                                    "copyoffload:preallocate": "maybe"},
+                     "no_prealloc": {"copyoffload:preallocate": "no"},
                      # Relative: refused, so the default socket (no helper
                      # there) is used and copies go to the next module.
                      "bad_socket": {"copyoffload:helper socket": "copyoffloadd.sock"},

@@ -12,6 +12,10 @@ Cases (FS = ext4, xfs, btrfs):
   * `FS:options:limits`: share limited (methods copy_file_range read_write,
     max segment 256K, 4M bytes per second, 2 concurrent copies): the
     helper's SHARE line shows these, and a 4 MiB scopy takes >= 0.8 s.
+  * `ext4:options:preallocate`: an 8 MiB scopy on share "share" writes into
+    blocks the helper reserved first (FIEMAP before writeback: unwritten
+    extents, no delayed allocation); on share no_prealloc (preallocate =
+    no) into delayed allocation, and the helper was told so.
   * `FS:options:bad values`: share bad_values: smbd logs one line per bad
     option naming share, option, value and the default used; the helper
     gets the default policy and the copy goes through it.
@@ -26,6 +30,7 @@ Cases (FS = ext4, xfs, btrfs):
 import re
 import time
 
+import fiemap
 import ops_support
 import scenario
 import smb_raw
@@ -42,13 +47,14 @@ def helper_declaration(env, check, share):
     return found[-1]
 
 
-def copy_via_helper(env, check, share, size):
-    """An scopy of size random bytes on share; returns the helper's
-    records of it (they must cover size, none failed)."""
-    name = f"opt-{share}.bin"
-    digest = ops_support.create_file(env, share, name, size)
+def copy_via_helper(env, check, share, size, name=None):
+    """An scopy of size random bytes on share, from name (default
+    opt-SHARE) .bin to .copy; returns the helper's records of it (they must
+    cover size, none failed)."""
+    name = name or f"opt-{share}"
+    digest = ops_support.create_file(env, share, f"{name}.bin", size)
     position = env.helper.log_position()
-    ops_support.scopy(env, check, share, name, f"opt-{share}.copy", digest)
+    ops_support.scopy(env, check, share, f"{name}.bin", f"{name}.copy", digest)
     summary = env.helper.wait_for_bytes(position, size)
     check.require(not summary.failed and summary.bytes_ok == size,
                   f"helper log after the scopy on {share}: {summary.describe()}")
@@ -84,7 +90,8 @@ def limits(env, check):
     elapsed = time.monotonic() - started
     declared = helper_declaration(env, check, "limited")
     check.require(declared == "methods=copy_file_range,read_write max_segment=262144 "
-                              "max_bytes_per_second=4194304 max_concurrent=2", declared)
+                              "max_bytes_per_second=4194304 max_concurrent=2 "
+                              "preallocate=yes", declared)
     # 4 MiB at 4 MiB/s in 256 KiB steps, the first step free: >= 0.94 s.
     check.require(0.8 <= elapsed < 30, f"4 MiB at 4 MiB/s took {elapsed:.2f} s")
     check.note(f"4 MiB in {elapsed:.2f} s")
@@ -104,7 +111,33 @@ BAD_VALUE_LINES = (
     r'"copyoffload:block refcounting = sometimes" is not one of auto,yes,no; using auto',
     r'"copyoffload:dup extents fallback = perhaps" is not a boolean; using no',
     r'"copyoffload:merge chunks = often" is not a boolean; using yes',
+    r'"copyoffload:preallocate = maybe" is not a boolean; using yes',
 )
+
+
+def extent_bytes(path, flag):
+    """Bytes of the file in extents flagged `flag`, as they are now (dirty
+    pages not written back)."""
+    return sum(e.length for e in fiemap.extents(path, sync=False) if e.flags & flag)
+
+
+def preallocate(env, check):
+    size = 8 * MiB
+    found = {}
+    for share in ("share", "no_prealloc"):
+        copy_via_helper(env, check, share, size, name="prealloc")
+        path = env.share_path(share, "prealloc.copy")
+        found[share] = (extent_bytes(path, fiemap.FIEMAP_EXTENT_UNWRITTEN),
+                        extent_bytes(path, fiemap.FIEMAP_EXTENT_DELALLOC))
+    check.require(found["share"] == (size, 0),
+                  f"on share: {found['share'][0]} bytes in reserved (unwritten) extents and "
+                  f"{found['share'][1]} in delayed allocation, expected {size} and 0")
+    check.require(found["no_prealloc"] == (0, size),
+                  f"on no_prealloc: {found['no_prealloc'][0]} bytes in reserved extents and "
+                  f"{found['no_prealloc'][1]} in delayed allocation, expected 0 and {size}")
+    declared = helper_declaration(env, check, "no_prealloc")
+    check.require(declared.endswith(" preallocate=no"), declared)
+    check.note(f"{size // MiB} MiB reserved first on share, delayed allocation on no_prealloc")
 
 
 def bad_values(env, check):
@@ -114,7 +147,7 @@ def bad_values(env, check):
         check.require(found, f"smbd's log lacks /{line}/")
     declared = helper_declaration(env, check, "bad_values")
     check.require(declared == "methods=clone,copy_file_range,device,read_write max_segment=0 "
-                              "max_bytes_per_second=0 max_concurrent=0",
+                              "max_bytes_per_second=0 max_concurrent=0 preallocate=yes",
                   f"the helper got {declared!r}, not the defaults")
     check.note(f"{len(BAD_VALUE_LINES)} log lines; defaults used; {summary.describe()}")
 
@@ -151,11 +184,14 @@ def cases(fs_type, stock):
     if stock:
         return []
     ops = scenario.ops(fs_type)
-    return [testcase.Case(f"{fs_type}:options:{name}", ops, body) for name, body in (
+    bodies = [
         ("methods read_write", methods_read_write),
         ("methods order", methods_order),
         ("limits", limits),
         ("bad values", bad_values),
         ("bad global values", bad_global_values),
         ("bad helper socket", bad_helper_socket),
-    )]
+    ]
+    if fs_type == "ext4":  # the one filesystem where the helper preallocates
+        bodies.insert(3, ("preallocate", preallocate))
+    return [testcase.Case(f"{fs_type}:options:{name}", ops, body) for name, body in bodies]

@@ -6,7 +6,8 @@ import socket
 import struct
 
 MAGIC = 0x46464F43
-VERSION = 4  # COPYOFFLOAD_PROTOCOL_VERSION (2: descriptor handles, RELEASE; 3: CLONED; 4: reply flags)
+VERSION = 5  # COPYOFFLOAD_PROTOCOL_VERSION (2: descriptor handles, RELEASE; 3: CLONED;
+#               4: reply flags; 5: share flags)
 HELLO, HELLO_REPLY, COPY, COPY_REPLY, SHARE = 1, 2, 3, 4, 5
 METHODS = ("clone", "copy_file_range", "device", "read_write")
 ALL_METHODS = 0xF
@@ -49,11 +50,11 @@ class Client:
         return False
 
     def declare_share(self, share_id, name, methods=("clone", "copy_file_range", "read_write"),
-                      max_segment=0, max_bytes_per_second=0, max_concurrent=0):
+                      max_segment=0, max_bytes_per_second=0, max_concurrent=0, flags=0):
         order = [METHODS.index(m) for m in methods] + [NONE] * (4 - len(methods))
         encoded = name.encode()
         body = struct.pack("<I4BQQII", share_id, *order, max_segment, max_bytes_per_second,
-                           max_concurrent, 0) + encoded + b"\0" * (128 - len(encoded))
+                           max_concurrent, flags) + encoded + b"\0" * (128 - len(encoded))
         self.sock.send(message(SHARE, self._id(), body))
 
     def copy(self, src_fd, dst_fd, length, src_offset=0, dst_offset=0, methods=ALL_METHODS,

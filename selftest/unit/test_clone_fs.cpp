@@ -1,5 +1,6 @@
-// The clone backend and the clone-first plans on real filesystems: small
-// loop-mounted XFS (reflink=1), btrfs and ext4 images. Needs root, mkfs.xfs
+// The clone backend, the clone-first plans and preallocation on real
+// filesystems: small loop-mounted XFS (reflink=1), btrfs and ext4 images.
+// Needs root, mkfs.xfs
 // and loop devices; exits 77 (skip) otherwise. btrfs and ext4 cases skip
 // on their own when their mkfs is missing.
 //
@@ -11,6 +12,9 @@
 // explicitly.
 
 #include "copy_service.hpp"
+#include "descriptor_check.hpp"
+#include "preallocation.hpp"
+#include "sparse_files.hpp"
 
 #include <linux/fiemap.h>
 #include <linux/fs.h>
@@ -146,8 +150,10 @@ void assert_bytes(const CopyResult &result, int status, std::uint64_t clone, std
 }
 
 // Bytes of [offset, offset + length) of `path` that FIEMAP reports in
-// extents flagged FIEMAP_EXTENT_SHARED.
-std::uint64_t shared_bytes(const std::string &path, std::uint64_t offset, std::uint64_t length)
+// extents flagged `flag` (0: in any extent); `fiemap_flags`
+// FIEMAP_FLAG_SYNC writes the file back first.
+std::uint64_t flagged_bytes(const std::string &path, std::uint64_t offset, std::uint64_t length,
+			    std::uint32_t flag, std::uint32_t fiemap_flags)
 {
 	constexpr unsigned slots = 128;
 	UniqueFd fd = open_file(path, O_RDONLY);
@@ -160,7 +166,7 @@ std::uint64_t shared_bytes(const std::string &path, std::uint64_t offset, std::u
 		std::fill(buffer.begin(), buffer.end(), 0);
 		map->fm_start = start;
 		map->fm_length = end - start;
-		map->fm_flags = FIEMAP_FLAG_SYNC;
+		map->fm_flags = fiemap_flags;
 		map->fm_extent_count = slots;
 		assert_int_equal(::ioctl(fd.get(), FS_IOC_FIEMAP, map), 0);
 		if (map->fm_mapped_extents == 0) {
@@ -172,7 +178,7 @@ std::uint64_t shared_bytes(const std::string &path, std::uint64_t offset, std::u
 			std::uint64_t lo = std::max<std::uint64_t>(last->fe_logical, start);
 			std::uint64_t hi = std::min<std::uint64_t>(
 				last->fe_logical + last->fe_length, end);
-			if ((last->fe_flags & FIEMAP_EXTENT_SHARED) != 0 && hi > lo) {
+			if ((flag == 0 || (last->fe_flags & flag) != 0) && hi > lo) {
 				shared += hi - lo;
 			}
 		}
@@ -182,6 +188,19 @@ std::uint64_t shared_bytes(const std::string &path, std::uint64_t offset, std::u
 		start = last->fe_logical + last->fe_length;
 	}
 	return shared;
+}
+
+// Bytes of the range in extents shared with another file, after writeback.
+std::uint64_t shared_bytes(const std::string &path, std::uint64_t offset, std::uint64_t length)
+{
+	return flagged_bytes(path, offset, length, FIEMAP_EXTENT_SHARED, FIEMAP_FLAG_SYNC);
+}
+
+std::uint64_t allocated_bytes(const std::string &path)
+{
+	struct stat status{};
+	assert_int_equal(::stat(path.c_str(), &status), 0);
+	return static_cast<std::uint64_t>(status.st_blocks) * 512;
 }
 
 /* --- reflink filesystems (XFS, btrfs) --------------------------------- */
@@ -405,6 +424,110 @@ void test_across_filesystems(void **)
 	assert_true(read_file(ext4.path("cross-dst")) == bytes);
 }
 
+/* --- preallocation (ext4 only) --------------------------------------- */
+
+// A source with data at [k * 64K, k * 64K + 4K) for k < regions, holes
+// between, 64K per region long in all.
+std::vector<unsigned char> make_spotted_file(const std::string &path, unsigned regions)
+{
+	std::vector<unsigned char> bytes(regions * 64 * 1024, 0);
+	UniqueFd fd = open_file(path, O_WRONLY | O_CREAT | O_TRUNC);
+	for (unsigned k = 0; k < regions; k++) {
+		auto data = pattern(4096, 20 + k);
+		const auto offset = static_cast<std::size_t>(k) * 64 * 1024;
+		assert_int_equal(::pwrite(fd.get(), data.data(), data.size(),
+					  static_cast<off_t>(offset)),
+				 4096);
+		std::copy(data.begin(), data.end(), bytes.begin() + static_cast<long>(offset));
+	}
+	assert_int_equal(::ftruncate(fd.get(), static_cast<off_t>(bytes.size())), 0);
+	assert_int_equal(::fsync(fd.get()), 0);
+	return bytes;
+}
+
+std::uint64_t preallocate(const std::string &source_path, const std::string &destination_path,
+			  std::uint64_t length)
+{
+	UniqueFd source = open_file(source_path, O_RDONLY);
+	UniqueFd destination = open_file(destination_path, O_WRONLY | O_CREAT);
+	RealSparseFiles sparse;
+	return preallocate_destination({.source = source.get(),
+					.destination = destination.get(),
+					.length = length},
+				       sparse);
+}
+
+void test_only_ext4_preallocates(void **state)
+{
+	Filesystem &fs = filesystem(state);
+	make_file(fs.path("kind-src"), 4096, 30);
+	UniqueFd source = open_file(fs.path("kind-src"), O_RDONLY);
+	UniqueFd destination = open_file(fs.path("kind-dst"), O_WRONLY | O_CREAT);
+	auto checked = check_descriptor_pair(source.get(), destination.get());
+	assert_true(std::holds_alternative<PairIdentity>(checked));
+	assert_int_equal(std::get<PairIdentity>(checked).destination_preallocates,
+			 std::string(fs.type) == "ext4");
+}
+
+// The source's data is reserved, its holes are not, and the size stays.
+void test_preallocation_keeps_holes_and_size(void **state)
+{
+	Filesystem &fs = filesystem(state);
+	make_spotted_file(fs.path("spots-src"), 4);
+	assert_true(preallocate(fs.path("spots-src"), fs.path("spots-dst"), 4 * 64 * 1024) ==
+		    4 * 4096);
+	assert_true(allocated_bytes(fs.path("spots-dst")) == 4 * 4096);
+	assert_true(read_file(fs.path("spots-dst")).empty());
+}
+
+void test_preallocation_is_bounded(void **state)
+{
+	Filesystem &fs = filesystem(state);
+	// A sparse source of more regions than are reserved one by one.
+	make_spotted_file(fs.path("many-src"), max_preallocated_regions + 4);
+	assert_true(preallocate(fs.path("many-src"), fs.path("many-dst"),
+				(max_preallocated_regions + 4) * 64 * 1024) ==
+		    max_preallocated_regions * 4096);
+	// A request longer than any SMB request is not preallocated at all.
+	make_file(fs.path("long-src"), MiB, 31);
+	assert_true(preallocate(fs.path("long-src"), fs.path("long-dst"),
+				max_preallocation + 4096) == 0);
+	assert_true(allocated_bytes(fs.path("long-dst")) == 0);
+}
+
+// A copy writes into reserved blocks (unwritten extents until writeback)
+// instead of delayed allocation's, with the same bytes and holes; a share
+// that turned preallocation off gets delayed allocation.
+void test_copy_preallocates(void **state)
+{
+	Filesystem &fs = filesystem(state);
+	// To the end of the last data: a trailing hole would add a block.
+	const std::uint64_t length = 7 * 64 * 1024 + 4096;
+	auto bytes = make_spotted_file(fs.path("copy-src"), 8);
+	bytes.resize(length);
+	for (bool preallocate : {true, false}) {
+		const std::string destination = fs.path(preallocate ? "copy-dst" : "copy-dst-off");
+		UniqueFd source = open_file(fs.path("copy-src"), O_RDONLY);
+		UniqueFd target = open_file(destination, O_WRONLY | O_CREAT);
+		CopyOutcome outcome = execute_copy(copy_request(0, 0, length), source.get(),
+						   target.get(), {},
+						   {.preallocate = preallocate});
+		assert_int_equal(outcome.result.status, 0);
+		assert_true(outcome.result.bytes_done == length);
+		const std::uint64_t delayed =
+			flagged_bytes(destination, 0, length, FIEMAP_EXTENT_DELALLOC, 0);
+		if (preallocate) {
+			assert_true(delayed == 0);
+			assert_true(flagged_bytes(destination, 0, length, FIEMAP_EXTENT_UNWRITTEN,
+						  0) == 8 * 4096);
+		} else {
+			assert_true(delayed == 8 * 4096);
+		}
+		assert_true(read_file(destination) == bytes);
+		assert_true(flagged_bytes(destination, 0, length, 0, FIEMAP_FLAG_SYNC) == 8 * 4096);
+	}
+}
+
 // One test on one filesystem, named after both.
 #define ON(test, fs) CMUnitTest{#fs ": " #test, test, nullptr, nullptr, &(fs)}
 
@@ -460,6 +583,12 @@ int main()
 			ON(test_clone_only_refusals_change_nothing, btrfs),
 			ON(test_measure_one_clone, btrfs),
 			ON(test_ext4_cannot_clone, ext4),
+			ON(test_only_ext4_preallocates, ext4),
+			ON(test_only_ext4_preallocates, xfs),
+			ON(test_only_ext4_preallocates, btrfs),
+			ON(test_preallocation_keeps_holes_and_size, ext4),
+			ON(test_preallocation_is_bounded, ext4),
+			ON(test_copy_preallocates, ext4),
 			cmocka_unit_test(test_across_filesystems),
 		};
 		failures = cmocka_run_group_tests_name("copyoffloadd_clone_fs", tests, nullptr,

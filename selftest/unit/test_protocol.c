@@ -65,6 +65,7 @@ static const struct copyoffload_share sample_share = {
 	.max_segment = 1 << 20,
 	.max_bytes_per_second = 100 << 20,
 	.max_concurrent = 3,
+	.flags = COPYOFFLOAD_SHARE_NO_PREALLOCATE,
 	.name = "projekt-\xc3\xa4nderungen", /* UTF-8 "ä" */
 };
 
@@ -458,16 +459,16 @@ static void test_hello_acceptable(void **state)
 	(void)state;
 
 	/*
-	 * Version 4 only: 1 lacks descriptor handles and RELEASE, 2 CLONED,
-	 * 3 the reply flags.
+	 * Version 5 only: 1 lacks descriptor handles and RELEASE, 2 CLONED,
+	 * 3 the reply flags, 4 the share flags.
 	 */
-	h.min_version = 4; h.max_version = 4;
+	h.min_version = 5; h.max_version = 5;
 	assert_true(copyoffload_hello_acceptable(&h));
 	h.min_version = 1; h.max_version = 9;
 	assert_true(copyoffload_hello_acceptable(&h));
-	h.min_version = 1; h.max_version = 3;
+	h.min_version = 1; h.max_version = 4;
 	assert_false(copyoffload_hello_acceptable(&h));
-	h.min_version = 5; h.max_version = 6;
+	h.min_version = 6; h.max_version = 7;
 	assert_false(copyoffload_hello_acceptable(&h));
 	h.min_version = 0; h.max_version = 0;
 	assert_false(copyoffload_hello_acceptable(&h));
@@ -527,7 +528,7 @@ static void test_bad_magic(void **state)
 static void test_bad_version(void **state)
 {
 	uint8_t buf[COPYOFFLOAD_MAX_MESSAGE_SIZE];
-	static const uint16_t versions[] = {0, 1, 2, 3, 5, UINT16_MAX};
+	static const uint16_t versions[] = {0, 1, 2, 3, 4, 6, UINT16_MAX};
 	struct copyoffload_hello hello = {0};
 	(void)state;
 
@@ -544,8 +545,8 @@ static void test_bad_version(void **state)
 	}
 
 	/* A HELLO offering only newer versions decodes, but is not acceptable. */
-	struct copyoffload_hello newer = {.request_id = 1, .min_version = 5,
-					  .max_version = 6};
+	struct copyoffload_hello newer = {.request_id = 1, .min_version = 6,
+					  .max_version = 7};
 	copyoffload_encode_hello(buf, &newer);
 	assert_int_equal(copyoffload_decode_hello(buf, COPYOFFLOAD_HELLO_SIZE, &hello),
 			 COPYOFFLOAD_DECODE_OK);
@@ -1040,7 +1041,7 @@ static void test_share_round_trip(void **state)
 	assert_true(copyoffload_get64(buf + 32) == 1 << 20);
 	assert_true(copyoffload_get64(buf + 40) == 100 << 20);
 	assert_int_equal(copyoffload_get32(buf + 48), 3);
-	assert_int_equal(copyoffload_get32(buf + 52), 0);
+	assert_int_equal(copyoffload_get32(buf + 52), COPYOFFLOAD_SHARE_NO_PREALLOCATE);
 	assert_memory_equal(buf + 56, sample_share.name, COPYOFFLOAD_SHARE_NAME_SIZE);
 
 	assert_int_equal(copyoffload_decode_share(buf, sizeof(buf), &out), COPYOFFLOAD_DECODE_OK);
@@ -1123,6 +1124,12 @@ static void test_share_fields(void **state)
 	m.max_concurrent = COPYOFFLOAD_MAX_CONCURRENT;
 	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
 	m.max_concurrent = COPYOFFLOAD_MAX_CONCURRENT + 1;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
+
+	m = sample_share;
+	m.flags = 0;
+	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_OK);
+	m.flags = COPYOFFLOAD_SHARE_FLAGS_ALL << 1;
 	assert_int_equal(decode_modified_share(m), COPYOFFLOAD_DECODE_BAD_FIELD);
 
 	/* Names: empty, control characters, no terminator. */

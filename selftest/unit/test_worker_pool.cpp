@@ -4,6 +4,7 @@
 // pair, as smbd would talk to the daemon.
 
 #include "connection.hpp"
+#include "preallocation.hpp"
 #include "worker_pool.hpp"
 
 #include <dirent.h>
@@ -15,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 #include <atomic>
@@ -505,17 +507,20 @@ copyoffload_copy_request numbered(std::uint64_t id, std::uint64_t length)
 
 // A pool whose workers stall after 200 ms without progress (at most
 // `max_workers` of them, 0: the default), with two clients, a and b, and
-// directories on two filesystems.
+// directories on two filesystems: the one to stall (tmpfs, or $TMPDIR's
+// with `stuck_in_tmp`) and another.
 struct StallFixture {
-	TempDir stuck_fs{"/dev/shm"};
-	TempDir other_fs{"/tmp"};
+	TempDir stuck_fs;
+	TempDir other_fs;
 	ShareRegistry shares;
 	WorkerPool pool;
 	Client a, b;
 	std::shared_ptr<Connection> a_end, b_end;
 
-	explicit StallFixture(unsigned workers, unsigned max_workers = 0)
-		: pool(PoolOptions{.workers = workers, .queue_depth = 4,
+	explicit StallFixture(unsigned workers, unsigned max_workers = 0, bool stuck_in_tmp = false)
+		: stuck_fs(stuck_in_tmp ? TempDir() : TempDir("/dev/shm")),
+		  other_fs(stuck_in_tmp ? TempDir("/dev/shm") : TempDir()),
+		  pool(PoolOptions{.workers = workers, .queue_depth = 4,
 				   .stall_timeout = std::chrono::milliseconds(200),
 				   .max_workers = max_workers},
 		       quiet, [] {})
@@ -545,9 +550,8 @@ struct StallFixture {
 // A worker stuck in a piece: its connections go to a worker added in its
 // place, copies elsewhere go on, copies on the stuck filesystem wait for
 // it, and all of them complete once it goes again.
-void test_a_stalled_worker_hands_over(void **)
+void hands_over(StallFixture &f)
 {
-	StallFixture f(1);
 	auto [stuck_src, stuck_dst] = copy_files(f.stuck_fs, "stuck", 4096);
 	LockedInode lock(f.stuck_fs.file("stuck.dst"));
 	f.a.send_copy(numbered(1, 4096), {stuck_src.get(), stuck_dst.get()});
@@ -571,6 +575,27 @@ void test_a_stalled_worker_hands_over(void **)
 	assert_true(held.has_value() && held->request_id == 3 && held->status == 0);
 	assert_true(eventually([&] { return f.pool.stalled_workers() == 0; }));
 	assert_true(eventually([&] { return f.pool.jobs_in_flight() == 0; }));
+}
+
+void test_a_stalled_worker_hands_over(void **)
+{
+	StallFixture f(1);
+	hands_over(f);
+}
+
+// The same stall on ext4, where the worker that reads the copy reserves its
+// destination's blocks before any piece runs: the fallocate waits for the
+// inode lock, and what it holds is held as for a piece.
+void test_a_worker_stalled_in_preallocation_hands_over(void **)
+{
+	StallFixture f(1, 0, /*stuck_in_tmp=*/true);
+	struct statfs fs{};
+	assert_int_equal(::statfs(f.stuck_fs.path().c_str(), &fs), 0);
+	if (!preallocation_pays(fs.f_type)) {
+		print_message("$TMPDIR is not on ext4: nothing to preallocate\n");
+		skip();
+	}
+	hands_over(f);
 }
 
 // At shutdown, a connection that a stalled worker could not drain moves to
@@ -631,6 +656,7 @@ int main()
 		WITH_DIR(test_refused_clone_books_instead_of_sleeping),
 		cmocka_unit_test(test_workers_take_the_policy),
 		cmocka_unit_test(test_a_stalled_worker_hands_over),
+		cmocka_unit_test(test_a_worker_stalled_in_preallocation_hands_over),
 		cmocka_unit_test(test_a_moved_connection_is_drained),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_worker_pool", tests, nullptr, nullptr);

@@ -1,0 +1,42 @@
+#include "preallocation.hpp"
+
+#include <fcntl.h>
+#include <linux/magic.h>
+
+#include <algorithm>
+
+namespace copyoffload {
+
+bool preallocation_pays(std::int64_t filesystem_type)
+{
+	// ext2 and ext3 share the magic; fallocate refuses their files that
+	// have no extents, and the copy goes on without.
+	return filesystem_type == EXT4_SUPER_MAGIC;
+}
+
+std::uint64_t preallocate_destination(const CopyRange &range, SparseFiles &sparse)
+{
+	if (range.length == 0 || range.length > max_preallocation) {
+		return 0;
+	}
+	std::uint64_t reserved = 0;
+	std::uint64_t offset = 0;
+	for (unsigned regions = 0; offset < range.length && regions < max_preallocated_regions;) {
+		const SparseFiles::Region region =
+			sparse.region_at(range.source, range.source_offset + offset,
+					 range.length - offset);
+		if (!region.hole) {
+			regions++;
+			if (::fallocate(range.destination, FALLOC_FL_KEEP_SIZE,
+					static_cast<off_t>(range.destination_offset + offset),
+					static_cast<off_t>(region.length)) != 0) {
+				break;
+			}
+			reserved += region.length;
+		}
+		offset += std::max<std::uint64_t>(region.length, 1);
+	}
+	return reserved;
+}
+
+} // namespace copyoffload
