@@ -178,6 +178,9 @@ PieceResult CopyTask::run(CopyEngine &engine, const CopyPiece &piece, bool paced
 			.stop = job_.connection ? job_.connection->stop_token() : std::stop_token{},
 			.refusals = &job_.files->refusals(),
 		};
+		if (piece.offset == 0) {
+			preallocate_first(*prepared_);
+		}
 		return engine.copy_piece(prepared_->range, prepared_->plan, piece, context);
 	} catch (const std::bad_alloc &) {
 		result.error = ENOMEM;

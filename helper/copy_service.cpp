@@ -55,6 +55,14 @@ std::optional<DescriptorRejection> refuse_clone_range(const copyoffload_copy_req
 	return std::nullopt;
 }
 
+// Whether the plan may move data (not only clone or offload to a device).
+bool writes_data(const CopyPlan &plan)
+{
+	return std::any_of(plan.methods.begin(), plan.methods.end(), [](copyoffload_method m) {
+		return m == COPYOFFLOAD_METHOD_COPY_FILE_RANGE || m == COPYOFFLOAD_METHOD_READ_WRITE;
+	});
+}
+
 } // namespace
 
 CopyRange request_range(const copyoffload_copy_request &request, const DescriptorPair &pair)
@@ -126,11 +134,17 @@ std::variant<PreparedCopy, CopyOutcome> prepare_copy(const copyoffload_copy_requ
 		.range = request_range(request, pair),
 		.plan = plan_copy(mask, request.flags, geometry, settings.order),
 	};
-	if (settings.preallocate && identity.destination_preallocates && !clone_only) {
-		RealSparseFiles sparse;
-		preallocate_destination(prepared.range, sparse);
-	}
+	prepared.preallocate = settings.preallocate && identity.destination_preallocates &&
+			       !clone_only && writes_data(prepared.plan);
 	return prepared;
+}
+
+void preallocate_first(const PreparedCopy &copy)
+{
+	if (copy.preallocate) {
+		RealSparseFiles sparse;
+		preallocate_destination(copy.range, sparse);
+	}
 }
 
 void settle_trailing_hole(std::uint64_t destination_offset, int destination,
@@ -185,6 +199,7 @@ CopyOutcome execute_copy(const copyoffload_copy_request &request, DescriptorPair
 		return *outcome;
 	}
 	const PreparedCopy &copy = std::get<PreparedCopy>(prepared);
+	preallocate_first(copy);
 	CopyEngine engine;
 	CopyResult result = engine.copy(copy.range, copy.plan, std::move(stop), settings.slices,
 					settings.hooks, &pair.refusals());

@@ -40,7 +40,16 @@ struct PreparedCopy {
 	CopyRange range;
 	CopyPlan plan;
 	std::shared_ptr<device::DeviceSession> device{};
+	// Reserve the destination's blocks before the first piece
+	// (preallocate_first()).
+	bool preallocate = false;
 };
+
+// Reserves the destination's blocks for a prepared copy that asks for it
+// (preallocation.hpp). Run by the copy's first piece, so that a
+// filesystem that hangs there is held like one that hangs in a piece, and
+// a copy that waits for its turn reserves nothing yet.
+void preallocate_first(const PreparedCopy &copy);
 
 // The request's range on the pair's descriptors.
 CopyRange request_range(const copyoffload_copy_request &request, const DescriptorPair &pair);
@@ -54,7 +63,8 @@ CopyRange request_range(const copyoffload_copy_request &request, const Descripto
 // destination's st_blksize and the source's st_size, following
 // settings.order, and leaves out the methods the kernel already refused
 // for this pair (unless that would leave none: the refusal is then the
-// answer again).
+// answer again). A plan that may write data to an ext4 destination asks
+// for preallocation when settings.preallocate allows it.
 std::variant<PreparedCopy, CopyOutcome> prepare_copy(const copyoffload_copy_request &request,
 						    DescriptorPair &pair,
 						    const CopySettings &settings = {});

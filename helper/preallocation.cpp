@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 
@@ -19,12 +20,20 @@ std::uint64_t preallocate_destination(const CopyRange &range, SparseFiles &spars
 	if (range.length == 0 || range.length > max_preallocation) {
 		return 0;
 	}
+	// Past the source's end the copy writes nothing (and region_at says
+	// data, not knowing).
+	struct stat source{};
+	if (::fstat(range.source, &source) != 0 ||
+	    static_cast<std::uint64_t>(source.st_size) <= range.source_offset) {
+		return 0;
+	}
+	const std::uint64_t length = std::min(
+		range.length, static_cast<std::uint64_t>(source.st_size) - range.source_offset);
 	std::uint64_t reserved = 0;
 	std::uint64_t offset = 0;
-	for (unsigned regions = 0; offset < range.length && regions < max_preallocated_regions;) {
-		const SparseFiles::Region region =
-			sparse.region_at(range.source, range.source_offset + offset,
-					 range.length - offset);
+	for (unsigned regions = 0; offset < length && regions < max_preallocated_regions;) {
+		const SparseFiles::Region region = sparse.region_at(
+			range.source, range.source_offset + offset, length - offset);
 		if (!region.hole) {
 			regions++;
 			if (::fallocate(range.destination, FALLOC_FL_KEEP_SIZE,

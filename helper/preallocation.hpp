@@ -4,9 +4,8 @@
 // by one CPU under the destination's inode lock, runs faster (design.md,
 // "Preallocation on ext4"). On XFS and btrfs it did not pay, so only ext4
 // destinations are preallocated. The whole request is reserved at once,
-// in file order, before its pieces spread over the workers: pieces that
-// reserved their own ranges side by side left the file in hundreds of
-// extents.
+// in file order, by its first piece: pieces that reserved their own ranges
+// side by side left the file in hundreds of extents.
 #pragma once
 
 #include "copy_backend.hpp"
@@ -30,7 +29,8 @@ inline constexpr std::uint64_t max_preallocation = std::uint64_t{64} << 20;
 inline constexpr unsigned max_preallocated_regions = 16;
 
 // Reserves the destination's blocks where the source has data in `range`
-// (a hole stays one), without changing the destination's size. A failure
+// (a hole stays one, and nothing past the source's end is reserved),
+// without changing the destination's size. A failure
 // (ENOSPC, EOPNOTSUPP, ...) is left for the copy's own write to meet and
 // report. Blocks reserved past the end of a copy that fails stay reserved
 // until the file is truncated or removed, as with any fallocate. Returns

@@ -6,9 +6,9 @@
 
 namespace copyoffload {
 
-std::array<StallKey, 2> stall_keys(const CopyJob &job)
+std::array<StallKey, 2> stall_keys(const CopyTask &task)
 {
-	const auto &files = job.files;
+	const auto &files = task.job().files;
 	const auto *pair = files ? std::get_if<PairIdentity>(&files->check()) : nullptr;
 	if (pair == nullptr) {
 		return {}; // refused, or answered: it runs no more pieces

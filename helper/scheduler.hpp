@@ -57,12 +57,8 @@ struct StallKey {
 	bool operator==(const StallKey &) const = default;
 };
 
-// The filesystems or devices a job's two files are on.
-[[nodiscard]] std::array<StallKey, 2> stall_keys(const CopyJob &job);
-[[nodiscard]] inline std::array<StallKey, 2> stall_keys(const CopyTask &task)
-{
-	return stall_keys(task.job());
-}
+// The filesystems or devices a task's two files are on.
+[[nodiscard]] std::array<StallKey, 2> stall_keys(const CopyTask &task);
 
 class Scheduler {
 public:

@@ -349,16 +349,8 @@ void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 			// only while copies are in flight.
 			pool_.notify_();
 		}
-		std::shared_ptr<CopyTask> task;
-		{
-			// Its checks and preallocation touch its files: a stall
-			// there holds them too.
-			const MarkedCopy marked(*this, CopyMark{job.request.request_id,
-								job.connection->peer(),
-								stall_keys(job)});
-			task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
-							  pool_.options_.segment_size);
-		}
+		auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
+						       pool_.options_.segment_size);
 		if (task->complete()) {
 			finish(*task); // refused, or nothing to copy
 		} else {

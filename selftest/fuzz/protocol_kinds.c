@@ -221,6 +221,7 @@ static bool fuzz_share_sample(size_t i, union fuzz_message *m)
 		m->share.max_segment = COPYOFFLOAD_MIN_SEGMENT;
 		m->share.max_bytes_per_second = 1 << 20;
 		m->share.max_concurrent = 2;
+		m->share.flags = COPYOFFLOAD_SHARE_NO_PREALLOCATE;
 	}
 	copyoffload_share_name_set(m->share.name, i == 0 ? "share" : "d\xc3\xa9p\xc3\xb4t");
 	return i < 2;
