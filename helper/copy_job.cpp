@@ -97,6 +97,7 @@ CopyTask::CopyTask(CopyJob job, const Logger &log, std::uint64_t piece_size) noe
 			return;
 		}
 		prepared_.emplace(std::get<PreparedCopy>(std::move(prepared)));
+		reserving_ = prepared_->preallocate;
 		if (const auto &device = prepared_->device) {
 			log_.debug("copy id={}: {}", job_.request.request_id,
 				   device->copier() != nullptr
@@ -178,9 +179,6 @@ PieceResult CopyTask::run(CopyEngine &engine, const CopyPiece &piece, bool paced
 			.stop = job_.connection ? job_.connection->stop_token() : std::stop_token{},
 			.refusals = &job_.files->refusals(),
 		};
-		if (piece.offset == 0) {
-			preallocate_first(*prepared_);
-		}
 		return engine.copy_piece(prepared_->range, prepared_->plan, piece, context);
 	} catch (const std::bad_alloc &) {
 		result.error = ENOMEM;
@@ -189,6 +187,13 @@ PieceResult CopyTask::run(CopyEngine &engine, const CopyPiece &piece, bool paced
 		result.error = EIO;
 	}
 	return result;
+}
+
+void CopyTask::reserve() noexcept
+{
+	if (prepared_ && !(job_.connection && job_.connection->cancelled())) {
+		preallocate_first(*prepared_);
+	}
 }
 
 void CopyTask::piece_done(const CopyPiece &piece, const PieceResult &result)
@@ -291,6 +296,10 @@ void run_copy_job(CopyJob &job, const Logger &log) noexcept
 	try {
 		CopyEngine engine;
 		while (auto piece = task.take_piece()) {
+			if (task.reserving()) {
+				task.reserve();
+				task.reserved();
+			}
 			task.piece_done(*piece, task.run(engine, *piece));
 		}
 	} catch (...) {

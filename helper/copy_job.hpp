@@ -67,6 +67,15 @@ public:
 	// Whether one of its pieces runs now.
 	[[nodiscard]] bool running() const { return running_ > 0; }
 
+	// Whether its destination's blocks are still to be reserved
+	// (preallocate_first()) by the worker that took its first piece,
+	// before it runs it: no other piece is handed out until reserved().
+	// Serialized like take_piece().
+	[[nodiscard]] bool reserving() const { return reserving_; }
+	// The reservation; any thread. Skipped for a client that went away.
+	void reserve() noexcept;
+	void reserved() { reserving_ = false; }
+
 	// Logs the outcome, counts it in the share's statistics, lets go of
 	// the descriptors and answers the client (unless it went away), with
 	// reply_flags (COPYOFFLOAD_REPLY_*). Once, after complete(). Never
@@ -89,6 +98,7 @@ private:
 	std::size_t running_ = 0;
 	bool started_ = false;
 	bool cut_short_ = false; // no more pieces will be taken
+	bool reserving_ = false;
 	std::chrono::steady_clock::time_point started_at_ = std::chrono::steady_clock::now();
 };
 

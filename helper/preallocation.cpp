@@ -17,9 +17,6 @@ bool preallocation_pays(std::int64_t filesystem_type)
 
 std::uint64_t preallocate_destination(const CopyRange &range, SparseFiles &sparse)
 {
-	if (range.length == 0 || range.length > max_preallocation) {
-		return 0;
-	}
 	// Past the source's end the copy writes nothing (and region_at says
 	// data, not knowing).
 	struct stat source{};
@@ -29,6 +26,9 @@ std::uint64_t preallocate_destination(const CopyRange &range, SparseFiles &spars
 	}
 	const std::uint64_t length = std::min(
 		range.length, static_cast<std::uint64_t>(source.st_size) - range.source_offset);
+	if (length > max_preallocation) {
+		return 0;
+	}
 	std::uint64_t reserved = 0;
 	std::uint64_t offset = 0;
 	for (unsigned regions = 0; offset < length && regions < max_preallocated_regions;) {

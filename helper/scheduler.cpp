@@ -116,18 +116,34 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 		found = by_connection_.emplace(connection, std::prev(flows_.end())).first;
 	}
 	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
-	const std::size_t pieces = admits(*task) ? task->pieces_left(idle + 1) : 0;
+	// A task that reserves first has one piece to give until then.
+	const std::size_t pieces =
+		admits(*task) ? task->pieces_left(task->reserving() ? 1 : idle + 1) : 0;
 	found->second->tasks.push_back(std::move(task));
 	// `self` takes the first piece itself when nothing else waits. The
-	// busy ones (self among them) go on with the rest in turn. Past
-	// busy_limit_ an idle worker is woken only for another connection's
-	// copy: the limit keeps a CPU for one smbd process, and several of
-	// them copying at once use every CPU, as stock's would.
+	// busy ones (self among them) go on with the rest in turn.
+	wake_idle(std::min(room_to_wake(idle), pieces > 0 && queue_was_empty ? pieces - 1 : pieces),
+		  self);
+}
+
+std::size_t Scheduler::room_to_wake(std::size_t idle) const
+{
+	// Past busy_limit_ an idle worker is woken only for another
+	// connection's copy: the limit keeps a CPU for one smbd process, and
+	// several of them copying at once use every CPU, as stock's would.
 	// A stalled worker uses no CPU.
 	const std::size_t busy = idle_.size() - idle - stalled_;
 	const std::size_t wanted = std::max(busy_limit_, flows_.size());
-	const std::size_t room = wanted > busy ? wanted - busy : 0;
-	wake_idle(std::min(room, pieces > 0 && queue_was_empty ? pieces - 1 : pieces), self);
+	return wanted > busy ? wanted - busy : 0;
+}
+
+void Scheduler::reserved(CopyTask &task, std::size_t self)
+{
+	std::lock_guard lock(mutex_);
+	task.reserved();
+	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
+	// `self` is busy with the first piece: the rest is for the others.
+	wake_idle(std::min(room_to_wake(idle), task.pieces_left(idle)), self);
 }
 
 void Scheduler::remove(std::list<Flow>::iterator flow, std::size_t index)
@@ -168,8 +184,9 @@ std::optional<Scheduler::Assignment> Scheduler::take(Clock::time_point now,
 				i++; // its share is at its limit: the next one's turn
 				continue;
 			}
-			if (idle_tasks_only && task->running()) {
-				i++;
+			if ((idle_tasks_only && task->running()) ||
+			    (task->reserving() && task->started())) {
+				i++; // its first piece still reserves its blocks
 				continue;
 			}
 			// A task whose client went away still comes through, to

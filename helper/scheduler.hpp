@@ -95,6 +95,11 @@ public:
 		return next(self, ignored);
 	}
 
+	// Worker `self`, which runs the first piece of `task`, made the
+	// task's reservation (CopyTask::reserve()): its other pieces may go,
+	// and idle workers are woken for them.
+	void reserved(CopyTask &task, std::size_t self);
+
 	// A piece ran. True when its task is now complete: the caller
 	// finishes it.
 	bool done(const Assignment &assignment, const PieceResult &result);
@@ -146,6 +151,8 @@ private:
 	void remove(std::list<Flow>::iterator flow, std::size_t index);
 	// Needs mutex_: wakes up to `count` idle workers other than `self`.
 	void wake_idle(std::size_t count, std::size_t self);
+	// How many idle workers may be woken for pieces now.
+	[[nodiscard]] std::size_t room_to_wake(std::size_t idle) const;
 	[[nodiscard]] bool admits(const CopyTask &task) const;
 	// Needs mutex_: whether a stall holds one of the task's files.
 	[[nodiscard]] bool held(const CopyTask &task) const;

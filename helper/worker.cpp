@@ -371,6 +371,10 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 	}
 	const PieceResult result = [&] {
 		const BusyMark busy(pool_.busy_workers_);
+		if (task.reserving()) { // the first piece: only this worker has one
+			task.reserve();
+			pool_.scheduler_.reserved(task, index_);
+		}
 		return task.run(engine_, *assignment.piece, /*paced=*/true);
 	}();
 	if (pool_.scheduler_.done(assignment, result)) {

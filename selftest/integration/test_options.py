@@ -12,10 +12,12 @@ Cases (FS = ext4, xfs, btrfs):
   * `FS:options:limits`: share limited (methods copy_file_range read_write,
     max segment 256K, 4M bytes per second, 2 concurrent copies): the
     helper's SHARE line shows these, and a 4 MiB scopy takes >= 0.8 s.
-  * `ext4:options:preallocate`: an 8 MiB scopy on share "share" writes into
-    blocks the helper reserved first (FIEMAP before writeback: unwritten
-    extents, no delayed allocation); on share no_prealloc (preallocate =
-    no) into delayed allocation, and the helper was told so.
+  * `ext4:options:preallocate`: a 32 MiB scopy on share "share" (two
+    requests, the second in 1 MiB pieces over the workers) writes into
+    blocks the helper reserved (FIEMAP before writeback: unwritten extents,
+    no delayed allocation); on share no_prealloc (preallocate = no) into
+    delayed allocation, and the helper was told so. (That the other pieces
+    wait for the reservation is test_scheduler_waits_for_a_reservation's.)
   * `FS:options:bad values`: share bad_values: smbd logs one line per bad
     option naming share, option, value and the default used; the helper
     gets the default policy and the copy goes through it.
@@ -124,7 +126,7 @@ def extent_bytes(path, flag):
 
 
 def preallocate(env, check):
-    size = 8 * MiB
+    size = 32 * MiB
     found = {}
     for share in ("share", "no_prealloc"):
         # A copy over an old one would be truncated, which ext4 writes

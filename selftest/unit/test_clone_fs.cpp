@@ -488,13 +488,20 @@ void test_preallocation_is_bounded(void **state)
 	assert_true(preallocate(fs.path("many-src"), fs.path("many-dst"),
 				(max_preallocated_regions + 4) * 64 * 1024) ==
 		    max_preallocated_regions * 4096);
-	// A request longer than any SMB request is not preallocated at all.
+	// A request longer than any SMB request is not preallocated at all
+	// (the source: 1 MiB of data, then a hole to past the bound).
 	make_file(fs.path("long-src"), MiB, 31);
+	assert_int_equal(::truncate(fs.path("long-src").c_str(),
+				    static_cast<off_t>(max_preallocation + 4096)),
+			 0);
 	assert_true(preallocate(fs.path("long-src"), fs.path("long-dst"),
 				max_preallocation + 4096) == 0);
 	assert_true(allocated_bytes(fs.path("long-dst")) == 0);
-	// Nothing past the source's end, where the copy writes nothing.
-	assert_true(preallocate(fs.path("long-src"), fs.path("past-dst"), 4 * MiB) == MiB);
+	// Nothing past the source's end, where the copy writes nothing: a
+	// range past the bound that the source ends within is reserved.
+	make_file(fs.path("short-src"), MiB, 32);
+	assert_true(preallocate(fs.path("short-src"), fs.path("past-dst"),
+				max_preallocation + 4096) == MiB);
 	assert_true(allocated_bytes(fs.path("past-dst")) == MiB);
 }
 

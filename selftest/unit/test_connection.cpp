@@ -4,10 +4,12 @@
 // pairs in-process.
 #include "connection.hpp"
 #include "copy_job.hpp"
+#include "preallocation.hpp"
 #include "scheduler.hpp"
 
 #include <dirent.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 
 #include <fmt/format.h>
 
@@ -888,11 +890,14 @@ void test_read_limit(void **)
 /* --- scheduler and parallel pieces ----------------------------------- */
 
 // A task copying `length` bytes of a fresh source to a fresh destination
-// in `dir` with copy_file_range or read/write, in pieces of `piece`.
+// in `dir` with copy_file_range or read/write, in pieces of `piece`. Not
+// preallocated (on ext4 its pieces would wait for the first one's
+// reservation) unless `preallocate`: test_scheduler_waits_for_a_reservation.
 std::shared_ptr<CopyTask> file_task(const Pair &pair, const TempDir &dir, std::uint64_t id,
 				    std::uint64_t length, std::uint64_t piece,
-				    ShareBinding share = {})
+				    ShareBinding share = {}, bool preallocate = false)
 {
+	share.preallocate = preallocate;
 	const std::string name = std::to_string(id);
 	write_file(dir.file("src" + name), pattern(length, static_cast<unsigned>(id)));
 	write_file(dir.file("dst" + name), {});
@@ -1093,6 +1098,41 @@ void test_scheduler_drops_a_gone_connection(void **)
 
 // Pieces of one copy finish in any order; the reply counts the contiguous
 // prefix only, and no piece is handed out once one has failed.
+// On ext4 a copy's first piece reserves its destination's blocks before
+// any other piece goes; then idle workers are woken for the rest.
+void test_scheduler_waits_for_a_reservation(void **)
+{
+	TempDir dir;
+	struct statfs fs{};
+	if (::statfs(dir.path().c_str(), &fs) != 0 || !preallocation_pays(fs.f_type)) {
+		print_message("%s is not on ext4: nothing to preallocate\n", dir.path().c_str());
+		skip();
+	}
+	Pair a = ready_pair();
+	std::vector<std::size_t> woken;
+	Scheduler scheduler(3, [&](std::size_t worker) { woken.push_back(worker); });
+	assert_false(scheduler.next(1).has_value());
+	assert_false(scheduler.next(2).has_value());
+	scheduler.add(file_task(a, dir, 1, 3 * 4096, 4096, {}, /*preallocate=*/true), 0);
+	assert_true(woken.empty()); // one piece to give until the reservation
+	auto first = next_piece_of(scheduler, 0, 1);
+	assert_true(first.piece->offset == 0 && first.task->reserving());
+	assert_false(scheduler.next(1).has_value());
+
+	first.task->reserve();
+	scheduler.reserved(*first.task, 0);
+	assert_false(first.task->reserving());
+	assert_true(woken == (std::vector<std::size_t>{1, 2}));
+	auto second = next_piece_of(scheduler, 1, 1);
+	auto third = next_piece_of(scheduler, 2, 1);
+	assert_true(second.piece->offset == 4096 && third.piece->offset == 2 * 4096);
+	assert_false(scheduler.done(first, whole(*first.piece)));
+	assert_false(scheduler.done(second, whole(*second.piece)));
+	assert_true(scheduler.done(third, whole(*third.piece)));
+	third.task->finish();
+	assert_int_equal(receive_copy_reply(a.client.get()).status, 0);
+}
+
 void test_parallel_pieces_report_the_prefix(void **)
 {
 	TempDir dir;
@@ -1305,6 +1345,7 @@ int main()
 		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
 		cmocka_unit_test(test_scheduler_holds_a_stalled_filesystem),
 		cmocka_unit_test(test_scheduler_wakes_no_stalled_worker),
+		cmocka_unit_test(test_scheduler_waits_for_a_reservation),
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
 		cmocka_unit_test(test_undeclared_or_malformed_share_refused),

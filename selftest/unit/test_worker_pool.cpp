@@ -20,6 +20,7 @@
 #include <sys/syscall.h>
 
 #include <atomic>
+#include <fstream>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -547,16 +548,31 @@ struct StallFixture {
 	}
 };
 
-// A worker stuck in a piece: its connections go to a worker added in its
-// place, copies elsewhere go on, copies on the stuck filesystem wait for
-// it, and all of them complete once it goes again.
-void hands_over(StallFixture &f)
+// Whether one of the pool's workers is in system call `number` now.
+bool a_worker_is_in(const WorkerPool &pool, long number)
+{
+	for (pid_t thread : pool.worker_threads()) {
+		std::ifstream file("/proc/self/task/" + std::to_string(thread) + "/syscall");
+		long current = -1;
+		if (file >> current && current == number) {
+			return true;
+		}
+	}
+	return false;
+}
+
+// A worker stuck in a piece, in system call `stuck_in`: its connections go
+// to a worker added in its place, copies elsewhere go on, copies on the
+// stuck filesystem wait for it, and all of them complete once it goes
+// again.
+void hands_over(StallFixture &f, long stuck_in)
 {
 	auto [stuck_src, stuck_dst] = copy_files(f.stuck_fs, "stuck", 4096);
 	LockedInode lock(f.stuck_fs.file("stuck.dst"));
 	f.a.send_copy(numbered(1, 4096), {stuck_src.get(), stuck_dst.get()});
 	assert_true(f.one_stalls());
 	assert_int_equal(f.pool.size(), 2);
+	assert_true(a_worker_is_in(f.pool, stuck_in));
 
 	// b was read by the stuck worker: its copy on the other filesystem is
 	// answered, its copy on the stuck one waits.
@@ -580,7 +596,7 @@ void hands_over(StallFixture &f)
 void test_a_stalled_worker_hands_over(void **)
 {
 	StallFixture f(1);
-	hands_over(f);
+	hands_over(f, SYS_copy_file_range);
 }
 
 // The same stall on ext4, where the copy's first piece reserves its
@@ -595,7 +611,7 @@ void test_a_worker_stalled_in_preallocation_hands_over(void **)
 		skip(); // before the fixture: skip() returns by longjmp
 	}
 	StallFixture f(1, 0, /*stuck_in_tmp=*/true);
-	hands_over(f);
+	hands_over(f, SYS_fallocate);
 }
 
 // At shutdown, a connection that a stalled worker could not drain moves to
