@@ -27,9 +27,12 @@ def measure(env, share, sessions, per_session):
             s = PipelinedSession(server.port, env.user, share)
             opened.append(s)
             key = s.resume_key(s.open(src))
-            ids = [s.send_copychunk_write(s.open(f"rss-{n}-{k}.bin", create=True),
-                                          key, chunks)
-                   for k in range(per_session)]
+            # Every file opened before the first copy is sent: a copy's
+            # response that arrived while the client waited for an open's
+            # would be taken by impacket's wait, not by collect().
+            destinations = [s.open(f"rss-{n}-{k}.bin", create=True)
+                            for k in range(per_session)]
+            ids = [s.send_copychunk_write(dst, key, chunks) for dst in destinations]
             pending.append((s, ids))
         for s, ids in pending:
             answers = s.collect(ids)
