@@ -115,7 +115,7 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 		flows_.push_back(Flow{connection, {}});
 		found = by_connection_.emplace(connection, std::prev(flows_.end())).first;
 	}
-	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
+	const std::size_t idle = idle_workers();
 	// A task that reserves first has one piece to give until then.
 	const std::size_t pieces =
 		admits(*task) ? task->pieces_left(task->reserving() ? 1 : idle + 1) : 0;
@@ -124,6 +124,11 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 	// busy ones (self among them) go on with the rest in turn.
 	wake_idle(std::min(room_to_wake(idle), pieces > 0 && queue_was_empty ? pieces - 1 : pieces),
 		  self);
+}
+
+std::size_t Scheduler::idle_workers() const
+{
+	return static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
 }
 
 std::size_t Scheduler::room_to_wake(std::size_t idle) const
@@ -141,7 +146,7 @@ void Scheduler::reserved(CopyTask &task, std::size_t self)
 {
 	std::lock_guard lock(mutex_);
 	task.reserved();
-	const std::size_t idle = static_cast<std::size_t>(std::count(idle_.begin(), idle_.end(), true));
+	const std::size_t idle = idle_workers();
 	// `self` is busy with the first piece: the rest is for the others.
 	wake_idle(std::min(room_to_wake(idle), task.pieces_left(idle)), self);
 }

@@ -151,7 +151,9 @@ private:
 	void remove(std::list<Flow>::iterator flow, std::size_t index);
 	// Needs mutex_: wakes up to `count` idle workers other than `self`.
 	void wake_idle(std::size_t count, std::size_t self);
-	// How many idle workers may be woken for pieces now.
+	// Needs mutex_: how many workers are idle now.
+	[[nodiscard]] std::size_t idle_workers() const;
+	// Needs mutex_: how many idle workers may be woken for pieces now.
 	[[nodiscard]] std::size_t room_to_wake(std::size_t idle) const;
 	[[nodiscard]] bool admits(const CopyTask &task) const;
 	// Needs mutex_: whether a stall holds one of the task's files.
