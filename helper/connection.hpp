@@ -69,6 +69,9 @@ public:
 	// Owner only: from now on every COPY is answered ESHUTDOWN at once
 	// (the daemon is shutting down); other messages are served.
 	void refuse_new_copies() { refusing_copies_ = true; }
+	// Any thread: whether refuse_new_copies() ran (the connection was
+	// drained).
+	[[nodiscard]] bool refusing_new_copies() const { return refusing_copies_.load(); }
 
 	// Any thread. Sends are serialized; `may_block` is false while reading
 	// (a worker must not wait on a slow client with its other connections
@@ -130,7 +133,7 @@ private:
 	ShareRegistry &shares_;
 	// Owner only:
 	bool handshake_done_ = false;
-	bool refusing_copies_ = false;
+	std::atomic<bool> refusing_copies_{false}; // set by the owner only
 	std::unordered_map<std::uint32_t, ShareBinding> bindings_; // by share id
 	DescriptorTable descriptors_;
 	std::mutex reading_;

@@ -1,6 +1,7 @@
 #include "progress_tracker.hpp"
 
 #include <cerrno>
+#include <new>
 
 namespace copyoffload {
 
@@ -12,10 +13,17 @@ void ProgressTracker::record(const CopyPiece &piece, const PieceResult &result)
 	if (result.error != 0 || result.bytes < piece.length) {
 		failed_ = true;
 	}
-	if (!closed_) {
-		pending_.insert_or_assign(piece.offset, std::pair{piece.length, result});
-		advance();
+	if (closed_) {
+		return;
 	}
+	try {
+		pending_.insert_or_assign(piece.offset, std::pair{piece.length, result});
+	} catch (const std::bad_alloc &) {
+		// Its bytes cannot be kept: the copy ends where the piece began.
+		stop_at(piece.offset, ENOMEM);
+		return;
+	}
+	advance();
 }
 
 void ProgressTracker::stop_at(std::uint64_t offset, int error)

@@ -105,21 +105,31 @@ void Scheduler::add(std::shared_ptr<CopyTask> task, std::size_t self)
 {
 	std::lock_guard lock(mutex_);
 	idle_.at(self) = false;
-	tasks_++;
 	// Queued pieces go first (turns): the new copy's first piece is then
 	// not self's next one, and waits for a worker of its own.
 	const bool queue_was_empty = flows_.empty();
-	const Connection *connection = task->job().connection.get();
-	auto found = by_connection_.find(connection);
-	if (found == by_connection_.end()) {
-		flows_.push_back(Flow{connection, {}});
-		found = by_connection_.emplace(connection, std::prev(flows_.end())).first;
-	}
 	const std::size_t idle = idle_workers();
 	// A task that reserves first has one piece to give until then.
 	const std::size_t pieces =
 		admits(*task) ? task->pieces_left(task->reserving() ? 1 : idle + 1) : 0;
-	found->second->tasks.push_back(std::move(task));
+	// If an allocation fails, nothing has changed (the caller drops the
+	// task).
+	const Connection *connection = task->job().connection.get();
+	auto found = by_connection_.find(connection);
+	if (found == by_connection_.end()) {
+		flows_.push_back(Flow{connection, {}});
+		try {
+			found = by_connection_.emplace(connection, std::prev(flows_.end())).first;
+			found->second->tasks.push_back(std::move(task));
+		} catch (...) {
+			by_connection_.erase(connection);
+			flows_.pop_back();
+			throw;
+		}
+	} else {
+		found->second->tasks.push_back(std::move(task));
+	}
+	tasks_++;
 	// `self` takes the first piece itself when nothing else waits. The
 	// busy ones (self among them) go on with the rest in turn.
 	wake_idle(std::min(room_to_wake(idle), pieces > 0 && queue_was_empty ? pieces - 1 : pieces),
@@ -213,6 +223,7 @@ std::optional<Scheduler::Assignment> Scheduler::take(Clock::time_point now,
 				}
 				// Turns: the task goes behind its connection's other
 				// tasks, the connection behind the others.
+				// (Into the room erase() left: push_back cannot throw.)
 				flow->tasks.erase(flow->tasks.begin() + static_cast<std::ptrdiff_t>(i));
 				if (task->pieces_left(1) > 0) {
 					flow->tasks.push_back(task);

@@ -24,6 +24,9 @@ namespace {
 // "received before the signal"; what comes later is answered ESHUTDOWN.
 constexpr int drain_limit = 4096;
 
+// How long workers get to stop at exit without --stall-timeout.
+constexpr auto default_exit_grace = std::chrono::seconds(10);
+
 PoolOptions pool_options(const Options &options)
 {
 	return PoolOptions{
@@ -133,11 +136,17 @@ int Server::run()
 		log_.info("starving SCHED_IDLE workers were lifted to SCHED_OTHER {} times",
 			  guard_.lifts());
 	}
-	if (const unsigned stuck = pool_.stalled_workers(); stuck > 0) {
-		// They cannot be joined until their filesystem answers, and what
-		// they use cannot go while they might return: leave them to the
-		// kernel.
-		log_.warning("exiting with {} workers stuck in the kernel", stuck);
+	// Workers stuck in the kernel cannot be joined until their filesystem
+	// answers, and what they use cannot go while they might return: leave
+	// them to the kernel. One may be stuck without a stall reported yet
+	// (closing a file once its copy was answered): it gets the stall
+	// timeout to come back.
+	const unsigned stuck = pool_.stalled_workers();
+	const auto grace = options_.stall_seconds > 0 ? std::chrono::seconds(options_.stall_seconds)
+						      : default_exit_grace;
+	if (stuck > 0 || !pool_.stop_within(grace)) {
+		log_.warning("exiting with workers stuck in the kernel ({} reported stalled)",
+			     stuck);
 		::_exit(0);
 	}
 	return 0;

@@ -12,6 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <system_error>
@@ -115,18 +116,38 @@ void WorkerPool::Worker::wake()
 
 void WorkerPool::Worker::run_commands()
 {
+	adopt_incoming();
 	std::vector<std::function<void()>> commands;
-	std::vector<std::shared_ptr<Connection>> incoming;
 	{
 		std::lock_guard lock(commands_mutex_);
 		commands.swap(commands_);
-		incoming.swap(incoming_);
-	}
-	for (auto &connection : incoming) {
-		adopt(std::move(connection));
 	}
 	for (auto &command : commands) {
 		command();
+	}
+}
+
+void WorkerPool::Worker::adopt_incoming()
+{
+	std::vector<int> adopted;
+	{
+		// In give_up_connections()'s order.
+		std::lock_guard lock(connections_mutex_);
+		std::lock_guard commands(commands_mutex_);
+		adopted.reserve(incoming_.size()); // before anything moves
+		for (const auto &connection : incoming_) {
+			if (adopt(connection)) {
+				adopted.push_back(connection->fd());
+			}
+		}
+		incoming_.clear();
+	}
+	if (drain_limit_) {
+		// Moved here from a stalled worker after this one drained. The
+		// drain may look at files, so not under the locks.
+		for (int fd : adopted) {
+			drain_connection(fd);
+		}
 	}
 }
 
@@ -176,7 +197,7 @@ void WorkerPool::Worker::run(std::stop_token stop)
 	while (!stop.stop_requested()) {
 		try {
 			if (!step(looked)) {
-				return;
+				break;
 			}
 		} catch (const std::exception &e) {
 			// Only allocation fails here: what was being read or
@@ -185,6 +206,7 @@ void WorkerPool::Worker::run(std::stop_token stop)
 			log.error("worker {}: {}", index_, e.what());
 		}
 	}
+	exited_ = true;
 }
 
 bool WorkerPool::Worker::step(bool &looked)
@@ -228,14 +250,21 @@ int WorkerPool::Worker::poll(int timeout)
 		pool_.log_.error("worker {}: epoll_wait: {}", index_, describe_errno(errno));
 		return -1;
 	}
+	bool woken = false;
 	for (int i = 0; i < ready; i++) {
 		if (events[i].data.fd == wake_.get()) {
-			std::uint64_t count = 0;
-			[[maybe_unused]] auto ignored = ::read(wake_.get(), &count, sizeof(count));
-			run_commands();
+			woken = true;
 		} else {
 			handle(events[i].data.fd, events[i].events);
 		}
+	}
+	// After the batch: a connection adopted now may have the number of
+	// one this batch reports on, closed since (moved while this worker
+	// was stuck), and must not take that connection's events.
+	if (woken) {
+		std::uint64_t count = 0;
+		[[maybe_unused]] auto ignored = ::read(wake_.get(), &count, sizeof(count));
+		run_commands();
 	}
 	return ready;
 }
@@ -262,13 +291,13 @@ bool WorkerPool::Worker::spin()
 	return false;
 }
 
-void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
+bool WorkerPool::Worker::adopt(const std::shared_ptr<Connection> &connection)
 {
 	const int fd = connection->fd();
 	try {
-		std::lock_guard lock(connections_mutex_);
 		epoll_add(epoll_.get(), fd, connection_events);
 		connections_.emplace(fd, connection);
+		return true;
 	} catch (const std::exception &e) {
 		// The client sees its connection close and copies elsewhere.
 		pool_.log_.error("worker {}: cannot take {}: {}", index_,
@@ -276,11 +305,18 @@ void WorkerPool::Worker::adopt(std::shared_ptr<Connection> connection)
 		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 		connection_count_--;
 		pool_.notify_if_watched();
-		return;
+		return false;
 	}
-	if (drain_limit_) {
-		drain_connection(fd); // moved here from a stalled worker after this one drained
-	}
+}
+
+bool WorkerPool::Worker::has_undrained_connections()
+{
+	std::lock_guard lock(connections_mutex_);
+	std::lock_guard commands(commands_mutex_);
+	return !incoming_.empty() ||
+	       std::any_of(connections_.begin(), connections_.end(), [](const auto &entry) {
+		       return !entry.second->refusing_new_copies();
+	       });
 }
 
 WorkerPool::Worker::Claim WorkerPool::Worker::claim(int fd)
@@ -334,27 +370,42 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 		disconnect(fd, "closed by the daemon");
 		return; // jobs of this batch are dropped with `jobs`
 	}
+	count_in_flight(jobs.size());
 	// The copies' checks look at their files: not while the connection
 	// is held, in case a filesystem hangs.
 	claimed.reading.unlock();
 	start(jobs);
 }
 
+void WorkerPool::Worker::count_in_flight(std::size_t count)
+{
+	if (count > 0 && pool_.jobs_in_flight_.fetch_add(count) == 0 &&
+	    pool_.options_.watched() && !pool_.guard_ticking_.load()) {
+		// The main thread's starvation guard and stall watch look only
+		// while copies are in flight.
+		pool_.notify_();
+	}
+}
+
 void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 {
 	for (CopyJob &job : jobs) {
-		if (pool_.jobs_in_flight_++ == 0 && pool_.options_.watched() &&
-		    !pool_.guard_ticking_.load()) {
-			// The main thread's starvation guard and stall watch look
-			// only while copies are in flight.
-			pool_.notify_();
-		}
-		auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
-						       pool_.options_.segment_size);
-		if (task->complete()) {
-			finish(*task); // refused, or nothing to copy
-		} else {
-			pool_.scheduler_.add(std::move(task), index_);
+		const std::uint64_t id = job.request.request_id;
+		try {
+			auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
+							       pool_.options_.segment_size);
+			if (task->complete()) {
+				finish(*task); // refused, or nothing to copy
+			} else {
+				pool_.scheduler_.add(std::move(task), index_);
+			}
+		} catch (const std::exception &e) {
+			// Allocation only. The copy is lost (its client times
+			// out), but not its count: shutdown waits for that.
+			pool_.log_.error("worker {}: copy id={} dropped: {}", index_, id,
+					 e.what());
+			pool_.jobs_in_flight_--;
+			pool_.notify_if_watched();
 		}
 	}
 }
@@ -542,6 +593,7 @@ void WorkerPool::Worker::drain_connection(int fd)
 		disconnect(fd, "closed by the daemon");
 		return;
 	}
+	count_in_flight(jobs.size()); // before it says it is drained
 	claimed.connection->refuse_new_copies();
 	claimed.reading.unlock(); // as in handle()
 	start(jobs);

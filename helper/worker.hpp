@@ -52,6 +52,9 @@ public:
 	// Main thread: asks the thread to end, then waits for it.
 	void stop();
 	void join();
+	// Any thread: whether the thread has left its loop (join() returns
+	// at once).
+	[[nodiscard]] bool exited() const { return exited_.load(); }
 	// Main thread: lets the thread into its loop, once the pool knows it
 	// (the scheduler may wake it from then on).
 	void go()
@@ -80,6 +83,10 @@ public:
 	[[nodiscard]] bool stalled() const { return stalled_.load(); }
 	// Any thread: whether drain() ran.
 	[[nodiscard]] bool drained() const { return drained_.load(); }
+	// Main thread: whether a connection given to this worker has not been
+	// drained yet (moved here after drain() ran, and not yet adopted or
+	// not yet read): until it is, its copies may not be counted.
+	[[nodiscard]] bool has_undrained_connections();
 	// Main thread, for a stalled worker: its connections, taken from its
 	// epoll set, for other workers to adopt; not the one it is stuck
 	// reading, if any.
@@ -103,7 +110,13 @@ private:
 	// to the pool's poll_usec: true when something came.
 	bool spin();
 	void run_commands();
-	void adopt(std::shared_ptr<Connection> connection);
+	// Takes the connections given to it into its epoll set (each leaves
+	// incoming_ as it enters connections_: has_undrained_connections()
+	// sees it in one or the other), then drains them if drain() ran.
+	void adopt_incoming();
+	// Takes `connection` into the epoll set; false if it cannot (the
+	// client sees it close). Needs connections_mutex_.
+	bool adopt(const std::shared_ptr<Connection> &connection);
 	// A connection this worker reads now, and its reading() lock, which
 	// goes first (members are destroyed in reverse): the last reference
 	// may be this one.
@@ -119,6 +132,10 @@ private:
 	// At shutdown: reads what waits on the connection under `fd` (up to the
 	// drain's limit) and starts those copies; its later copies are refused.
 	void drain_connection(int fd);
+	// Counts `count` copies in flight, before they are started: a drained
+	// connection's copies must count before it says it is drained.
+	void count_in_flight(std::size_t count);
+	// Starts copies counted by count_in_flight().
 	void start(std::vector<CopyJob> &jobs);
 	void execute(Scheduler::Assignment &assignment);
 	// At the top of the loop: progress; and if the worker had been
@@ -169,6 +186,7 @@ private:
 	std::chrono::steady_clock::time_point stalled_at_{};
 	std::atomic<bool> stalled_{false};
 	std::atomic<bool> drained_{false};
+	std::atomic<bool> exited_{false};
 	std::latch ready_{1};
 	std::atomic<bool> go_{false}; // also set by stop(), if the pool never got that far
 	std::atomic<pid_t> thread_id_{0};

@@ -144,6 +144,24 @@ WorkerPool::~WorkerPool()
 	workers_.clear();
 }
 
+bool WorkerPool::stop_within(std::chrono::steady_clock::duration grace)
+{
+	for (const auto &worker : workers_) {
+		worker->stop();
+	}
+	const auto until = std::chrono::steady_clock::now() + grace;
+	for (;;) {
+		if (std::all_of(workers_.begin(), workers_.end(),
+				[](const auto &worker) { return worker->exited(); })) {
+			return true;
+		}
+		if (std::chrono::steady_clock::now() >= until) {
+			return false;
+		}
+		std::this_thread::sleep_for(std::chrono::milliseconds(5));
+	}
+}
+
 std::vector<pid_t> WorkerPool::worker_threads() const
 {
 	std::vector<pid_t> ids;
@@ -183,10 +201,12 @@ void WorkerPool::drain(int limit)
 bool WorkerPool::drained() const
 {
 	// A stalled worker runs its drain when it goes again; the connections
-	// it does not hold on to were drained where they moved.
+	// it does not hold on to are drained where they move, and until then
+	// their copies may not be counted.
 	return drain_limit_ &&
 	       std::all_of(workers_.begin(), workers_.end(), [](const auto &worker) {
-		       return worker->drained() || worker->stalled();
+		       return worker->stalled() ||
+			      (worker->drained() && !worker->has_undrained_connections());
 	       });
 }
 

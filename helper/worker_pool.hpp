@@ -94,6 +94,11 @@ public:
 	std::vector<pid_t> check_stalls(std::chrono::steady_clock::time_point now);
 	// Workers stalled now.
 	[[nodiscard]] unsigned stalled_workers() const { return stalled_workers_.load(); }
+	// Main thread, at the end: asks every worker to stop and waits up to
+	// `grace` for their threads to leave their loops. False if one has
+	// not (stuck in the kernel, closing a file of a filesystem that hangs,
+	// before the stall watch saw it): it cannot be joined.
+	bool stop_within(std::chrono::steady_clock::duration grace);
 
 	// Main thread, at shutdown: each worker reads up to `limit` messages
 	// already waiting on each of its connections, starts those copies,

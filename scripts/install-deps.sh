@@ -14,6 +14,8 @@ packages=(
 	meson ninja-build liburing-dev libcmocka-dev libfmt-dev libsystemd-dev
 	# tests
 	xfsprogs btrfs-progs util-linux e2fsprogs python3-impacket
+	# a FUSE filesystem whose daemon a test stops, to hang it (test_hung_filesystem.py)
+	bindfs fuse3
 	# systemd-analyze and systemd-socket-activate for the service tests (the
 	# machine need not boot with systemd)
 	systemd

@@ -8,7 +8,7 @@ import struct
 MAGIC = 0x46464F43
 VERSION = 5  # COPYOFFLOAD_PROTOCOL_VERSION (2: descriptor handles, RELEASE; 3: CLONED;
 #               4: reply flags; 5: share flags)
-HELLO, HELLO_REPLY, COPY, COPY_REPLY, SHARE = 1, 2, 3, 4, 5
+HELLO, HELLO_REPLY, COPY, COPY_REPLY, SHARE, RELEASE = 1, 2, 3, 4, 5, 8
 METHODS = ("clone", "copy_file_range", "device", "read_write")
 ALL_METHODS = 0xF
 NONE = 0xFF
@@ -57,18 +57,35 @@ class Client:
                            max_concurrent, flags) + encoded + b"\0" * (128 - len(encoded))
         self.sock.send(message(SHARE, self._id(), body))
 
-    def copy(self, src_fd, dst_fd, length, src_offset=0, dst_offset=0, methods=ALL_METHODS,
-             share_id=0):
-        """Sends one COPY and waits for its reply: (status, bytes_done,
-        {method: bytes})."""
+    def send_copy(self, src_fd, dst_fd, length, src_offset=0, dst_offset=0,
+                  methods=ALL_METHODS, share_id=0, handle=0):
+        """Sends one COPY (descriptors None: it names `handle` only);
+        returns its request id."""
         request_id = self._id()
-        body = struct.pack("<QQQIIII", src_offset, dst_offset, length, methods, 0, share_id, 0)
-        self.sock.sendmsg([message(COPY, request_id, body)],
-                          [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                            struct.pack("<ii", src_fd, dst_fd))])
+        body = struct.pack("<QQQIIII", src_offset, dst_offset, length, methods, 0, share_id,
+                           handle)
+        rights = [] if src_fd is None else [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                              struct.pack("<ii", src_fd, dst_fd))]
+        self.sock.sendmsg([message(COPY, request_id, body)], rights)
+        return request_id
+
+    def reply(self, request_id):
+        """Waits for the COPY_REPLY to request_id: (status, bytes_done,
+        {method: bytes})."""
         reply = self.sock.recv(256)
+        if not reply:
+            raise ConnectionError(f"the daemon closed the connection before replying "
+                                  f"to COPY id={request_id}")
         magic, _, kind, _, _, reply_id = HEADER.unpack_from(reply)
         if magic != MAGIC or kind != COPY_REPLY or reply_id != request_id:
             raise RuntimeError(f"unexpected reply {reply!r}")
         status, _, done, *by_method = struct.unpack_from("<iIQ4Q", reply, HEADER.size)
         return status, done, dict(zip(METHODS, by_method))
+
+    def copy(self, src_fd, dst_fd, length, **kwargs):
+        """Sends one COPY and waits for its reply."""
+        return self.reply(self.send_copy(src_fd, dst_fd, length, **kwargs))
+
+    def release(self, handle):
+        """Drops a descriptor handle (no reply)."""
+        self.sock.send(message(RELEASE, self._id(), struct.pack("<II", handle, 0)))

@@ -1,0 +1,121 @@
+#!/usr/bin/python3
+"""copyoffloadd with a filesystem that hangs outside a copy's pieces.
+
+bindfs mirrors a scratch directory through FUSE; stopping its daemon with
+SIGSTOP leaves every request to that filesystem waiting, as a network
+filesystem does when its server is gone. A worker that reads a new COPY of
+files there hangs in the pair's checks (fstat: GETATTR), before any piece,
+with the copy counted but unmarked. The stall watch reports it as outside a
+copy, adds a worker and moves the worker's other connections; a copy
+elsewhere goes on; a shutdown waits for the hung copy, which completes with
+the right data once the filesystem answers.
+
+Needs root and COPYOFFLOAD_BUILD_DIR; skipped without bindfs or /dev/fuse."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+sys.dont_write_bytecode = True
+import daemon_process  # noqa: E402
+import protocol_client  # noqa: E402
+
+SIZE = 256 * 1024
+# libfuse's default attribute timeout is 1 s: past it an fstat asks the
+# daemon.
+ATTRIBUTES_EXPIRE = 1.5
+
+
+@unittest.skipUnless(os.geteuid() == 0, "needs root")
+@unittest.skipUnless(shutil.which("bindfs") and os.path.exists("/dev/fuse"),
+                     "needs bindfs and /dev/fuse")
+class HungFilesystem(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="copyoffload-hung.")
+        self.real, self.mount, self.other = (os.path.join(self.dir, name)
+                                             for name in ("real", "fuse", "other"))
+        for path in (self.real, self.mount, self.other):
+            os.mkdir(path)
+        self.files = []
+        self.daemon = None
+        self.bindfs = daemon_process.Process(["bindfs", "-f", self.real, self.mount],
+                                             os.path.join(self.dir, "bindfs.log"))
+        self.stopped = False
+        daemon_process.wait_for(lambda: os.path.ismount(self.mount),
+                                what=f"bindfs to mount {self.mount}")
+
+    def tearDown(self):
+        # The filesystem answers first: whatever waits on it returns.
+        self.resume()
+        if self.daemon is not None:
+            self.daemon.stop(signal.SIGKILL)
+        for f in self.files:
+            f.close()
+        subprocess.run(["umount", self.mount], check=False)
+        self.bindfs.stop()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def resume(self):
+        if self.stopped:
+            os.kill(self.bindfs.pid, signal.SIGCONT)
+            self.stopped = False
+
+    def pair(self, directory, name):
+        """An open source of SIZE random bytes and an open destination."""
+        data = os.urandom(SIZE)
+        src, dst = os.path.join(directory, name + ".src"), os.path.join(directory, name + ".dst")
+        with open(src, "wb") as f:
+            f.write(data)
+        # Kept open until tearDown: a close on the stopped filesystem could
+        # wait too.
+        self.files += [open(src, "rb"), open(dst, "wb")]
+        return self.files[-2].fileno(), self.files[-1].fileno(), data, dst
+
+    def test_a_copy_hung_in_its_checks_hands_over(self):
+        self.daemon, sock = daemon_process.start_daemon(self.dir, "--workers", "1",
+                                                        "--stall-timeout", "1")
+        hung, elsewhere = protocol_client.Client(sock), protocol_client.Client(sock)
+        hung_src, hung_dst, hung_data, hung_path = self.pair(self.mount, "hung")
+        os.kill(self.bindfs.pid, signal.SIGSTOP)
+        self.stopped = True
+        time.sleep(ATTRIBUTES_EXPIRE)
+        hung_id = hung.send_copy(hung_src, hung_dst, SIZE)
+
+        # The only worker hangs before any piece: not in a copy's mark.
+        self.daemon.wait_log("outside a copy", timeout=10)
+        self.daemon.wait_log("worker 1 added in place of worker 0", timeout=5)
+        src, dst, data, path = self.pair(self.other, "elsewhere")
+        self.assertEqual(elsewhere.copy(src, dst, SIZE)[:2], (0, SIZE))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+
+        # A copy sent before the signal is answered; the hung one is
+        # received too, so the daemon waits for it.
+        src, dst, data, path = self.pair(self.other, "before-signal")
+        before_id = elsewhere.send_copy(src, dst, SIZE)
+        os.kill(self.daemon.pid, signal.SIGTERM)
+        self.assertEqual(elsewhere.reply(before_id)[:2], (0, SIZE))
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), data)
+        time.sleep(1)
+        self.assertIsNone(self.daemon.proc.poll(), "exited with a received copy unanswered")
+
+        self.resume()
+        self.assertEqual(hung.reply(hung_id)[:2], (0, SIZE))
+        with open(hung_path, "rb") as f:
+            self.assertEqual(f.read(), hung_data)
+        self.assertEqual(self.daemon.proc.wait(10), 0)
+        log = self.daemon.log()
+        self.assertIn("going again after", log)
+        self.assertIn("shut down: every received copy was answered", log)
+        hung.close()
+        elsewhere.close()
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
