@@ -19,7 +19,9 @@ void ProgressTracker::record(const CopyPiece &piece, const PieceResult &result)
 	try {
 		pending_.insert_or_assign(piece.offset, std::pair{piece.length, result});
 	} catch (const std::bad_alloc &) {
-		// Its bytes cannot be kept: the copy ends where the piece began.
+		// Its bytes cannot be kept: the copy ends where the piece began,
+		// and takes no more pieces.
+		failed_ = true;
 		stop_at(piece.offset, ENOMEM);
 		return;
 	}

@@ -139,8 +139,8 @@ int Server::run()
 	// Workers stuck in the kernel cannot be joined until their filesystem
 	// answers, and what they use cannot go while they might return: leave
 	// them to the kernel. One may be stuck without a stall reported yet
-	// (closing a file once its copy was answered): it gets the stall
-	// timeout to come back.
+	// (closing the files of its connections as it ends, or of copies
+	// dropped with their client): it gets the stall timeout to end.
 	const unsigned stuck = pool_.stalled_workers();
 	const auto grace = options_.stall_seconds > 0 ? std::chrono::seconds(options_.stall_seconds)
 						      : default_exit_grace;

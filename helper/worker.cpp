@@ -129,25 +129,38 @@ void WorkerPool::Worker::run_commands()
 
 void WorkerPool::Worker::adopt_incoming()
 {
-	std::vector<int> adopted;
+	// Those it cannot take close after the locks: closing a connection
+	// closes the files it has registered, which may hang.
+	std::vector<std::shared_ptr<Connection>> taken;
 	{
 		// In give_up_connections()'s order.
 		std::lock_guard lock(connections_mutex_);
 		std::lock_guard commands(commands_mutex_);
-		adopted.reserve(incoming_.size()); // before anything moves
-		for (const auto &connection : incoming_) {
+		taken.swap(incoming_);
+		for (auto &connection : taken) {
 			if (adopt(connection)) {
-				adopted.push_back(connection->fd());
+				connection.reset(); // connections_ has it
 			}
 		}
-		incoming_.clear();
 	}
+	taken.clear();
 	if (drain_limit_) {
-		// Moved here from a stalled worker after this one drained. The
-		// drain may look at files, so not under the locks.
-		for (int fd : adopted) {
-			drain_connection(fd);
-		}
+		drain_undrained(); // moved here from a stalled worker after this one drained
+	}
+}
+
+void WorkerPool::Worker::close_connections()
+{
+	std::unordered_map<int, std::shared_ptr<Connection>> connections;
+	std::vector<std::shared_ptr<Connection>> incoming;
+	{
+		std::lock_guard lock(connections_mutex_);
+		std::lock_guard commands(commands_mutex_);
+		connections.swap(connections_);
+		incoming.swap(incoming_);
+	}
+	for (const auto &entry : connections) {
+		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, entry.first, nullptr);
 	}
 }
 
@@ -206,6 +219,10 @@ void WorkerPool::Worker::run(std::stop_token stop)
 			log.error("worker {}: {}", index_, e.what());
 		}
 	}
+	// Closing a connection closes the files it has registered: if that
+	// hangs, it holds this thread, which stop_within() then gives up on,
+	// not the main thread in the pool's destructor.
+	close_connections();
 	exited_ = true;
 }
 
@@ -300,11 +317,14 @@ bool WorkerPool::Worker::adopt(const std::shared_ptr<Connection> &connection)
 		return true;
 	} catch (const std::exception &e) {
 		// The client sees its connection close and copies elsewhere.
-		pool_.log_.error("worker {}: cannot take {}: {}", index_,
-				 connection->describe(), e.what());
 		::epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, fd, nullptr);
 		connection_count_--;
 		pool_.notify_if_watched();
+		try {
+			pool_.log_.error("worker {}: cannot take {}: {}", index_,
+					 connection->describe(), e.what());
+		} catch (...) { // out of memory: the count is right, the line lost
+		}
 		return false;
 	}
 }
@@ -401,11 +421,14 @@ void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 			}
 		} catch (const std::exception &e) {
 			// Allocation only. The copy is lost (its client times
-			// out), but not its count: shutdown waits for that.
-			pool_.log_.error("worker {}: copy id={} dropped: {}", index_, id,
-					 e.what());
+			// out), and so is its count, which shutdown waits for.
 			pool_.jobs_in_flight_--;
 			pool_.notify_if_watched();
+			try {
+				pool_.log_.error("worker {}: copy id={} dropped: {}", index_, id,
+						 e.what());
+			} catch (...) {
+			}
 		}
 	}
 }
@@ -602,18 +625,25 @@ void WorkerPool::Worker::drain_connection(int fd)
 void WorkerPool::Worker::drain(int limit)
 {
 	drain_limit_ = limit;
+	drain_undrained();
+	drained_ = true;
+	pool_.notify_if_watched();
+}
+
+void WorkerPool::Worker::drain_undrained()
+{
 	std::vector<int> fds;
 	{
 		std::lock_guard lock(connections_mutex_);
 		for (const auto &entry : connections_) {
-			fds.push_back(entry.first);
+			if (!entry.second->refusing_new_copies()) {
+				fds.push_back(entry.first);
+			}
 		}
 	}
 	for (int fd : fds) {
 		drain_connection(fd);
 	}
-	drained_ = true;
-	pool_.notify_if_watched();
 }
 
 } // namespace copyoffload

@@ -114,6 +114,8 @@ private:
 	// incoming_ as it enters connections_: has_undrained_connections()
 	// sees it in one or the other), then drains them if drain() ran.
 	void adopt_incoming();
+	// When the thread ends: lets go of every connection.
+	void close_connections();
 	// Takes `connection` into the epoll set; false if it cannot (the
 	// client sees it close). Needs connections_mutex_.
 	bool adopt(const std::shared_ptr<Connection> &connection);
@@ -132,6 +134,8 @@ private:
 	// At shutdown: reads what waits on the connection under `fd` (up to the
 	// drain's limit) and starts those copies; its later copies are refused.
 	void drain_connection(int fd);
+	// drain_connection() for each connection not drained yet.
+	void drain_undrained();
 	// Counts `count` copies in flight, before they are started: a drained
 	// connection's copies must count before it says it is drained.
 	void count_in_flight(std::size_t count);

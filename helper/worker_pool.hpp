@@ -95,9 +95,10 @@ public:
 	// Workers stalled now.
 	[[nodiscard]] unsigned stalled_workers() const { return stalled_workers_.load(); }
 	// Main thread, at the end: asks every worker to stop and waits up to
-	// `grace` for their threads to leave their loops. False if one has
-	// not (stuck in the kernel, closing a file of a filesystem that hangs,
-	// before the stall watch saw it): it cannot be joined.
+	// `grace` for their threads to end (each closes its connections, and
+	// with them the files they have registered). False if one has not
+	// (stuck in the kernel, closing a file of a filesystem that hangs):
+	// it cannot be joined.
 	bool stop_within(std::chrono::steady_clock::duration grace);
 
 	// Main thread, at shutdown: each worker reads up to `limit` messages
