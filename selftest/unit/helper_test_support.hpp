@@ -6,12 +6,14 @@
 // fail() and skip() that would clash with names in the standard library.
 
 #include "copyoffload_protocol.h"
+#include "preallocation.hpp"
 #include "share_registry.hpp"
 #include "unique_fd.hpp"
 
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -46,10 +48,29 @@ inline constexpr std::uint64_t MiB = std::uint64_t{1} << 20;
 constexpr std::uint32_t bit(copyoffload_method m) { return COPYOFFLOAD_METHOD_BIT(m); }
 } // namespace methods
 
-// A fresh directory under $TMPDIR (or /tmp), removed with its contents.
+// Where the tests make their files: $TMPDIR, or /tmp.
+inline std::string temp_base()
+{
+	const char *tmpdir = std::getenv("TMPDIR");
+	return tmpdir != nullptr ? tmpdir : "/tmp";
+}
+
+// Skips the test unless files under `directory` are preallocated (ext4).
+// Call it before anything that needs destroying: skip() leaves the test by
+// longjmp.
+inline void skip_unless_preallocated(const std::string &directory)
+{
+	struct statfs fs{};
+	if (::statfs(directory.c_str(), &fs) != 0 || !copyoffload::preallocation_pays(fs.f_type)) {
+		print_message("%s is not on ext4: nothing to preallocate\n", directory.c_str());
+		skip();
+	}
+}
+
+// A fresh directory under temp_base(), removed with its contents.
 class TempDir {
 public:
-	TempDir() : TempDir(std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp") {}
+	TempDir() : TempDir(temp_base()) {}
 	// Under `base`: another filesystem than TMPDIR's, say.
 	explicit TempDir(const std::string &base)
 	{

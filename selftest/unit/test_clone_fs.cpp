@@ -555,10 +555,10 @@ int main()
 		return 77;
 	}
 	// Mounts made from here on are this process's alone and vanish with it.
-	const char *base = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
+	const std::string base = temp_base();
 	if (::unshare(CLONE_NEWNS) != 0 ||
 	    ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-	    ::mount("copyoffload-test", base, "tmpfs", MS_NOSUID | MS_NODEV,
+	    ::mount("copyoffload-test", base.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
 		    "mode=1777,size=1g") != 0) {
 		std::fprintf(stderr, "skipped: no private mount namespace and tmpfs: %s\n",
 			     std::strerror(errno));
@@ -608,6 +608,6 @@ int main()
 		unmount_filesystem(btrfs);
 		unmount_filesystem(xfs);
 	}
-	::umount2(base, MNT_DETACH);
+	::umount2(base.c_str(), MNT_DETACH);
 	return failures;
 }

@@ -4,12 +4,10 @@
 // pairs in-process.
 #include "connection.hpp"
 #include "copy_job.hpp"
-#include "preallocation.hpp"
 #include "scheduler.hpp"
 
 #include <dirent.h>
 #include <sys/socket.h>
-#include <sys/statfs.h>
 
 #include <fmt/format.h>
 
@@ -1096,18 +1094,12 @@ void test_scheduler_drops_a_gone_connection(void **)
 	assert_no_reply(a.client.get());
 }
 
-// Pieces of one copy finish in any order; the reply counts the contiguous
-// prefix only, and no piece is handed out once one has failed.
 // On ext4 a copy's first piece reserves its destination's blocks before
 // any other piece goes; then idle workers are woken for the rest.
 void test_scheduler_waits_for_a_reservation(void **)
 {
+	skip_unless_preallocated(temp_base());
 	TempDir dir;
-	struct statfs fs{};
-	if (::statfs(dir.path().c_str(), &fs) != 0 || !preallocation_pays(fs.f_type)) {
-		print_message("%s is not on ext4: nothing to preallocate\n", dir.path().c_str());
-		skip();
-	}
 	Pair a = ready_pair();
 	std::vector<std::size_t> woken;
 	Scheduler scheduler(3, [&](std::size_t worker) { woken.push_back(worker); });
@@ -1133,6 +1125,8 @@ void test_scheduler_waits_for_a_reservation(void **)
 	assert_int_equal(receive_copy_reply(a.client.get()).status, 0);
 }
 
+// Pieces of one copy finish in any order; the reply counts the contiguous
+// prefix only, and no piece is handed out once one has failed.
 void test_parallel_pieces_report_the_prefix(void **)
 {
 	TempDir dir;

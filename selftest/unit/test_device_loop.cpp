@@ -285,10 +285,10 @@ int main()
 		std::fprintf(stderr, "skipped: loop devices need root\n");
 		return 77;
 	}
-	const char *base = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
+	const std::string base = temp_base();
 	if (::unshare(CLONE_NEWNS) != 0 ||
 	    ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0 ||
-	    ::mount("copyoffload-test", base, "tmpfs", MS_NOSUID | MS_NODEV,
+	    ::mount("copyoffload-test", base.c_str(), "tmpfs", MS_NOSUID | MS_NODEV,
 		    "mode=1777,size=128m") != 0) {
 		std::fprintf(stderr, "skipped: no private mount namespace and tmpfs: %s\n",
 			     std::strerror(errno));
@@ -319,6 +319,6 @@ int main()
 						       nullptr);
 		devices = nullptr;
 	}
-	::umount2(base, MNT_DETACH);
+	::umount2(base.c_str(), MNT_DETACH);
 	return failures;
 }

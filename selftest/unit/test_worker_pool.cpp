@@ -4,7 +4,6 @@
 // pair, as smbd would talk to the daemon.
 
 #include "connection.hpp"
-#include "preallocation.hpp"
 #include "worker_pool.hpp"
 
 #include <dirent.h>
@@ -16,7 +15,6 @@
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/statfs.h>
 #include <sys/syscall.h>
 
 #include <atomic>
@@ -604,12 +602,7 @@ void test_a_stalled_worker_hands_over(void **)
 // lock, and the copy's filesystems are held as for any piece.
 void test_a_worker_stalled_in_preallocation_hands_over(void **)
 {
-	const char *base = std::getenv("TMPDIR") != nullptr ? std::getenv("TMPDIR") : "/tmp";
-	struct statfs fs{};
-	if (::statfs(base, &fs) != 0 || !preallocation_pays(fs.f_type)) {
-		print_message("%s is not on ext4: nothing to preallocate\n", base);
-		skip(); // before the fixture: skip() returns by longjmp
-	}
+	skip_unless_preallocated(temp_base()); // before the fixture
 	StallFixture f(1, 0, /*stuck_in_tmp=*/true);
 	hands_over(f, SYS_fallocate);
 }
