@@ -8,9 +8,9 @@
 // another session waited a p999 of 3.9-11 ms to run, against 0.9-1.2 ms in
 // the same session). A cgroup with cpu.idle = 1 is idle as a whole: a task of
 // any other group takes its CPU at once. Only the workers go there: the
-// main thread, starved with them, could not lift them (the guard turns
-// cpu.idle off while they starve). cgroup v1 only, whose cpu hierarchy
-// takes single threads.
+// guard thread, starved with them, could not lift them (it turns cpu.idle
+// off while they starve). cgroup v1 only, whose cpu hierarchy takes single
+// threads.
 #pragma once
 
 #include "unique_fd.hpp"

@@ -1,5 +1,7 @@
 #include "listening_socket.hpp"
 
+#include "device_privileges.hpp"
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/socket.h>
@@ -132,10 +134,18 @@ void ListeningSocket::close()
 	if (!owns_file_) {
 		return;
 	}
-	struct stat status{};
-	if (::lstat(path_.c_str(), &status) == 0 && status.st_dev == device_ &&
-	    status.st_ino == inode_) {
-		::unlink(path_.c_str());
+	// The daemon's threads keep unprivileged file-system ids
+	// (privileges.hpp); the socket's directory is root's.
+	try {
+		device::run_with_root_file_ids([this] {
+			struct stat status{};
+			if (::lstat(path_.c_str(), &status) == 0 && status.st_dev == device_ &&
+			    status.st_ino == inode_) {
+				::unlink(path_.c_str());
+			}
+		});
+	} catch (...) {
+		// Nothing in the task throws; close() runs in a destructor.
 	}
 }
 

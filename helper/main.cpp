@@ -132,7 +132,6 @@ int main(int argc, char **argv)
 		device::enable_device_copy(options.device_copy);
 		Server server(options, log, std::move(signals), std::move(listener),
 			      std::move(cgroup));
-		restore_root_file_ids(); // the workers keep the unprivileged ones
 		return server.run();
 	} catch (const std::exception &e) {
 		log.error("{}", e.what());

@@ -106,9 +106,4 @@ void drop_thread_capability(int capability)
 	caps.apply("capset() to drop one capability");
 }
 
-void restore_root_file_ids()
-{
-	set_file_ids(0);
-}
-
 } // namespace copyoffload

@@ -26,21 +26,18 @@ namespace copyoffload {
 // without them) cannot be kept; the list of them is returned.
 //
 // Capabilities and file-system ids belong to threads: call this before
-// starting any thread, so every worker inherits them. Throws
-// std::system_error.
+// starting any thread, so every worker inherits them, those the main
+// thread adds later included: no long-lived thread takes root's file ids
+// again (device::run_with_root_file_ids()). Throws std::system_error.
 std::vector<int> drop_all_privileges(std::span<const int> keep_permitted = {});
 
-// Takes `capability` out of the calling thread's sets (a worker drops
-// CAP_SYS_NICE, which only the main thread may keep: starvation_guard.hpp).
+// Takes `capability` out of the calling thread's sets (the workers and the
+// main thread drop CAP_SYS_NICE, which only the guard thread may keep:
+// guard_thread.hpp).
 // Throws std::system_error.
 void drop_thread_capability(int capability);
 
 // The file-system uid and gid copies run with ("nobody").
 inline constexpr unsigned unprivileged_file_id = 65534;
-
-// Gives the calling thread back file-system uid and gid 0 (its real ids:
-// no capability needed), for the main thread's own files (removing its
-// socket at shutdown). Call it after the workers have started.
-void restore_root_file_ids();
 
 } // namespace copyoffload

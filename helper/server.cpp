@@ -1,10 +1,12 @@
 #include "server.hpp"
 
 #include "epoll_set.hpp"
+#include "privileges.hpp"
 
 #include "service_manager.hpp"
 #include "termination_signals.hpp"
 
+#include <linux/capability.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -26,6 +28,14 @@ constexpr int drain_limit = 4096;
 
 // How long workers get to stop at exit without --stall-timeout.
 constexpr auto default_exit_grace = std::chrono::seconds(10);
+
+// Pokes the main thread's eventfd. Fails only if the counter would
+// overflow, in which case the main thread is already due to wake up.
+void wake_main_thread(int fd)
+{
+	const std::uint64_t one = 1;
+	[[maybe_unused]] auto ignored = ::write(fd, &one, sizeof(one));
+}
 
 PoolOptions pool_options(const Options &options)
 {
@@ -51,15 +61,13 @@ Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 	  listener_(std::move(listener)),
 	  epoll_(checked_fd(::epoll_create1(EPOLL_CLOEXEC), "epoll_create1")),
 	  notified_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
+	  guard_reported_(checked_fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), "eventfd")),
 	  cgroup_(std::move(cgroup)),
-	  guard_(log, cgroup_),
-	  pool_(pool_options(options), log,
-		[fd = notified_.get()] {
-			std::uint64_t one = 1;
-			// Only fails if the counter would overflow, in which
-			// case the main thread is already due to wake up.
-			[[maybe_unused]] auto ignored = ::write(fd, &one, sizeof(one));
-		})
+	  guard_(cgroup_, pool_max_workers(pool_options(options)),
+		 [this] { return pool_.jobs_in_flight() > 0; },
+		 [fd = guard_reported_.get()] { wake_main_thread(fd); }),
+	  pool_(pool_options(options), log, [fd = notified_.get()] { wake_main_thread(fd); },
+		[this] { guard_.copies_started(); })
 {
 	for (pid_t tid : pool_.worker_threads()) {
 		if (!cgroup_.add_thread(tid)) {
@@ -68,13 +76,29 @@ Server::Server(const Options &options, const Logger &log, UniqueFd signals,
 							    "thread {} into it",
 							    cgroup_.directory(), tid));
 		}
+		watch_worker(tid);
 	}
 	watch(signals_.get(), EPOLLIN);
 	watch(notified_.get(), EPOLLIN);
+	watch(guard_reported_.get(), EPOLLIN);
 	watch(listener_.fd(), EPOLLIN);
+	if (options_.worker_policy == WorkerPolicy::idle) {
+		guard_.start();
+		try {
+			// Kept (if at all) for lifting, which only the guard
+			// thread does.
+			drop_thread_capability(CAP_SYS_NICE);
+		} catch (...) {
+			guard_.stop(); // no ~Server(): before pool_ goes
+			throw;
+		}
+	}
 }
 
-Server::~Server() = default;
+Server::~Server()
+{
+	guard_.stop();
+}
 
 void Server::watch(int fd, std::uint32_t events)
 {
@@ -95,6 +119,9 @@ int Server::run()
 {
 	std::string status = fmt::format("listening on {} with {} workers", socket_path_,
 					 pool_.size());
+	// First: notifying may take a thread for a moment (service_manager.cpp),
+	// gone by the time the log says the daemon listens.
+	notify_ready(status);
 	log_.info("{}{}", status,
 		  listener_.adopted() ? " (socket passed by the service manager)" : "");
 	log_.debug("pieces of data up to {} bytes, io_uring queue depth {}, workers {}{}",
@@ -104,7 +131,6 @@ int Server::run()
 			   : fmt::format("SCHED_OTHER, nice +{}", options_.worker_nice),
 		   cgroup_.in_use() ? fmt::format(" in the idle cgroup {}", cgroup_.directory())
 				    : std::string());
-	notify_ready(status);
 
 	std::array<epoll_event, 16> events{};
 	while (!finished()) {
@@ -123,15 +149,24 @@ int Server::run()
 				handle_signal();
 			} else if (fd == notified_.get()) {
 				handle_notification();
+			} else if (fd == guard_reported_.get()) {
+				std::uint64_t count = 0;
+				[[maybe_unused]] auto ignored =
+					::read(guard_reported_.get(), &count, sizeof(count));
+				guard_.report(log_);
 			} else if (listener_.is_open() && fd == listener_.fd()) {
 				accept_connections();
 			}
 		}
-		guard_workers();
+		watch_stalls();
 	}
 
 	log_.info("shut down: every received copy was answered, closing {} connections",
 		  pool_.connections());
+	// Every copy is answered: the guard has nothing more to do, and what
+	// it did is all reported.
+	guard_.stop();
+	guard_.report(log_);
 	if (guard_.lifts() > 0) {
 		log_.info("starving SCHED_IDLE workers were lifted to SCHED_OTHER {} times",
 			  guard_.lifts());
@@ -237,10 +272,9 @@ void Server::handle_signal()
 	pool_.drain(drain_limit);
 }
 
-bool Server::guard_has_work() const
+bool Server::stall_watch_has_work() const
 {
-	return pool_options(options_).watched() &&
-	       (pool_.jobs_in_flight() > 0 || guard_.lifted());
+	return pool_options(options_).stalls_watched() && pool_.jobs_in_flight() > 0;
 }
 
 bool Server::stalls_watched_idle() const
@@ -250,22 +284,22 @@ bool Server::stalls_watched_idle() const
 
 int Server::wait_timeout_ms()
 {
-	pool_.guard_ticking(false);
-	StarvationGuard::Clock::time_point next;
-	if (guard_has_work()) {
-		pool_.guard_ticking(true);
-		next = next_guard_check_;
+	pool_.stall_watch_ticking(false);
+	std::chrono::steady_clock::time_point next;
+	if (stall_watch_has_work()) {
+		pool_.stall_watch_ticking(true);
+		next = next_stall_check_;
 	} else if (stalls_watched_idle()) {
 		next = next_idle_stall_check_;
 	} else {
 		return -1;
 	}
 	const auto left = std::chrono::ceil<std::chrono::milliseconds>(
-		next - StarvationGuard::Clock::now());
+		next - std::chrono::steady_clock::now());
 	return static_cast<int>(std::max<std::chrono::milliseconds::rep>(left.count(), 0));
 }
 
-void Server::check_stalls(StarvationGuard::Clock::time_point now)
+void Server::check_stalls(std::chrono::steady_clock::time_point now)
 {
 	for (pid_t tid : pool_.check_stalls(now)) {
 		if (!cgroup_.add_thread(tid)) {
@@ -273,16 +307,23 @@ void Server::check_stalls(StarvationGuard::Clock::time_point now)
 				     "into it: {}",
 				     cgroup_.directory(), tid, describe_errno(errno));
 		}
+		watch_worker(tid);
 	}
 }
 
-void Server::guard_workers()
+void Server::watch_worker(pid_t tid)
 {
-	const auto now = StarvationGuard::Clock::now();
-	if (!guard_has_work()) {
+	if (options_.worker_policy == WorkerPolicy::idle) {
+		guard_.watch(tid);
+	}
+}
+
+void Server::watch_stalls()
+{
+	const auto now = std::chrono::steady_clock::now();
+	if (!stall_watch_has_work()) {
 		// Nothing to look at; the first copy starts a new tick.
-		guard_.forget();
-		next_guard_check_ = now + StarvationGuard::tick;
+		next_stall_check_ = now + stall_tick;
 		// A worker can hang with no copy in flight (closing files of a
 		// hung filesystem for a RELEASE), its clients' copies unread.
 		if (stalls_watched_idle() && now >= next_idle_stall_check_) {
@@ -291,14 +332,11 @@ void Server::guard_workers()
 		}
 		return;
 	}
-	if (now < next_guard_check_) {
+	if (now < next_stall_check_) {
 		return;
 	}
-	if (options_.worker_policy == WorkerPolicy::idle) {
-		guard_.check(pool_.worker_threads(), now);
-	}
 	check_stalls(now);
-	next_guard_check_ = now + StarvationGuard::tick;
+	next_stall_check_ = now + stall_tick;
 }
 
 void Server::handle_notification()

@@ -1,8 +1,11 @@
 #include "service_manager.hpp"
 
+#include "device_privileges.hpp"
+
 #include <fmt/format.h>
 #include <systemd/sd-daemon.h>
 
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -45,14 +48,32 @@ UniqueFd take_passed_listener(int count)
 	return fd;
 }
 
+namespace {
+
+void notify(const std::string &message)
+{
+	// A NOTIFY_SOCKET path may be one root reaches and "nobody", the
+	// daemon's file-system ids (privileges.hpp), does not (systemd's own,
+	// /run/systemd/notify, is open to all); an abstract one ("@...") is
+	// not a file, and with none sd_notify() does nothing.
+	const char *socket = std::getenv("NOTIFY_SOCKET");
+	if (socket != nullptr && socket[0] == '/') {
+		device::run_with_root_file_ids([&] { ::sd_notify(0, message.c_str()); });
+	} else {
+		::sd_notify(0, message.c_str());
+	}
+}
+
+} // namespace
+
 void notify_ready(std::string_view status)
 {
-	::sd_notify(0, fmt::format("READY=1\nSTATUS={}", status).c_str());
+	notify(fmt::format("READY=1\nSTATUS={}", status));
 }
 
 void notify_stopping(std::string_view status)
 {
-	::sd_notify(0, fmt::format("STOPPING=1\nSTATUS={}", status).c_str());
+	notify(fmt::format("STOPPING=1\nSTATUS={}", status));
 }
 
 } // namespace copyoffload

@@ -5,6 +5,7 @@
 
 #include <linux/capability.h>
 
+#include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <string>
 #include <system_error>
 
 namespace copyoffload {
@@ -190,9 +192,12 @@ void WorkerPool::Worker::run(std::stop_token stop)
 {
 	const Logger &log = pool_.log_;
 	thread_id_.store(static_cast<pid_t>(::syscall(SYS_gettid)));
+	// What top -H and ps -L show for it (15 bytes at most).
+	const std::string name = fmt::format("worker {}", index_);
+	::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
 	lower_priority();
 	try {
-		// Kept for the main thread's starvation guard, if at all: not ours.
+		// Kept for the guard thread, if at all: not ours.
 		drop_thread_capability(CAP_SYS_NICE);
 	} catch (const std::exception &e) {
 		log.error("worker {}: {}", index_, e.what());
@@ -399,10 +404,15 @@ void WorkerPool::Worker::handle(int fd, std::uint32_t events)
 
 void WorkerPool::Worker::count_in_flight(std::size_t count)
 {
-	if (count > 0 && pool_.jobs_in_flight_.fetch_add(count) == 0 &&
-	    pool_.options_.watched() && !pool_.guard_ticking_.load()) {
-		// The main thread's starvation guard and stall watch look only
-		// while copies are in flight.
+	if (count == 0 || pool_.jobs_in_flight_.fetch_add(count) != 0) {
+		return;
+	}
+	// The starvation guard and the main thread's stall watch look only
+	// while copies are in flight.
+	if (pool_.copies_started_) {
+		pool_.copies_started_();
+	}
+	if (pool_.options_.stalls_watched() && !pool_.stall_watch_ticking_.load()) {
 		pool_.notify_();
 	}
 }
@@ -486,8 +496,11 @@ std::optional<WorkerPool::Worker::Stall>
 WorkerPool::Worker::check_stall(std::chrono::steady_clock::time_point now,
 				std::chrono::steady_clock::duration timeout)
 {
-	std::lock_guard lock(stall_mutex_);
-	if (stalled_.load() || sleeping_.load()) {
+	// A worker holding the lock is marking or unmarking a copy, not stuck
+	// in a filesystem; and under SCHED_IDLE it may wait seconds for a CPU
+	// with the lock held: not a wait for the main thread.
+	std::unique_lock lock(stall_mutex_, std::try_to_lock);
+	if (!lock.owns_lock() || stalled_.load() || sleeping_.load()) {
 		return std::nullopt;
 	}
 	const auto came_round = progress_.load();

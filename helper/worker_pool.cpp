@@ -29,11 +29,18 @@ unsigned started_workers(const PoolOptions &options)
 
 } // namespace
 
-WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify)
-	: log_(log), options_(options), notify_(std::move(notify)), cpus_(usable_cpus()),
-	  max_workers_(std::max(options.max_workers != 0 ? options.max_workers
-							   : 2 * started_workers(options),
-					  started_workers(options))),
+unsigned pool_max_workers(const PoolOptions &options)
+{
+	return std::max(options.max_workers != 0 ? options.max_workers
+						 : 2 * started_workers(options),
+			started_workers(options));
+}
+
+WorkerPool::WorkerPool(const PoolOptions &options, const Logger &log, Notify notify,
+		       Notify copies_started)
+	: log_(log), options_(options), notify_(std::move(notify)),
+	  copies_started_(std::move(copies_started)), cpus_(usable_cpus()),
+	  max_workers_(pool_max_workers(options)),
 	  // Pieces of one copy keep a CPU free for smbd: an SMB2 ECHO behind a
 	  // 16 MiB chunk run on ext4 waited up to 4 ms (p99) with both CPUs of
 	  // 2 copying it, 0.3 ms with one (docs/design.md).

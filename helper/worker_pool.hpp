@@ -58,24 +58,31 @@ struct PoolOptions {
 	// twice `workers`).
 	unsigned max_workers = 0;
 
-	// Whether the main thread looks at the workers while copies are in
-	// flight: for starvation (idle_policy) or for stalls.
-	[[nodiscard]] bool watched() const
+	// Whether the main thread looks at the workers for stalls while
+	// copies are in flight.
+	[[nodiscard]] bool stalls_watched() const
 	{
-		return idle_policy || stall_timeout > std::chrono::steady_clock::duration::zero();
+		return stall_timeout > std::chrono::steady_clock::duration::zero();
 	}
 };
+
+// The most workers a pool of `options` will have.
+[[nodiscard]] unsigned pool_max_workers(const PoolOptions &options);
 
 class WorkerPool {
 public:
 	// Called on a worker thread while watch() is on, after a copy was
 	// answered, a connection closed or a drain finished, and when
-	// options.watched() and a copy arrives while none is in flight and the
-	// main thread's guard is not ticking: the main thread wants to look
-	// again.
+	// options.stalls_watched() and a copy arrives while none is in flight
+	// and the main thread's stall watch is not ticking: the main thread
+	// wants to look again.
 	using Notify = std::function<void()>;
 
-	WorkerPool(const PoolOptions &options, const Logger &log, Notify notify);
+	// `copies_started`: called on a worker thread whenever copies in
+	// flight go from none to some (the starvation guard's wake-up); may be
+	// empty.
+	WorkerPool(const PoolOptions &options, const Logger &log, Notify notify,
+		   Notify copies_started = {});
 	// Stops and joins every worker; their connections close. Copies still
 	// running stop at their next piece and are not answered.
 	~WorkerPool();
@@ -110,14 +117,14 @@ public:
 
 	void watch(bool on) { watching_.store(on); }
 
-	// Main thread: whether it will wake up by itself for the starvation
-	// guard's next look. Cleared before it looks at jobs_in_flight() and
+	// Main thread: whether it will wake up by itself for the stall
+	// watch's next look. Cleared before it looks at jobs_in_flight() and
 	// set after, while a worker counts a first copy in before it reads
 	// this (both sequentially consistent): either the main thread sees
 	// the copy or the worker sees it may sleep and wakes it. So a copy
-	// that starts while the guard ticks costs no wake-up of the main
+	// that starts while the watch ticks costs no wake-up of the main
 	// thread (one chunk per request would pay one per chunk).
-	void guard_ticking(bool on) { guard_ticking_.store(on); }
+	void stall_watch_ticking(bool on) { stall_watch_ticking_.store(on); }
 
 	// Copies read and not yet answered (or dropped).
 	[[nodiscard]] std::size_t jobs_in_flight() const { return jobs_in_flight_.load(); }
@@ -144,8 +151,9 @@ private:
 	const Logger &log_;
 	PoolOptions options_;
 	Notify notify_;
+	Notify copies_started_;
 	std::atomic<bool> watching_{false};
-	std::atomic<bool> guard_ticking_{false};
+	std::atomic<bool> stall_watch_ticking_{false};
 	std::atomic<std::size_t> jobs_in_flight_{0};
 	// Workers running a piece right now, and the CPUs they share
 	// (cpus_taken()).

@@ -180,12 +180,16 @@ Result<BlockDevice> inspect_block_device(int fd)
 Result<UniqueFd> claim_exclusive(int fd)
 {
 	const std::string path = "/proc/self/fd/" + std::to_string(fd);
-	ScopedRootFileIds root;
-	if (!root.root_ids()) {
-		return DeviceError{EPERM, "cannot take file-system uid 0 to claim the device"};
+	UniqueFd claim;
+	int open_error = 0;
+	if (!run_with_root_file_ids([&] {
+		    claim.reset(::open(path.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC | O_NOCTTY));
+		    open_error = errno;
+	    })) {
+		return error_of(errno, "taking file-system uid 0 to claim the device");
 	}
-	UniqueFd claim(::open(path.c_str(), O_RDONLY | O_EXCL | O_CLOEXEC | O_NOCTTY));
 	if (!claim) {
+		errno = open_error;
 		if (errno == EBUSY) {
 			return DeviceError{EBUSY, "the device is in use: mounted, part of a "
 						  "device-mapper, md or swap device, or opened "
@@ -236,17 +240,20 @@ Result<UniqueFd> open_nvme_generic(const BlockDevice &device, std::string &path_
 	if (!rdev) {
 		return DeviceError{ENODEV, "unreadable dev attribute of " + generic};
 	}
-	ScopedRootFileIds root;
-	if (!root.root_ids()) {
-		return DeviceError{EPERM, "cannot take file-system uid 0 to open " + generic};
-	}
 	int last_error = ENOENT;
 	for (const std::string &candidate :
 	     {"/dev/" + generic, "/dev/char/" + std::to_string(major(*rdev)) + ":" +
 					 std::to_string(minor(*rdev))}) {
-		UniqueFd fd(::open(candidate.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
+		UniqueFd fd;
+		if (!run_with_root_file_ids([&] {
+			    fd.reset(::open(candidate.c_str(), O_RDWR | O_CLOEXEC | O_NOCTTY));
+			    if (!fd) {
+				    last_error = errno;
+			    }
+		    })) {
+			return error_of(errno, "taking file-system uid 0 to open " + generic);
+		}
 		if (!fd) {
-			last_error = errno;
 			continue;
 		}
 		struct stat status{};

@@ -18,6 +18,8 @@
 
 #include <linux/capability.h>
 
+#include <functional>
+
 namespace copyoffload::device {
 
 // The capabilities --device-copy keeps permitted.
@@ -44,24 +46,17 @@ private:
 	bool raised_ = false;
 };
 
-// Gives the calling thread file-system uid and gid 0 (its real ids, so no
-// capability is needed) for its lifetime, and the previous ones back on
-// destruction: opening a device node (the helper's exclusive claim through
-// /proc/self/fd, an NVMe generic character device) is checked against the
-// node's owner, root. Never throws; root_ids() says whether it took.
-class ScopedRootFileIds {
-public:
-	ScopedRootFileIds() noexcept;
-	~ScopedRootFileIds();
-	ScopedRootFileIds(const ScopedRootFileIds &) = delete;
-	ScopedRootFileIds &operator=(const ScopedRootFileIds &) = delete;
-
-	[[nodiscard]] bool root_ids() const noexcept { return ok_; }
-
-private:
-	unsigned previous_uid_;
-	unsigned previous_gid_;
-	bool ok_ = false;
-};
+// Runs `task` on a thread of its own with file-system uid and gid 0 (the
+// real ids, so no capability is needed) and waits for it; an exception
+// `task` throws is thrown here. For what is checked against root as the
+// owner: opening a device node (the helper's exclusive claim through
+// /proc/self/fd, an NVMe generic character device), removing the socket
+// from root's directory, reaching NOTIFY_SOCKET. The calling thread keeps
+// its ids: setfsuid() without CAP_SETUID moves only to the real, effective,
+// saved or current id, so a thread that took 0 could never take the
+// unprivileged id back (and the workers the main thread starts later
+// would inherit 0). False, with errno set, if the thread could not start
+// or take the ids; `task` has not run then.
+bool run_with_root_file_ids(const std::function<void()> &task);
 
 } // namespace copyoffload::device

@@ -15,6 +15,7 @@
 #include "device_session.hpp"
 #include "nvme_device.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -221,6 +222,16 @@ public:
 	}
 
 	[[nodiscard]] const std::string &error() const { return error_; }
+
+	// The daemon's process id; 0 if unknown.
+	[[nodiscard]] pid_t daemon_pid() const
+	{
+		ucred peer{};
+		socklen_t size = sizeof(peer);
+		return ::getsockopt(sock_.get(), SOL_SOCKET, SO_PEERCRED, &peer, &size) == 0
+			       ? peer.pid
+			       : 0;
+	}
 
 	// Sends one COPY and waits for its reply; status -1: no valid reply.
 	copyoffload_copy_reply copy(int source, int destination, std::uint64_t source_offset,
@@ -698,6 +709,45 @@ int main(int argc, char **argv)
 		       std::string why = helper_copy(helper, ea, 5 * MiB, eb, 60 * MiB, MiB,
 						     {0, MiB, 0});
 		       return why.empty() ? verify(sdb, 60 * MiB, MiB, false) : why;
+	       }());
+
+	// --- privileges ----------------------------------------------------------
+	// The claims and the NVMe opens above were root's for files: each on a
+	// short-lived thread, so every thread of the daemon still writes as
+	// "nobody" (ext4 keeps its reserved blocks for uid 0).
+	report("every thread of copyoffloadd still has file-system uid and gid 65534",
+	       [&]() -> std::string {
+		       const pid_t pid = helper.daemon_pid();
+		       const std::string tasks = "/proc/" + std::to_string(pid) + "/task";
+		       DIR *dir = pid > 0 ? ::opendir(tasks.c_str()) : nullptr;
+		       if (dir == nullptr) {
+			       return "cannot list " + tasks;
+		       }
+		       std::string why;
+		       int threads = 0;
+		       for (dirent *task; (task = ::readdir(dir)) != nullptr && why.empty();) {
+			       if (task->d_name[0] == '.') {
+				       continue;
+			       }
+			       threads++;
+			       const std::string status_path = tasks + "/" + task->d_name + "/status";
+			       std::FILE *file = std::fopen(status_path.c_str(), "r");
+			       std::string status;
+			       char buffer[4096];
+			       for (std::size_t got; file != nullptr &&
+						     (got = std::fread(buffer, 1, sizeof(buffer), file)) > 0;) {
+				       status.append(buffer, got);
+			       }
+			       if (file != nullptr) {
+				       std::fclose(file);
+			       }
+			       if (status.find("Uid:\t0\t0\t0\t65534\n") == std::string::npos ||
+				   status.find("Gid:\t0\t0\t0\t65534\n") == std::string::npos) {
+				       why = "thread " + std::string(task->d_name) + ":\n" + status;
+			       }
+		       }
+		       ::closedir(dir);
+		       return why.empty() && threads < 3 ? "fewer threads than expected" : why;
 	       }());
 
 	// --- everything, whole ------------------------------------------------

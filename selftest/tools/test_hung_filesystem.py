@@ -76,6 +76,17 @@ class HungFilesystem(unittest.TestCase):
         self.files += [open(src, "rb"), open(dst, "wb")]
         return self.files[-2].fileno(), self.files[-1].fileno(), data, dst
 
+    def privileges(self, thread_name):
+        """The ids and capabilities of the daemon's thread of that name."""
+        tasks = f"/proc/{self.daemon.pid}/task"
+        for tid in os.listdir(tasks):
+            with open(f"{tasks}/{tid}/status") as f:
+                status = dict(line.rstrip("\n").split(":\t", 1) for line in f
+                              if ":\t" in line)
+            if status["Name"] == thread_name:
+                return {key: status[key] for key in ("Uid", "Gid", "CapEff", "CapPrm")}
+        self.fail(f"the daemon has no thread named {thread_name!r}")
+
     def test_a_copy_hung_in_its_checks_hands_over(self):
         self.daemon, sock = daemon_process.start_daemon(self.dir, "--workers", "1",
                                                         "--stall-timeout", "1")
@@ -88,6 +99,12 @@ class HungFilesystem(unittest.TestCase):
         # The only worker hangs before any piece: not in a copy's mark.
         self.daemon.wait_log("outside a copy", timeout=10)
         self.daemon.wait_log("worker 1 added in place of worker 0", timeout=5)
+        # Started by the main thread long after it dropped its privileges:
+        # it has none either, and writes as "nobody" like the first.
+        self.assertEqual(self.privileges("worker 1"), self.privileges("worker 0"))
+        self.assertEqual(self.privileges("worker 1"),
+                         {"Uid": "0\t0\t0\t65534", "Gid": "0\t0\t0\t65534",
+                          "CapEff": "0000000000000000", "CapPrm": "0000000000000000"})
         src, dst, data, path = self.pair(self.other, "elsewhere")
         self.assertEqual(elsewhere.copy(src, dst, SIZE)[:2], (0, SIZE))
         with open(path, "rb") as f:

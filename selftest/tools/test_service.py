@@ -219,7 +219,12 @@ class Service(unittest.TestCase):
             self.assertIn("with 1 workers", daemon.log())
 
             spinning = self.wait_until_spinning(daemon.pid, hogs)
-            self.assertEqual(self.copy_through(path, 256 << 20)[:2], (0, 256 << 20))
+            try:
+                reply = self.copy_through(path, 256 << 20)
+            except TimeoutError:
+                self.fail(f"no reply within the client's timeout; threads "
+                          f"{self.threads_by_name(daemon.pid)}, daemon log:\n{daemon.log()}")
+            self.assertEqual(reply[:2], (0, 256 << 20))
             self.assertIn("under SCHED_IDLE, waiting for a CPU: running the workers under "
                           "SCHED_OTHER", daemon.log(),
                           f"hogs' CPU seconds before the copy {spinning}, "
@@ -248,6 +253,15 @@ class Service(unittest.TestCase):
                     return path
         return None
 
+    @staticmethod
+    def threads_by_name(pid):
+        """(name, tid) of each thread of process pid."""
+        threads = []
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                threads.append((f.read().rstrip("\n"), int(tid)))
+        return threads
+
     def test_cpu_cgroup_holds_the_workers_idle(self):
         """--cpu-cgroup: the daemon creates the cgroup, marks it idle and
         moves its workers there; the main thread stays with the daemon's
@@ -259,12 +273,20 @@ class Service(unittest.TestCase):
         self.assertNotIn("autogroups are on", daemon.log())
         self.assertEqual(cpu_cgroup.read_idle(path), 1)
         with open(os.path.join(path, "tasks")) as f:
-            workers = {int(t) for t in f.read().split()}
-        threads = {int(t) for t in os.listdir(f"/proc/{daemon.pid}/task")}
-        self.assertEqual(workers, threads - {daemon.pid})
+            in_cgroup = {int(t) for t in f.read().split()}
+        threads = self.threads_by_name(daemon.pid)
+        workers = {tid for name, tid in threads if name.startswith("worker ")}
+        self.assertEqual(in_cgroup, workers)
         self.assertEqual(len(workers), len(os.sched_getaffinity(0)))
-        self.assertEqual(self.cgroup_of(daemon.pid, daemon.pid),
-                         self.cgroup_of(os.getpid(), os.getpid()))
+        # The main thread and the starvation guard's stay with the
+        # daemon's parent: starved with the workers, they could not lift
+        # them.
+        others = {tid for name, tid in threads} - workers
+        self.assertEqual(sorted(name for name, tid in threads if tid in others),
+                         ["copyoffloadd", "guard"])
+        for tid in others:
+            self.assertEqual(self.cgroup_of(daemon.pid, tid),
+                             self.cgroup_of(os.getpid(), os.getpid()))
         self.assertEqual(self.copy_through(sock)[:2], (0, 300000))
         self.assertEqual(daemon.stop(), 0)
 

@@ -2,6 +2,7 @@
 // SCHED_IDLE thread that wants a CPU, normal threads that keep every CPU
 // busy, and the kernel's own accounting of how long the first one waited.
 
+#include "guard_thread.hpp"
 #include "starvation_guard.hpp"
 
 #include <pthread.h>
@@ -12,6 +13,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -22,7 +25,6 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const Logger quiet(LogLevel::error, -1);
 const IdleCgroup no_cgroup; // the guard lifts only the workers
 
 pid_t current_thread_id()
@@ -74,10 +76,14 @@ private:
 	std::thread thread_;
 };
 
-// Runs the guard every tick for `span`, as the daemon's main thread does.
-void guard_for(StarvationGuard &guard, const std::vector<pid_t> &workers,
+// Runs the guard every tick for `span`, as the guard thread does.
+void guard_for(StarvationGuard &guard, const std::vector<pid_t> &worker_ids,
 	       std::chrono::milliseconds span)
 {
+	std::vector<ThreadStats> workers;
+	for (pid_t id : worker_ids) {
+		workers.emplace_back(id);
+	}
 	const auto end = StarvationGuard::Clock::now() + span;
 	while (StarvationGuard::Clock::now() < end) {
 		std::this_thread::sleep_for(StarvationGuard::tick);
@@ -110,19 +116,35 @@ void test_what_starved_means(void **)
 
 void test_samples_a_thread(void **)
 {
-	auto self = sample_thread(current_thread_id());
+	const ThreadStats stats(current_thread_id());
+	auto self = stats.sample();
 	assert_true(self.has_value());
 	assert_true(self->runnable); // this thread, reading
 	assert_true(self->on_cpu.count() > 0);
+	// Read again from the files kept open: the time only grows.
+	auto again = stats.sample();
+	assert_true(again.has_value());
+	assert_true(again->on_cpu >= self->on_cpu);
 	// No such thread in this process.
-	assert_false(sample_thread(0).has_value());
+	assert_false(ThreadStats(0).sample().has_value());
+	// A thread that has ended, its files opened while it ran. join()
+	// returns when the thread's id is cleared, a little before the
+	// kernel lets go of it.
+	std::optional<ThreadStats> ended_stats;
+	std::thread([&] { ended_stats.emplace(current_thread_id()); }).join();
+	assert_true(ended_stats.has_value());
+	const auto deadline = std::chrono::steady_clock::now() + 2s;
+	while (ended_stats->sample() && std::chrono::steady_clock::now() < deadline) {
+		std::this_thread::sleep_for(1ms);
+	}
+	assert_false(ended_stats->sample().has_value());
 }
 
 // A SCHED_IDLE worker alone gets its CPU: it is not lifted.
 void test_an_idle_worker_with_a_cpu_stays_idle(void **)
 {
 	Spinner worker(true);
-	StarvationGuard guard(quiet, no_cgroup);
+	StarvationGuard guard(no_cgroup, 1);
 	guard_for(guard, {worker.id()}, 600ms);
 	assert_false(guard.lifted());
 	assert_int_equal(guard.lifts(), 0);
@@ -135,7 +157,7 @@ void test_an_idle_worker_with_a_cpu_stays_idle(void **)
 void test_a_starved_worker_is_lifted_then_lowered(void **)
 {
 	Spinner worker(true);
-	StarvationGuard guard(quiet, no_cgroup);
+	StarvationGuard guard(no_cgroup, 1);
 	{
 		// Two per CPU: whichever CPU the worker lands on has one,
 		// however the kernel balances them.
@@ -155,6 +177,61 @@ void test_a_starved_worker_is_lifted_then_lowered(void **)
 	assert_true(guard.lifts() >= 1);
 }
 
+// Spins until this thread has run for `cpu_time`.
+void run_for(std::chrono::nanoseconds cpu_time)
+{
+	const auto used = [] {
+		timespec now{};
+		::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+		return std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec);
+	};
+	const auto until = used() + cpu_time;
+	while (used() < until) {
+	}
+}
+
+// A starved SCHED_IDLE worker holds a lock the main thread waits for, as
+// a worker preempted inside the allocator or the stall watch's mutex
+// would: the guard, on a thread of its own, still lifts it, and the
+// main thread gets the lock. (Under SCHED_IDLE beside a busy thread on
+// every CPU the worker's 50 ms of CPU would take it half a minute.)
+void test_the_guard_thread_lifts_while_the_main_thread_waits(void **)
+{
+	std::mutex lock;
+	std::atomic<pid_t> worker_id{0};
+	std::thread worker([&] {
+		::setpriority(PRIO_PROCESS, 0, 10);
+		sched_param param{};
+		::sched_setscheduler(0, SCHED_IDLE, &param);
+		const std::lock_guard holding(lock);
+		worker_id.store(current_thread_id());
+		run_for(50ms);
+	});
+	while (worker_id.load() == 0) {
+		std::this_thread::sleep_for(1ms);
+	}
+	{
+		std::vector<std::unique_ptr<Spinner>> hogs;
+		for (unsigned i = 0; i < 2 * usable_cpus(); i++) {
+			hogs.push_back(std::make_unique<Spinner>(false));
+		}
+		std::atomic<bool> copies_in_flight{true};
+		std::atomic<unsigned> reports{0};
+		GuardThread guard(
+			no_cgroup, 1, [&] { return copies_in_flight.load(); }, [&] { reports++; });
+		guard.watch(worker_id.load());
+		guard.start();
+		{
+			const std::lock_guard waited(lock);
+		}
+		copies_in_flight.store(false);
+		guard.stop();
+		assert_true(guard.lifts() >= 1);
+		assert_true(reports.load() >= 1);
+	}
+	worker.join();
+}
+
 } // namespace
 
 int main()
@@ -164,6 +241,7 @@ int main()
 		cmocka_unit_test(test_samples_a_thread),
 		cmocka_unit_test(test_an_idle_worker_with_a_cpu_stays_idle),
 		cmocka_unit_test(test_a_starved_worker_is_lifted_then_lowered),
+		cmocka_unit_test(test_the_guard_thread_lifts_while_the_main_thread_waits),
 	};
 	return cmocka_run_group_tests_name("copyoffloadd_starvation_guard", tests, nullptr,
 					   nullptr);
