@@ -26,6 +26,7 @@ const std::variant<PairIdentity, DescriptorRejection> &DescriptorPair::check()
 {
 	std::call_once(checked_, [this] {
 		check_ = check_descriptor_pair(source_.get(), destination_.get());
+		checked_done_.store(true, std::memory_order_release);
 	});
 	return check_;
 }

@@ -10,6 +10,7 @@
 #include "descriptor_check.hpp"
 #include "unique_fd.hpp"
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,11 @@ public:
 	// remembered (the access modes and file types of open descriptors do
 	// not change). Any thread.
 	const std::variant<PairIdentity, DescriptorRejection> &check();
+	// check()'s result if it has been made, else none; never checks.
+	[[nodiscard]] const std::variant<PairIdentity, DescriptorRejection> *checked() const
+	{
+		return checked_done_.load(std::memory_order_acquire) ? &check_ : nullptr;
+	}
 
 	// Methods the kernel refused for these two files as a whole (no
 	// reflink here, another filesystem).
@@ -51,6 +57,7 @@ private:
 	UniqueFd destination_;
 	std::once_flag checked_;
 	std::variant<PairIdentity, DescriptorRejection> check_;
+	std::atomic<bool> checked_done_{false}; // check_ is final
 	MethodRefusals refusals_;
 	bool borrowed_ = false;
 };

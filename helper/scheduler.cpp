@@ -2,9 +2,25 @@
 
 #include "connection.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #include <algorithm>
 
 namespace copyoffload {
+
+namespace {
+
+std::array<StallKey, 2> keys_of(const PairIdentity &pair)
+{
+	// A block device node's st_dev is devtmpfs's, the same for every disk.
+	const bool nodes = pair.block_devices.has_value();
+	return {StallKey{pair.source_device, nodes ? pair.source_inode : 0},
+		StallKey{pair.destination_device, nodes ? pair.destination_inode : 0}};
+}
+
+} // namespace
 
 std::array<StallKey, 2> stall_keys(const CopyTask &task)
 {
@@ -13,10 +29,31 @@ std::array<StallKey, 2> stall_keys(const CopyTask &task)
 	if (pair == nullptr) {
 		return {}; // refused, or answered: it runs no more pieces
 	}
-	// A block device node's st_dev is devtmpfs's, the same for every disk.
-	const bool nodes = pair->block_devices.has_value();
-	return {StallKey{pair->source_device, nodes ? pair->source_inode : 0},
-		StallKey{pair->destination_device, nodes ? pair->destination_inode : 0}};
+	return keys_of(*pair);
+}
+
+std::array<StallKey, 2> new_copy_stall_keys(const CopyJob &job)
+{
+	std::array<StallKey, 2> keys{};
+	if (!job.files) {
+		return keys;
+	}
+	if (const auto *checked = job.files->checked()) {
+		const auto *pair = std::get_if<PairIdentity>(checked);
+		return pair != nullptr ? keys_of(*pair) : keys; // refused: no pieces
+	}
+	const int descriptors[] = {job.files->source(), job.files->destination()};
+	for (std::size_t i = 0; i < keys.size(); i++) {
+		struct statx attributes{};
+		if (::statx(descriptors[i], "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC,
+			    STATX_TYPE | STATX_INO, &attributes) != 0) {
+			continue;
+		}
+		// As keys_of(): a block device node by its inode too.
+		keys[i] = StallKey{::makedev(attributes.stx_dev_major, attributes.stx_dev_minor),
+				   S_ISBLK(attributes.stx_mode) ? attributes.stx_ino : 0};
+	}
+	return keys;
 }
 
 Scheduler::Scheduler(std::size_t workers, WakeWorker wake, std::size_t busy_limit)
@@ -40,7 +77,11 @@ void Scheduler::remove_last_worker()
 void Scheduler::hold(std::size_t worker, std::span<const StallKey> keys)
 {
 	std::lock_guard lock(mutex_);
-	held_.insert(held_.end(), keys.begin(), keys.end());
+	held_.reserve(held_.size() + keys.size()); // no key is lost halfway
+	// No key (unknown files) holds nothing.
+	std::copy_if(keys.begin(), keys.end(), std::back_inserter(held_),
+		     [](const StallKey &key) { return key != StallKey{}; });
+	holding_.store(!held_.empty());
 	// Stuck after it found no work, it may still be marked idle: it must
 	// be neither woken nor counted twice.
 	idle_.at(worker) = false;
@@ -55,6 +96,7 @@ void Scheduler::release(std::span<const StallKey> keys)
 			held_.erase(at);
 		}
 	}
+	holding_.store(!held_.empty());
 	stalled_--;
 	// The copies held back may have pieces for every idle worker (no
 	// index is `self`).
@@ -63,17 +105,47 @@ void Scheduler::release(std::span<const StallKey> keys)
 	}
 }
 
-bool Scheduler::held(const CopyTask &task) const
+std::optional<CopyJob> Scheduler::take_unparked()
 {
-	if (held_.empty()) {
+	std::lock_guard lock(mutex_);
+	const auto free = std::find_if(parked_.begin(), parked_.end(), [this](const Parked &parked) {
+		return !any_held(parked.keys);
+	});
+	if (free == parked_.end()) {
+		return std::nullopt;
+	}
+	std::optional<CopyJob> job(std::move(free->job));
+	parked_.erase(free);
+	return job;
+}
+
+bool Scheduler::park_if_held(std::span<const StallKey> keys, CopyJob &job)
+{
+	std::lock_guard lock(mutex_);
+	if (!any_held(keys)) {
 		return false;
 	}
-	for (const StallKey &key : stall_keys(task)) {
-		if (std::find(held_.begin(), held_.end(), key) != held_.end()) {
+	std::array<StallKey, 2> kept{};
+	std::copy_n(keys.begin(), std::min(keys.size(), kept.size()), kept.begin());
+	parked_.reserve(parked_.size() + 1); // if this throws, the job is still the caller's
+	parked_.push_back(Parked{kept, std::move(job)});
+	return true;
+}
+
+bool Scheduler::any_held(std::span<const StallKey> keys) const
+{
+	for (const StallKey &key : keys) {
+		if (key != StallKey{} &&
+		    std::find(held_.begin(), held_.end(), key) != held_.end()) {
 			return true;
 		}
 	}
 	return false;
+}
+
+bool Scheduler::held(const CopyTask &task) const
+{
+	return !held_.empty() && any_held(stall_keys(task));
 }
 
 bool Scheduler::admits(const CopyTask &task) const
@@ -302,10 +374,16 @@ Scheduler::Dropped Scheduler::drop(const Connection &connection)
 {
 	Dropped dropped;
 	std::lock_guard lock(mutex_);
+	// Parked copies stay: closing their files would wait for their hung
+	// filesystem here. Once it answers they start, see the connection
+	// gone and are dropped (Worker::start()).
 	auto found = by_connection_.find(&connection);
 	if (found == by_connection_.end()) {
 		return dropped;
 	}
+	// Before anything moves: no allocation fails halfway.
+	dropped.unstarted.reserve(found->second->tasks.size());
+	dropped.finish.reserve(found->second->tasks.size());
 	for (std::shared_ptr<CopyTask> &task : found->second->tasks) {
 		if (!task->started()) {
 			tasks_--;

@@ -33,6 +33,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <deque>
@@ -59,6 +60,13 @@ struct StallKey {
 
 // The filesystems or devices a task's two files are on.
 [[nodiscard]] std::array<StallKey, 2> stall_keys(const CopyTask &task);
+
+// The same for a job before its checks: from its pair's checks if they
+// were made (a registered pair: no syscall), else from the attributes the
+// kernel has cached (statx AT_STATX_DONT_SYNC, which FUSE and NFS answer
+// without asking their server; CIFS may still ask). No key for a
+// descriptor missing or unreadable.
+[[nodiscard]] std::array<StallKey, 2> new_copy_stall_keys(const CopyJob &job);
 
 class Scheduler {
 public:
@@ -124,15 +132,31 @@ public:
 	// The worker last added could not be started after all.
 	void remove_last_worker();
 
-	// `worker` has made no progress for too long. `keys`: stall_keys()
-	// of the copy it works on, noted while the copy had its files (none
-	// for a worker stalled outside a copy). Until release() of them, no
+	// `worker` has made no progress for too long. `keys`: those of the
+	// copy it works on (stall_keys(), or new_copy_stall_keys() in its
+	// checks), noted by the worker as it took the copy (none for a worker
+	// stalled outside a copy). Until release() of them, no
 	// copy touching those filesystems gets a piece (unless its client is
 	// gone: it still comes through to be completed), and the worker
 	// counts as neither idle nor busy until it asks for work again.
-	// release() wakes the idle workers for the copies it held back.
+	// release() wakes the idle workers for the copies it held back; the
+	// jobs parked that no hold keeps any more are then taken one by one
+	// (take_unparked()) by the caller, which starts them (checks them,
+	// then add()).
 	void hold(std::size_t worker, std::span<const StallKey> keys);
 	void release(std::span<const StallKey> keys);
+	// A parked job that no hold keeps any more; allocates nothing.
+	[[nodiscard]] std::optional<CopyJob> take_unparked();
+
+	// Whether any stall holds a filesystem now (without the lock: a hint,
+	// so that copies need not look up their keys while none does).
+	[[nodiscard]] bool holding() const { return holding_.load(); }
+
+	// A worker, before a new copy's checks (`keys`: new_copy_stall_keys()):
+	// if a stall holds one of the keys, the checks would hang on the same
+	// filesystem, taking another worker. Then the job waits here, taking
+	// none, until release() hands it back; returns true.
+	bool park_if_held(std::span<const StallKey> keys, CopyJob &job);
 
 private:
 	struct Flow {
@@ -158,6 +182,7 @@ private:
 	[[nodiscard]] bool admits(const CopyTask &task) const;
 	// Needs mutex_: whether a stall holds one of the task's files.
 	[[nodiscard]] bool held(const CopyTask &task) const;
+	[[nodiscard]] bool any_held(std::span<const StallKey> keys) const;
 	void leave_share(const CopyTask &task);
 
 	WakeWorker wake_;
@@ -170,7 +195,13 @@ private:
 	// One entry per stalled worker's copy and file: a key held twice stays
 	// held until both workers go again.
 	std::vector<StallKey> held_;
+	std::atomic<bool> holding_{false}; // !held_.empty()
 	std::size_t stalled_ = 0; // stalled workers
+	struct Parked {
+		std::array<StallKey, 2> keys;
+		CopyJob job;
+	};
+	std::vector<Parked> parked_;
 };
 
 } // namespace copyoffload

@@ -420,25 +420,59 @@ void WorkerPool::Worker::count_in_flight(std::size_t count)
 void WorkerPool::Worker::start(std::vector<CopyJob> &jobs)
 {
 	for (CopyJob &job : jobs) {
-		const std::uint64_t id = job.request.request_id;
-		try {
-			auto task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
-							       pool_.options_.segment_size);
+		start(job);
+	}
+}
+
+void WorkerPool::Worker::start(CopyJob &job)
+{
+	const std::uint64_t id = job.request.request_id;
+	if (job.connection->cancelled()) {
+		// Parked while its client went away: no one waits for it.
+		pool_.jobs_in_flight_--;
+		pool_.notify_if_watched();
+		return;
+	}
+	bool parked = false;
+	try {
+		// Taken before the checks, without them: what a stall in the
+		// checks holds, and what parks the copy if a stall holds it
+		// already (the checks would hang too, and take this worker).
+		const auto keys = new_copy_stall_keys(job);
+		parked = pool_.scheduler_.holding() && pool_.scheduler_.park_if_held(keys, job);
+		if (!parked) {
+			std::shared_ptr<CopyTask> task;
+			{
+				const MarkedCopy marked(*this, CopyMark{.request_id = id,
+									.client = job.connection->peer(),
+									.keys = keys,
+									.checks = true});
+				task = std::make_shared<CopyTask>(std::move(job), pool_.log_,
+								  pool_.options_.segment_size);
+			}
 			if (task->complete()) {
 				finish(*task); // refused, or nothing to copy
 			} else {
 				pool_.scheduler_.add(std::move(task), index_);
 			}
-		} catch (const std::exception &e) {
-			// Allocation only. The copy is lost (its client times
-			// out), and so is its count, which shutdown waits for.
-			pool_.jobs_in_flight_--;
-			pool_.notify_if_watched();
-			try {
-				pool_.log_.error("worker {}: copy id={} dropped: {}", index_, id,
-						 e.what());
-			} catch (...) {
-			}
+		}
+	} catch (const std::exception &e) {
+		// Allocation only. The copy is lost (its client times out), and
+		// so is its count, which shutdown waits for.
+		pool_.jobs_in_flight_--;
+		pool_.notify_if_watched();
+		try {
+			pool_.log_.error("worker {}: copy id={} dropped: {}", index_, id, e.what());
+		} catch (...) {
+		}
+		return;
+	}
+	if (parked) {
+		try {
+			pool_.log_.debug("worker {}: copy id={} waits before its checks: its "
+					 "filesystem hangs",
+					 index_, id);
+		} catch (...) {
 		}
 	}
 }
@@ -447,8 +481,9 @@ void WorkerPool::Worker::execute(Scheduler::Assignment &assignment)
 {
 	// What a stall would hold.
 	CopyTask &task = *assignment.task;
-	const MarkedCopy marked(*this, CopyMark{task.job().request.request_id,
-						task.job().connection->peer(), stall_keys(task)});
+	const MarkedCopy marked(*this, CopyMark{.request_id = task.job().request.request_id,
+						.client = task.job().connection->peer(),
+						.keys = stall_keys(task)});
 	if (!assignment.piece) {
 		finish(task);
 		return;
@@ -548,9 +583,28 @@ void WorkerPool::Worker::come_round()
 	}
 	pool_.scheduler_.release(keys_of(held));
 	pool_.stalled_workers_--;
-	pool_.log_.warning("worker {}: going again after {} s without progress{}", index_,
-			   std::chrono::duration_cast<std::chrono::seconds>(now - since).count(),
-			   held ? "; its copy's filesystems take copies again" : "");
+	try {
+		pool_.log_.warning("worker {}: going again after {} s without progress{}", index_,
+				   std::chrono::duration_cast<std::chrono::seconds>(now - since).count(),
+				   held ? "; its copy's filesystems take copies again" : "");
+	} catch (...) {
+	}
+	// The copies parked while it hung, now that their filesystem answers
+	// (one at a time: taking one allocates nothing).
+	std::size_t started = 0;
+	while (auto job = pool_.scheduler_.take_unparked()) {
+		start(*job);
+		note_progress(std::chrono::steady_clock::now()); // a slow one is not a stall
+		started++;
+	}
+	if (started > 0) {
+		try {
+			pool_.log_.info("worker {}: started {} copies that waited for their "
+					"filesystem",
+					index_, started);
+		} catch (...) {
+		}
+	}
 }
 
 std::vector<std::shared_ptr<Connection>> WorkerPool::Worker::give_up_connections()

@@ -32,6 +32,7 @@ public:
 		std::uint64_t request_id = 0;
 		PeerCredentials client;
 		std::array<StallKey, 2> keys{};
+		bool checks = false; // in its checks, before any piece
 	};
 
 	Worker(WorkerPool &pool, std::size_t index);
@@ -141,6 +142,10 @@ private:
 	void count_in_flight(std::size_t count);
 	// Starts copies counted by count_in_flight().
 	void start(std::vector<CopyJob> &jobs);
+	// One job: parked if a stall holds its filesystem, else checked and
+	// handed to the scheduler (or answered); dropped if its client went
+	// away while it was parked.
+	void start(CopyJob &job);
 	void execute(Scheduler::Assignment &assignment);
 	// At the top of the loop: progress; and if the worker had been
 	// reported as stalled, the scheduler lets go of its filesystems.
@@ -151,9 +156,9 @@ private:
 	}
 	// What a stall of a worker working on `copy` holds (none outside a copy).
 	static std::span<const StallKey> keys_of(const std::optional<CopyMark> &copy);
-	// execute()'s note of the copy it works on (copy_), for as long as it
-	// lives: the piece, then the reply, which looks at the files and lets
-	// go of them.
+	// The worker's note of the copy it works on (copy_), for as long as
+	// it lives: execute()'s for a piece, then the reply, which looks at
+	// the files and lets go of them; start()'s for a new copy's checks.
 	class MarkedCopy {
 	public:
 		MarkedCopy(Worker &worker, const CopyMark &mark);

@@ -99,12 +99,14 @@ std::vector<pid_t> WorkerPool::check_stalls(std::chrono::steady_clock::time_poin
 		}
 		const double seconds = std::chrono::duration<double>(stall->idle).count();
 		if (stall->copy) {
-			log_.warning("worker {}: one piece of copy id={} for peer pid={} uid={} has "
-				     "moved nothing for {:.1f} s: its filesystem may hang. Copies on "
-				     "it wait until the worker goes again; its connections go to "
-				     "other workers",
-				     i, stall->copy->request_id, stall->copy->client.pid,
-				     stall->copy->client.uid, seconds);
+			log_.warning("worker {}: {} of copy id={} for peer pid={} uid={} {} for "
+				     "{:.1f} s: its filesystem may hang. Copies on it wait until "
+				     "the worker goes again; its connections go to other workers",
+				     i, stall->copy->checks ? "the checks" : "one piece",
+				     stall->copy->request_id, stall->copy->client.pid,
+				     stall->copy->client.uid,
+				     stall->copy->checks ? "have not returned" : "has moved nothing",
+				     seconds);
 		} else {
 			log_.warning("worker {}: no progress for {:.1f} s outside a copy (reading a "
 				     "request, or closing files): a filesystem may hang. Its "

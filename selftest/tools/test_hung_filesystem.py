@@ -1,14 +1,17 @@
 #!/usr/bin/python3
-"""copyoffloadd with a filesystem that hangs outside a copy's pieces.
+"""copyoffloadd with a filesystem that hangs in a copy's checks.
 
 bindfs mirrors a scratch directory through FUSE; stopping its daemon with
 SIGSTOP leaves every request to that filesystem waiting, as a network
 filesystem does when its server is gone. A worker that reads a new COPY of
 files there hangs in the pair's checks (fstatfs: FUSE STATFS, never cached),
-before any piece, with the copy counted but unmarked. The stall watch reports it as outside a
-copy, adds a worker and moves the worker's other connections; a copy
-elsewhere goes on; a shutdown waits for the hung copy, which completes with
-the right data once the filesystem answers.
+before any piece, the copy marked with the filesystems its files are on (as
+the kernel has them cached: statx AT_STATX_DONT_SYNC, which does not ask).
+The stall watch reports it, holds those filesystems, adds a worker and
+moves the worker's other connections; a copy elsewhere goes on; a second
+copy on the hung filesystem waits before its checks, without taking a
+worker; a shutdown waits for both, which complete with the right data once
+the filesystem answers.
 
 Needs root and COPYOFFLOAD_BUILD_DIR; skipped without bindfs or /dev/fuse."""
 
@@ -91,13 +94,15 @@ class HungFilesystem(unittest.TestCase):
         self.daemon, sock = daemon_process.start_daemon(self.dir, "--workers", "1",
                                                         "--stall-timeout", "1")
         hung, elsewhere = protocol_client.Client(sock), protocol_client.Client(sock)
+        second = protocol_client.Client(sock)
         hung_src, hung_dst, hung_data, hung_path = self.pair(self.mount, "hung")
+        second_src, second_dst, second_data, second_path = self.pair(self.mount, "second")
         os.kill(self.bindfs.pid, signal.SIGSTOP)
         self.stopped = True
         hung_id = hung.send_copy(hung_src, hung_dst, SIZE)
 
-        # The only worker hangs before any piece: not in a copy's mark.
-        self.daemon.wait_log("outside a copy", timeout=10)
+        # The only worker hangs in the copy's checks, before any piece.
+        self.daemon.wait_log("worker 0: the checks of copy id=", timeout=10)
         self.daemon.wait_log("worker 1 added in place of worker 0", timeout=5)
         # Started by the main thread long after it dropped its privileges:
         # it has none either, and writes as "nobody" like the first.
@@ -109,6 +114,15 @@ class HungFilesystem(unittest.TestCase):
         self.assertEqual(elsewhere.copy(src, dst, SIZE)[:2], (0, SIZE))
         with open(path, "rb") as f:
             self.assertEqual(f.read(), data)
+
+        # Another copy on the held filesystem waits before its checks: it
+        # hangs no worker (worker 1, the only one going, reads it), so no
+        # stall is reported for it one stall timeout and a half later.
+        second_id = second.send_copy(second_src, second_dst, SIZE)
+        self.daemon.wait_log("waits before its checks: its filesystem hangs", timeout=5)
+        time.sleep(1.5)
+        self.assertNotIn("worker 1: the checks of copy", self.daemon.log())
+        self.assertNotIn("in place of worker 1", self.daemon.log())
 
         # A copy sent before the signal is answered; the hung one is
         # received too, so the daemon waits for it.
@@ -123,14 +137,17 @@ class HungFilesystem(unittest.TestCase):
 
         self.resume()
         self.assertEqual(hung.reply(hung_id)[:2], (0, SIZE))
-        with open(hung_path, "rb") as f:
-            self.assertEqual(f.read(), hung_data)
+        self.assertEqual(second.reply(second_id)[:2], (0, SIZE))
+        for path, data in ((hung_path, hung_data), (second_path, second_data)):
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), data)
         self.assertEqual(self.daemon.proc.wait(10), 0)
         log = self.daemon.log()
         self.assertIn("going again after", log)
+        self.assertIn("started 1 copies that waited for their filesystem", log)
         self.assertIn("shut down: every received copy was answered", log)
-        hung.close()
-        elsewhere.close()
+        for client in (hung, elsewhere, second):
+            client.close()
 
 
 if __name__ == "__main__":

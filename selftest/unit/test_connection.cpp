@@ -891,22 +891,29 @@ void test_read_limit(void **)
 // in `dir` with copy_file_range or read/write, in pieces of `piece`. Not
 // preallocated (on ext4 its pieces would wait for the first one's
 // reservation) unless `preallocate`: test_scheduler_waits_for_a_reservation.
-std::shared_ptr<CopyTask> file_task(const Pair &pair, const TempDir &dir, std::uint64_t id,
-				    std::uint64_t length, std::uint64_t piece,
-				    ShareBinding share = {}, bool preallocate = false)
+// A copy of `length` bytes between two new files in `dir`, as received.
+CopyJob file_job(const Pair &pair, const TempDir &dir, std::uint64_t id, std::uint64_t length,
+		 ShareBinding share = {})
 {
-	share.preallocate = preallocate;
 	const std::string name = std::to_string(id);
 	write_file(dir.file("src" + name), pattern(length, static_cast<unsigned>(id)));
 	write_file(dir.file("dst" + name), {});
 	copyoffload_copy_request request = copy_request(id, length, bit(CFR) | bit(RW));
 	request.src_offset = 0;
 	request.dst_offset = 0;
-	CopyJob job{pair.connection, request,
-		    DescriptorPair::make(open_file(dir.file("src" + name), O_RDONLY),
-					 open_file(dir.file("dst" + name), O_WRONLY)),
-		    std::move(share)};
-	return std::make_shared<CopyTask>(std::move(job), quiet, piece);
+	return CopyJob{pair.connection, request,
+		       DescriptorPair::make(open_file(dir.file("src" + name), O_RDONLY),
+					    open_file(dir.file("dst" + name), O_WRONLY)),
+		       std::move(share)};
+}
+
+std::shared_ptr<CopyTask> file_task(const Pair &pair, const TempDir &dir, std::uint64_t id,
+				    std::uint64_t length, std::uint64_t piece,
+				    ShareBinding share = {}, bool preallocate = false)
+{
+	share.preallocate = preallocate;
+	return std::make_shared<CopyTask>(file_job(pair, dir, id, length, std::move(share)),
+					  quiet, piece);
 }
 
 // What a piece would report had it copied everything.
@@ -1310,6 +1317,53 @@ void test_scheduler_wakes_no_stalled_worker(void **)
 	assert_int_equal(run_in_turns(scheduler).size(), 3);
 }
 
+// A new copy whose files are on a held filesystem waits before its checks
+// (they would hang there too), keyed as the kernel has its files cached,
+// or as its pair's checks found them; copies elsewhere do not. Releasing
+// the holds hands it back, once no stall holds its filesystem.
+void test_scheduler_parks_new_copies_on_a_held_filesystem(void **)
+{
+	TempDir on_a;
+	TempDir on_b("/dev/shm"); // tmpfs: another filesystem
+	Pair a = ready_pair();
+	Scheduler scheduler(2, [](std::size_t) {});
+	auto stuck = file_task(a, on_a, 1, 4096, 4096);
+	const auto held = stall_keys(*stuck);
+	CopyJob first = file_job(a, on_a, 2, 4096);
+	// What the cached attributes say is what the checks find, and a
+	// checked pair gives the same without a syscall.
+	assert_true(new_copy_stall_keys(first) == held);
+	assert_true(new_copy_stall_keys(stuck->job()) == held);
+	assert_false(scheduler.holding());
+	scheduler.hold(0, held);
+	scheduler.hold(1, held); // two stalls on A
+	assert_true(scheduler.holding());
+
+	assert_true(scheduler.park_if_held(new_copy_stall_keys(first), first));
+	assert_null(first.files.get()); // the scheduler's now
+	CopyJob elsewhere = file_job(a, on_b, 3, 4096);
+	assert_false(scheduler.park_if_held(new_copy_stall_keys(elsewhere), elsewhere));
+	assert_non_null(elsewhere.files.get()); // still the caller's
+	// A job with no descriptors has no keys: never parked.
+	CopyJob empty{a.connection, copy_request(5, 4096, bit(CFR)), nullptr, {}};
+	assert_false(scheduler.park_if_held(new_copy_stall_keys(empty), empty));
+	// A stall with unknown files holds nothing.
+	scheduler.hold(1, std::array<StallKey, 2>{});
+
+	// One stall on A goes: A is still held by the other.
+	scheduler.release(held);
+	assert_false(scheduler.take_unparked().has_value());
+	scheduler.release({});
+	scheduler.release(held);
+	assert_false(scheduler.holding());
+	auto unparked = scheduler.take_unparked();
+	assert_true(unparked.has_value());
+	assert_int_equal(unparked->request.request_id, 2);
+	assert_non_null(unparked->files.get());
+	assert_false(scheduler.take_unparked().has_value());
+	assert_false(scheduler.park_if_held(new_copy_stall_keys(*unparked), *unparked));
+}
+
 #define WITH_DIR(test) cmocka_unit_test_setup_teardown(test, make_temp_dir, remove_temp_dir)
 
 } // namespace
@@ -1339,6 +1393,7 @@ int main()
 		cmocka_unit_test(test_scheduler_drops_a_gone_connection),
 		cmocka_unit_test(test_scheduler_holds_a_stalled_filesystem),
 		cmocka_unit_test(test_scheduler_wakes_no_stalled_worker),
+		cmocka_unit_test(test_scheduler_parks_new_copies_on_a_held_filesystem),
 		cmocka_unit_test(test_scheduler_waits_for_a_reservation),
 		cmocka_unit_test(test_parallel_pieces_report_the_prefix),
 		cmocka_unit_test(test_share_binds_copies),
