@@ -57,9 +57,17 @@ void notify(const std::string &message)
 	// /run/systemd/notify, is open to all); an abstract one ("@...") is
 	// not a file, and with none sd_notify() does nothing.
 	const char *socket = std::getenv("NOTIFY_SOCKET");
+	bool sent = false;
 	if (socket != nullptr && socket[0] == '/') {
-		device::run_with_root_file_ids([&] { ::sd_notify(0, message.c_str()); });
-	} else {
+		try {
+			sent = device::run_with_root_file_ids(
+				[&] { ::sd_notify(0, message.c_str()); });
+		} catch (...) {
+			// No thread (out of memory): try from here below.
+		}
+	}
+	if (!sent) {
+		// systemd's own socket takes any sender.
 		::sd_notify(0, message.c_str());
 	}
 }

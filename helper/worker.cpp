@@ -438,7 +438,8 @@ void WorkerPool::Worker::start(CopyJob &job)
 		// Taken before the checks, without them: what a stall in the
 		// checks holds, and what parks the copy if a stall holds it
 		// already (the checks would hang too, and take this worker).
-		const auto keys = new_copy_stall_keys(job);
+		const auto keys = pool_.options_.stalls_watched() ? new_copy_stall_keys(job)
+								  : std::array<StallKey, 2>{};
 		parked = pool_.scheduler_.holding() && pool_.scheduler_.park_if_held(keys, job);
 		if (!parked) {
 			std::shared_ptr<CopyTask> task;

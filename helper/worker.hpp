@@ -69,8 +69,8 @@ public:
 	[[nodiscard]] std::size_t connection_count() const { return connection_count_.load(); }
 
 	// A worker that has made no progress for longer than a stall, once:
-	// the copy it is working on (a piece of it, or its reply), if any, and
-	// for how long.
+	// the copy it is working on (its checks, a piece of it, or its reply),
+	// if any, and for how long.
 	struct Stall {
 		std::optional<CopyMark> copy;
 		std::chrono::steady_clock::duration idle;
