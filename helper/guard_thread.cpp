@@ -6,12 +6,10 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
-#include <cstdint>
 #include <system_error>
 
 namespace copyoffload {
@@ -65,17 +63,16 @@ void GuardThread::copies_started()
 
 void GuardThread::wake()
 {
-	const std::uint64_t one = 1;
 	// Fails only if the counter would overflow: the guard is due to wake.
-	[[maybe_unused]] auto ignored = ::write(wake_fd_.get(), &one, sizeof(one));
+	::eventfd_write(wake_fd_.get(), 1);
 }
 
 void GuardThread::wait(int timeout_ms)
 {
 	pollfd woken{.fd = wake_fd_.get(), .events = POLLIN, .revents = 0};
 	if (::poll(&woken, 1, timeout_ms) > 0) {
-		std::uint64_t count = 0;
-		[[maybe_unused]] auto ignored = ::read(wake_fd_.get(), &count, sizeof(count));
+		eventfd_t count = 0;
+		::eventfd_read(wake_fd_.get(), &count);
 	}
 }
 

@@ -33,8 +33,14 @@ constexpr auto default_exit_grace = std::chrono::seconds(10);
 // overflow, in which case the main thread is already due to wake up.
 void wake_main_thread(int fd)
 {
-	const std::uint64_t one = 1;
-	[[maybe_unused]] auto ignored = ::write(fd, &one, sizeof(one));
+	::eventfd_write(fd, 1);
+}
+
+// Empties an eventfd the main thread was woken by.
+void take_wake_up(int fd)
+{
+	eventfd_t count = 0;
+	::eventfd_read(fd, &count);
 }
 
 PoolOptions pool_options(const Options &options)
@@ -150,9 +156,7 @@ int Server::run()
 			} else if (fd == notified_.get()) {
 				handle_notification();
 			} else if (fd == guard_reported_.get()) {
-				std::uint64_t count = 0;
-				[[maybe_unused]] auto ignored =
-					::read(guard_reported_.get(), &count, sizeof(count));
+				take_wake_up(guard_reported_.get());
 				guard_.report(log_);
 			} else if (listener_.is_open() && fd == listener_.fd()) {
 				accept_connections();
@@ -341,8 +345,7 @@ void Server::watch_stalls()
 
 void Server::handle_notification()
 {
-	std::uint64_t count = 0;
-	[[maybe_unused]] auto ignored = ::read(notified_.get(), &count, sizeof(count));
+	take_wake_up(notified_.get());
 	resume_accepting();
 	if (shutting_down_ && !drain_reported_ && pool_.drained()) {
 		// Only now: a copy sent after this line is refused for sure.

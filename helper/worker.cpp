@@ -110,10 +110,9 @@ void WorkerPool::Worker::give_connection(std::shared_ptr<Connection> connection)
 
 void WorkerPool::Worker::wake()
 {
-	std::uint64_t one = 1;
 	// Fails only when the counter would overflow: the worker is due to
 	// wake up anyway.
-	[[maybe_unused]] auto ignored = ::write(wake_.get(), &one, sizeof(one));
+	::eventfd_write(wake_.get(), 1);
 }
 
 void WorkerPool::Worker::run_commands()
@@ -284,8 +283,8 @@ int WorkerPool::Worker::poll(int timeout)
 	// one this batch reports on, closed since (moved while this worker
 	// was stuck), and must not take that connection's events.
 	if (woken) {
-		std::uint64_t count = 0;
-		[[maybe_unused]] auto ignored = ::read(wake_.get(), &count, sizeof(count));
+		eventfd_t count = 0;
+		::eventfd_read(wake_.get(), &count);
 		run_commands();
 	}
 	return ready;

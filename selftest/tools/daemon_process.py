@@ -96,6 +96,17 @@ class Process:
         return self.proc.returncode
 
 
+def thread_status(pid):
+    """{tid: {field: value}} of /proc/PID/task/TID/status, for each thread
+    of process pid (Name is the thread's name)."""
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/status") as f:
+            threads[int(tid)] = dict(line.rstrip("\n").split(":\t", 1) for line in f
+                                     if ":\t" in line)
+    return threads
+
+
 def start_daemon(directory, *extra, env=None):
     """copyoffloadd on DIRECTORY/sock at debug level; returns (Process, socket path)."""
     path = os.path.join(directory, "sock")

@@ -81,11 +81,7 @@ class HungFilesystem(unittest.TestCase):
 
     def privileges(self, thread_name):
         """The ids and capabilities of the daemon's thread of that name."""
-        tasks = f"/proc/{self.daemon.pid}/task"
-        for tid in os.listdir(tasks):
-            with open(f"{tasks}/{tid}/status") as f:
-                status = dict(line.rstrip("\n").split(":\t", 1) for line in f
-                              if ":\t" in line)
+        for status in daemon_process.thread_status(self.daemon.pid).values():
             if status["Name"] == thread_name:
                 return {key: status[key] for key in ("Uid", "Gid", "CapEff", "CapPrm")}
         self.fail(f"the daemon has no thread named {thread_name!r}")

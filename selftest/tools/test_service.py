@@ -256,11 +256,8 @@ class Service(unittest.TestCase):
     @staticmethod
     def threads_by_name(pid):
         """(name, tid) of each thread of process pid."""
-        threads = []
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/comm") as f:
-                threads.append((f.read().rstrip("\n"), int(tid)))
-        return threads
+        return [(status["Name"], tid)
+                for tid, status in daemon_process.thread_status(pid).items()]
 
     def test_cpu_cgroup_holds_the_workers_idle(self):
         """--cpu-cgroup: the daemon creates the cgroup, marks it idle and
