@@ -103,15 +103,21 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_find(
 		return NULL;
 	}
 	for (run = copyoffload_chunk_runs; run != NULL; run = run->next) {
-		if (run->smbd_state == s) {
-			break;
+		uint32_t first = run->first_chunk;
+
+		if (run->smbd_state != s) {
+			continue;
+		}
+		/* A run not sent ahead is its first chunk's own request. */
+		if (!run->sent_ahead) {
+			first++;
+		}
+		if (s->current_chunk >= first &&
+		    s->current_chunk < run->first_chunk + run->num_chunks) {
+			return run;
 		}
 	}
-	if (run == NULL || s->current_chunk <= run->first_chunk ||
-	    s->current_chunk - run->first_chunk >= run->num_chunks) {
-		return NULL;
-	}
-	return run;
+	return NULL;
 }
 
 static int copyoffload_chunk_run_destructor(struct copyoffload_chunk_run *run)
@@ -120,50 +126,124 @@ static int copyoffload_chunk_run_destructor(struct copyoffload_chunk_run *run)
 	return 0;
 }
 
+/* The run of smbd's chunks from index first on, as a child of s. */
+static struct copyoffload_chunk_run *copyoffload_chunk_run_new(
+	const struct smbd_copychunk_state *s, uint32_t first)
+{
+	const struct srv_copychunk *chunks = s->cc_copy.chunks;
+	struct copyoffload_chunk_run *run = NULL;
+	uint64_t src_off = chunks[first].source_off;
+	uint64_t dst_off = chunks[first].target_off;
+	uint64_t length = chunks[first].length;
+	uint32_t i;
+
+	/* smbd has checked every length (1 to 1 MiB, 16 MiB in all). */
+	for (i = first + 1; i < s->cc_copy.chunk_count; i++) {
+		const struct srv_copychunk *c = &chunks[i];
+
+		/* Unsigned: the offsets are checked for overflow later. */
+		if (c->source_off != src_off + length ||
+		    c->target_off != dst_off + length) {
+			break;
+		}
+		length += c->length;
+	}
+
+	run = talloc(discard_const(s), struct copyoffload_chunk_run);
+	if (run == NULL) {
+		return NULL;
+	}
+	*run = (struct copyoffload_chunk_run) {
+		/* Offsets past INT64_MAX fail the checks' overflow test. */
+		.src_off = (off_t)src_off,
+		.dst_off = (off_t)dst_off,
+		.length = (off_t)length,
+		.first_chunk = first,
+		.num_chunks = i - first,
+		.smbd_state = s,
+	};
+	DLIST_ADD(copyoffload_chunk_runs, run);
+	talloc_set_destructor(run, copyoffload_chunk_run_destructor);
+	return run;
+}
+
 struct copyoffload_chunk_run *copyoffload_chunk_run_start(
 	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
 	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
 	off_t dst_off, off_t num)
 {
 	const struct smbd_copychunk_state *s = NULL;
-	struct copyoffload_chunk_run *run = NULL;
-	off_t length = num;
-	uint32_t i;
 
 	s = smbd_copychunk_state(mem_ctx, ev, fsctl, token, src_off, dst_fsp,
 				 dst_off, num);
-	if (s == NULL) {
+	if (s == NULL || s->current_chunk + 1 >= s->cc_copy.chunk_count) {
 		return NULL;
 	}
-	/* smbd has checked every length (1 to 1 MiB, 16 MiB in all). */
-	for (i = s->current_chunk + 1; i < s->cc_copy.chunk_count; i++) {
-		const struct srv_copychunk *c = &s->cc_copy.chunks[i];
+	return copyoffload_chunk_run_new(s, s->current_chunk);
+}
 
-		/* Unsigned: the offsets are checked for overflow later. */
-		if (c->source_off != (uint64_t)src_off + (uint64_t)length ||
-		    c->target_off != (uint64_t)dst_off + (uint64_t)length) {
-			break;
-		}
-		length += c->length;
-	}
-	if (i == s->current_chunk + 1) {
-		return NULL;
-	}
+struct copyoffload_chunk_run *copyoffload_chunk_run_after(
+	const struct copyoffload_chunk_run *before)
+{
+	/* Recognised when `before` was made; its talloc parent since. */
+	const struct smbd_copychunk_state *s = before->smbd_state;
+	struct copyoffload_chunk_run *run = NULL;
+	uint32_t first = before->first_chunk + before->num_chunks;
 
-	run = talloc(mem_ctx, struct copyoffload_chunk_run);
-	if (run == NULL) {
+	if (first >= s->cc_copy.chunk_count) {
 		return NULL;
 	}
-	*run = (struct copyoffload_chunk_run) {
-		.dst_off = dst_off,
-		.length = length,
-		.first_chunk = s->current_chunk,
-		.num_chunks = i - s->current_chunk,
-		.smbd_state = s,
-	};
-	DLIST_ADD(copyoffload_chunk_runs, run);
-	talloc_set_destructor(run, copyoffload_chunk_run_destructor);
+	run = copyoffload_chunk_run_new(s, first);
+	if (run != NULL) {
+		run->sent_ahead = true;
+	}
 	return run;
+}
+
+static bool copyoffload_ranges_overlap(off_t a_off, off_t a_len, off_t b_off,
+				       off_t b_len)
+{
+	/* Both checked: neither end passes INT64_MAX. */
+	return a_off < b_off + b_len && b_off < a_off + a_len;
+}
+
+bool copyoffload_chunk_run_overlaps_earlier(
+	const struct copyoffload_chunk_run *run, bool same_file)
+{
+	const struct copyoffload_chunk_run *o = NULL;
+
+	for (o = copyoffload_chunk_runs; o != NULL; o = o->next) {
+		if (o == run || o->smbd_state != run->smbd_state ||
+		    o->first_chunk > run->first_chunk) {
+			continue;
+		}
+		if (copyoffload_ranges_overlap(o->dst_off, o->length,
+					       run->dst_off, run->length)) {
+			return true;
+		}
+		if (same_file &&
+		    (copyoffload_ranges_overlap(o->dst_off, o->length,
+						run->src_off, run->length) ||
+		     copyoffload_ranges_overlap(o->src_off, o->length,
+						run->dst_off, run->length))) {
+			return true;
+		}
+	}
+	return false;
+}
+
+struct copyoffload_chunk_run *copyoffload_chunk_run_unanswered(
+	const void *smbd_state)
+{
+	struct copyoffload_chunk_run *run = NULL;
+
+	for (run = copyoffload_chunk_runs; run != NULL; run = run->next) {
+		if (run->smbd_state == smbd_state && run->sent_ahead &&
+		    !run->answered) {
+			return run;
+		}
+	}
+	return NULL;
 }
 
 bool copyoffload_chunk_run_covers(const struct copyoffload_chunk_run *run,

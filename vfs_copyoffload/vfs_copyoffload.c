@@ -272,10 +272,12 @@ static NTSTATUS copyoffload_offload_read_recv(struct tevent_req *req,
 
 struct copyoffload_write_state {
 	struct vfs_handle_struct *handle;
+	TALLOC_CTX *smbd_state;	/* offload_write_send's mem_ctx */
 	struct tevent_context *ev;
 	struct copyoffload_config *config; /* inline_clone learns */
 	uint32_t fsctl;
 	DATA_BLOB *token;	/* &token_copy */
+	const DATA_BLOB *smbd_token; /* as smbd passed it (chunk_run.c) */
 	/*
 	 * smbd's DUPLICATE_EXTENTS path passes a token that lives on its
 	 * stack: the next module, asked later (helper down), needs a copy.
@@ -287,6 +289,11 @@ struct copyoffload_write_state {
 	off_t num;
 	/* The chunks after this one that the same helper request copies. */
 	struct copyoffload_chunk_run *run;
+	/* Set while this chunk waits for the reply to a run sent ahead. */
+	struct copyoffload_run_wait *wait;
+	/* What it fails with once that reply has come. */
+	bool failing;
+	NTSTATUS failure;
 	bool restore_dst_user;
 	off_t copied;
 };
@@ -297,6 +304,41 @@ static off_t copyoffload_write_length(const struct copyoffload_write_state *stat
 	return state->run != NULL ? state->run->length : state->num;
 }
 
+/*
+ * Where a run sent ahead keeps the chunk that waits for its reply: made
+ * with the run, so that waiting never needs memory.
+ */
+struct copyoffload_run_wait {
+	struct tevent_req *req;
+};
+
+static int copyoffload_run_wait_destructor(struct copyoffload_run_wait *wait)
+{
+	if (wait->req != NULL) {
+		struct copyoffload_write_state *state = tevent_req_data(
+			wait->req, struct copyoffload_write_state);
+
+		state->wait = NULL;
+	}
+	return 0;
+}
+
+/* The chunk that waited for the run, which no longer does. */
+static struct tevent_req *copyoffload_run_wait_end(
+	struct copyoffload_run_wait *wait)
+{
+	struct tevent_req *req = wait->req;
+
+	if (req != NULL) {
+		struct copyoffload_write_state *state = tevent_req_data(
+			req, struct copyoffload_write_state);
+
+		state->wait = NULL;
+		wait->req = NULL;
+	}
+	return req;
+}
+
 static void copyoffload_write_cleanup(struct tevent_req *req,
 				      enum tevent_req_state req_state)
 {
@@ -304,6 +346,9 @@ static void copyoffload_write_cleanup(struct tevent_req *req,
 		req, struct copyoffload_write_state);
 	bool ok;
 
+	if (state->wait != NULL) {
+		copyoffload_run_wait_end(state->wait);
+	}
 	if (!state->restore_dst_user) {
 		return;
 	}
@@ -311,6 +356,39 @@ static void copyoffload_write_cleanup(struct tevent_req *req,
 	ok = change_to_user_and_service_by_fsp(state->dst_fsp);
 	SMB_ASSERT(ok);
 	state->restore_dst_user = false;
+}
+
+/* req waits for the helper's reply to run, sent ahead. */
+static void copyoffload_write_wait_for(struct tevent_req *req,
+				       struct copyoffload_chunk_run *run)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+
+	run->wait->req = req;
+	state->wait = run->wait;
+}
+
+/*
+ * Fails req. A failed chunk ends smbd's copychunk loop and with it the
+ * request, so while a run of the same request sent ahead is still with the
+ * helper, the chunk waits for that reply first: no copy of the request may
+ * write to the destination after the client has its answer.
+ */
+static void copyoffload_write_fail(struct tevent_req *req, NTSTATUS status)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	struct copyoffload_chunk_run *pending =
+		copyoffload_chunk_run_unanswered(state->smbd_state);
+
+	if (pending == NULL) {
+		tevent_req_nterror(req, status);
+		return;
+	}
+	state->failing = true;
+	state->failure = status;
+	copyoffload_write_wait_for(req, pending);
 }
 
 static void copyoffload_write_next_done(struct tevent_req *subreq);
@@ -331,7 +409,8 @@ static bool copyoffload_write_pass_to_next(struct tevent_req *req)
 						 state->dst_fsp,
 						 state->dst_off,
 						 state->num);
-	if (tevent_req_nomem(subreq, req)) {
+	if (subreq == NULL) {
+		copyoffload_write_fail(req, NT_STATUS_NO_MEMORY);
 		return false;
 	}
 	tevent_req_set_callback(subreq, copyoffload_write_next_done, req);
@@ -349,7 +428,8 @@ static void copyoffload_write_next_done(struct tevent_req *subreq)
 	status = SMB_VFS_NEXT_OFFLOAD_WRITE_RECV(state->handle, subreq,
 						 &state->copied);
 	TALLOC_FREE(subreq);
-	if (tevent_req_nterror(req, status)) {
+	if (!NT_STATUS_IS_OK(status)) {
+		copyoffload_write_fail(req, status);
 		return;
 	}
 	tevent_req_done(req);
@@ -644,12 +724,254 @@ static void copyoffload_write_from_run(struct tevent_req *req)
 		DBG_ERR("copyoffload: %s: chunk at %jd of a run without its "
 			"reply\n", fsp_str_dbg(state->dst_fsp),
 			(intmax_t)state->dst_off);
-		tevent_req_nterror(req, NT_STATUS_INTERNAL_ERROR);
+		copyoffload_write_fail(req, NT_STATUS_INTERNAL_ERROR);
 		return;
 	}
 	/* The run's failure, logged with its reply, reaches this chunk. */
-	tevent_req_nterror(req, copyoffload_status_from_errno(state->fsctl,
-							      run->status));
+	copyoffload_write_fail(req, copyoffload_status_from_errno(state->fsctl,
+								  run->status));
+}
+
+static void copyoffload_run_ahead_done(struct tevent_req *subreq);
+
+/*
+ * The request's later runs go to the helper now, each as a copy of its own,
+ * so that chunks out of file order do not each wait for a round trip. Each
+ * is checked as smbd would check it when it asks for its first chunk; the
+ * first one that fails a check, or overlaps an earlier run so that copying
+ * both at once could change the result, is not sent: it and the chunks after
+ * it go their own way when smbd asks for them.
+ */
+static void copyoffload_write_send_ahead(
+	const struct copyoffload_write_state *state, files_struct *src_fsp,
+	const struct copyoffload_copy_args *current)
+{
+	struct copyoffload_config *config = state->config;
+	bool same_file = file_id_equal(&src_fsp->file_id,
+				       &state->dst_fsp->file_id);
+	struct copyoffload_chunk_run *run = state->run;
+	unsigned sent = 0;
+
+	while ((run = copyoffload_chunk_run_after(run)) != NULL) {
+		struct copyoffload_write_state ahead = *state;
+		struct copyoffload_copy_args args = *current;
+		struct tevent_req *subreq = NULL;
+		files_struct *ahead_src_fsp = NULL;
+		NTSTATUS status;
+		bool ok;
+
+		ahead.src_off = run->src_off;
+		ahead.dst_off = run->dst_off;
+		ahead.num = run->length;
+		ahead.run = run;
+		run->wait = talloc_zero(run, struct copyoffload_run_wait);
+		if (run->wait == NULL) {
+			TALLOC_FREE(run);
+			break;
+		}
+		talloc_set_destructor(run->wait,
+				      copyoffload_run_wait_destructor);
+		status = copyoffload_write_check(&ahead, &ahead_src_fsp);
+		if (ahead.restore_dst_user) {
+			ok = change_to_user_and_service_by_fsp(state->dst_fsp);
+			SMB_ASSERT(ok);
+		}
+		if (!NT_STATUS_IS_OK(status) || ahead_src_fsp != src_fsp ||
+		    copyoffload_chunk_run_overlaps_earlier(run, same_file)) {
+			TALLOC_FREE(run);
+			break;
+		}
+		args.src_offset = run->src_off;
+		args.dst_offset = run->dst_off;
+		args.length = run->length;
+		subreq = copyoffload_helper_copy_send(run, state->ev,
+						      config->helper_socket,
+						      &config->share, &args);
+		if (subreq == NULL) {
+			TALLOC_FREE(run);
+			break;
+		}
+		tevent_req_set_callback(subreq, copyoffload_run_ahead_done, run);
+		sent++;
+	}
+	if (sent > 0) {
+		DBG_DEBUG("copyoffload: %s: %u runs sent ahead\n",
+			  fsp_str_dbg(state->dst_fsp), sent);
+	}
+}
+
+static void copyoffload_write_start(struct tevent_req *req);
+
+/*
+ * The helper's reply to a run sent ahead. The chunk smbd asked for in the
+ * meantime, if any, is answered from it; when the helper did not take the
+ * copy, that chunk and the run's later ones go their own way.
+ */
+static void copyoffload_run_ahead_done(struct tevent_req *subreq)
+{
+	struct copyoffload_chunk_run *run = tevent_req_callback_data(
+		subreq, struct copyoffload_chunk_run);
+	struct tevent_req *waiting = copyoffload_run_wait_end(run->wait);
+	struct copyoffload_write_state *state = NULL;
+	struct copyoffload_copy_reply reply;
+	int err;
+
+	err = copyoffload_helper_copy_recv(subreq, &reply);
+	TALLOC_FREE(subreq);
+
+	if (err == 0 && reply.bytes_done == 0 &&
+	    (reply.status == ESHUTDOWN || reply.status == EUSERS)) {
+		err = reply.status;
+	}
+	if (err != 0) {
+		DBG_INFO("copyoffload: run of %" PRIu32 " chunks at %jd sent "
+			 "ahead: helper unavailable (%s), its chunks go their "
+			 "own way\n", run->num_chunks, (intmax_t)run->dst_off,
+			 strerror(err));
+		TALLOC_FREE(run);
+	} else {
+		run->answered = true;
+		run->status = reply.status;
+		run->bytes_done = reply.bytes_done;
+		if (reply.status != 0) {
+			DBG_NOTICE("copyoffload: copy of %jd bytes at %jd (sent "
+				   "ahead) failed after %" PRIu64 " bytes: %s\n",
+				   (intmax_t)run->length, (intmax_t)run->dst_off,
+				   reply.bytes_done, strerror(reply.status));
+		}
+	}
+	if (waiting == NULL) {
+		return;
+	}
+	state = tevent_req_data(waiting, struct copyoffload_write_state);
+	if (state->failing) {
+		/* It waited for the request's last runs to end. */
+		copyoffload_write_fail(waiting, state->failure);
+	} else if (err != 0) {
+		copyoffload_write_start(waiting);
+	} else {
+		copyoffload_write_from_run(waiting);
+	}
+}
+
+/*
+ * Serves req's chunk (or clone): from a run's reply, inline, through the
+ * helper or through the next module. On return req has finished, or it
+ * waits for a reply.
+ */
+static void copyoffload_write_start(struct tevent_req *req)
+{
+	struct copyoffload_write_state *state = tevent_req_data(
+		req, struct copyoffload_write_state);
+	struct copyoffload_config *config = state->config;
+	struct tevent_context *ev = state->ev;
+	uint32_t fsctl = state->fsctl;
+	off_t transfer_offset = state->src_off;
+	struct files_struct *dest_fsp = state->dst_fsp;
+	off_t dest_off = state->dst_off;
+	struct tevent_req *subreq = NULL;
+	struct copyoffload_copy_args args;
+	files_struct *src_fsp = NULL;
+	NTSTATUS status;
+
+	state->run = copyoffload_chunk_run_find(state->smbd_state, ev, fsctl,
+						state->smbd_token,
+						transfer_offset, dest_fsp,
+						dest_off, state->num);
+	if (state->run != NULL && !state->run->answered) {
+		/* Sent ahead: this chunk waits for the run's reply. */
+		copyoffload_write_wait_for(req, state->run);
+		return;
+	}
+	if (state->run != NULL) {
+		copyoffload_write_from_run(req);
+		return;
+	}
+	if (config->merge_chunks) {
+		state->run = copyoffload_chunk_run_start(
+			state->smbd_state, ev, fsctl, state->smbd_token,
+			transfer_offset, dest_fsp, dest_off, state->num);
+	}
+
+	status = copyoffload_write_check(state, &src_fsp);
+	if (state->run != NULL && !NT_STATUS_IS_OK(status)) {
+		/* Each chunk on its own then, so each gets its own status. */
+		TALLOC_FREE(state->run);
+		status = copyoffload_write_check(state, &src_fsp);
+	}
+	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
+		DBG_DEBUG("copyoffload: %s: stream, overlapping range or "
+			  "foreign token, copy goes to the next module\n",
+			  fsp_str_dbg(dest_fsp));
+		copyoffload_write_pass_to_next(req);
+		return;
+	}
+	if (!NT_STATUS_IS_OK(status)) {
+		copyoffload_write_fail(req, status);
+		return;
+	}
+
+	/* What a write does to the destination (fileio.c write_file). */
+	contend_level2_oplocks_begin(dest_fsp, LEVEL2_CONTEND_WRITE);
+	contend_level2_oplocks_end(dest_fsp, LEVEL2_CONTEND_WRITE);
+	mark_file_modified(dest_fsp);
+
+	if (copyoffload_write_inline_clone(state, src_fsp)) {
+		off_t length = copyoffload_write_length(state);
+
+		DBG_DEBUG("copyoffload: cloned %jd bytes to %s at %jd inline\n",
+			  (intmax_t)length, fsp_str_dbg(dest_fsp),
+			  (intmax_t)dest_off);
+		copyoffload_helper_count_inline_clone(
+			ev, config->helper_socket, &config->share, length);
+		if (state->run != NULL) {
+			state->run->answered = true;
+			state->run->bytes_done = length;
+		}
+		state->copied = state->num;
+		tevent_req_done(req);
+		return;
+	}
+
+	args = (struct copyoffload_copy_args) {
+		.src_fd = fsp_get_io_fd(src_fsp),
+		.dst_fd = fsp_get_io_fd(dest_fsp),
+		.src_offset = transfer_offset,
+		.dst_offset = dest_off,
+		.length = copyoffload_write_length(state),
+		.methods = copyoffload_config_methods(config),
+		.flags = 0,
+		/* The helper keeps both descriptors until either closes. */
+		.src_owner = src_fsp,
+		.dst_owner = dest_fsp,
+	};
+	if (fsctl == FSCTL_DUP_EXTENTS_TO_FILE && !config->dup_extents_fallback) {
+		/* A clone must not silently become a full copy. */
+		if ((args.methods &
+		     COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0) {
+			DBG_INFO("copyoffload: %s: clone refused: "
+				 "copyoffload:methods excludes clone\n",
+				 fsp_str_dbg(dest_fsp));
+			tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
+			return;
+		}
+		args.methods = COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE);
+		args.flags = COPYOFFLOAD_COPY_CLONE_ONLY;
+	}
+	/*
+	 * From here on src_fsp is not touched again: the helper holds its
+	 * own descriptors, so the source may be closed while the copy runs.
+	 */
+	subreq = copyoffload_helper_copy_send(state, ev, config->helper_socket,
+					      &config->share, &args);
+	if (subreq == NULL) {
+		copyoffload_write_fail(req, NT_STATUS_NO_MEMORY);
+		return;
+	}
+	tevent_req_set_callback(subreq, copyoffload_write_helper_done, req);
+	if (state->run != NULL) {
+		copyoffload_write_send_ahead(state, src_fsp, &args);
+	}
 }
 
 static struct tevent_req *copyoffload_offload_write_send(
@@ -664,11 +986,8 @@ static struct tevent_req *copyoffload_offload_write_send(
 	off_t num)
 {
 	struct tevent_req *req = NULL;
-	struct tevent_req *subreq = NULL;
 	struct copyoffload_write_state *state = NULL;
 	struct copyoffload_config *config = NULL;
-	struct copyoffload_copy_args args;
-	files_struct *src_fsp = NULL;
 	NTSTATUS status;
 
 	SMB_VFS_HANDLE_GET_DATA(handle, config, struct copyoffload_config,
@@ -681,6 +1000,7 @@ static struct tevent_req *copyoffload_offload_write_send(
 	}
 	*state = (struct copyoffload_write_state) {
 		.handle = handle,
+		.smbd_state = mem_ctx,
 		.ev = ev,
 		.config = config,
 		.fsctl = fsctl,
@@ -691,6 +1011,7 @@ static struct tevent_req *copyoffload_offload_write_send(
 	};
 	tevent_req_set_cleanup_fn(req, copyoffload_write_cleanup);
 	state->token = &state->token_copy;
+	state->smbd_token = token;
 	if (token != NULL && token->length > 0) {
 		state->token_copy = data_blob_talloc(state, token->data,
 						     token->length);
@@ -714,96 +1035,10 @@ static struct tevent_req *copyoffload_offload_write_send(
 		return req;
 	}
 
-	state->run = copyoffload_chunk_run_find(mem_ctx, ev, fsctl, token,
-						transfer_offset, dest_fsp,
-						dest_off, num);
-	if (state->run != NULL) {
-		copyoffload_write_from_run(req);
+	copyoffload_write_start(req);
+	if (!tevent_req_is_in_progress(req)) {
 		return tevent_req_post(req, ev);
 	}
-	if (config->merge_chunks) {
-		state->run = copyoffload_chunk_run_start(mem_ctx, ev, fsctl,
-							 token, transfer_offset,
-							 dest_fsp, dest_off,
-							 num);
-	}
-
-	status = copyoffload_write_check(state, &src_fsp);
-	if (state->run != NULL && !NT_STATUS_IS_OK(status)) {
-		/* Each chunk on its own then, so each gets its own status. */
-		TALLOC_FREE(state->run);
-		status = copyoffload_write_check(state, &src_fsp);
-	}
-	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
-		DBG_DEBUG("copyoffload: %s: stream, overlapping range or "
-			  "foreign token, copy goes to the next module\n",
-			  fsp_str_dbg(dest_fsp));
-		if (!copyoffload_write_pass_to_next(req)) {
-			return tevent_req_post(req, ev);
-		}
-		return req;
-	}
-	if (tevent_req_nterror(req, status)) {
-		return tevent_req_post(req, ev);
-	}
-
-	/* What a write does to the destination (fileio.c write_file). */
-	contend_level2_oplocks_begin(dest_fsp, LEVEL2_CONTEND_WRITE);
-	contend_level2_oplocks_end(dest_fsp, LEVEL2_CONTEND_WRITE);
-	mark_file_modified(dest_fsp);
-
-	if (copyoffload_write_inline_clone(state, src_fsp)) {
-		off_t length = copyoffload_write_length(state);
-
-		DBG_DEBUG("copyoffload: cloned %jd bytes to %s at %jd inline\n",
-			  (intmax_t)length, fsp_str_dbg(dest_fsp),
-			  (intmax_t)dest_off);
-		copyoffload_helper_count_inline_clone(
-			ev, config->helper_socket, &config->share, length);
-		if (state->run != NULL) {
-			state->run->answered = true;
-			state->run->bytes_done = length;
-		}
-		state->copied = num;
-		tevent_req_done(req);
-		return tevent_req_post(req, ev);
-	}
-
-	args = (struct copyoffload_copy_args) {
-		.src_fd = fsp_get_io_fd(src_fsp),
-		.dst_fd = fsp_get_io_fd(dest_fsp),
-		.src_offset = transfer_offset,
-		.dst_offset = dest_off,
-		.length = copyoffload_write_length(state),
-		.methods = copyoffload_config_methods(config),
-		.flags = 0,
-		/* The helper keeps both descriptors until either closes. */
-		.src_owner = src_fsp,
-		.dst_owner = dest_fsp,
-	};
-	if (fsctl == FSCTL_DUP_EXTENTS_TO_FILE && !config->dup_extents_fallback) {
-		/* A clone must not silently become a full copy. */
-		if ((args.methods &
-		     COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE)) == 0) {
-			DBG_INFO("copyoffload: %s: clone refused: "
-				 "copyoffload:methods excludes clone\n",
-				 fsp_str_dbg(dest_fsp));
-			tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
-			return tevent_req_post(req, ev);
-		}
-		args.methods = COPYOFFLOAD_METHOD_BIT(COPYOFFLOAD_METHOD_CLONE);
-		args.flags = COPYOFFLOAD_COPY_CLONE_ONLY;
-	}
-	/*
-	 * From here on src_fsp is not touched again: the helper holds its
-	 * own descriptors, so the source may be closed while the copy runs.
-	 */
-	subreq = copyoffload_helper_copy_send(state, ev, config->helper_socket,
-					      &config->share, &args);
-	if (tevent_req_nomem(subreq, req)) {
-		return tevent_req_post(req, ev);
-	}
-	tevent_req_set_callback(subreq, copyoffload_write_helper_done, req);
 	return req;
 }
 
@@ -903,7 +1138,7 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 			DBG_NOTICE("copyoffload: %s: helper unavailable (%s), "
 				   "failing the copy or clone\n",
 				   fsp_str_dbg(state->dst_fsp), strerror(err));
-			tevent_req_nterror(req, NT_STATUS_NOT_SUPPORTED);
+			copyoffload_write_fail(req, NT_STATUS_NOT_SUPPORTED);
 			return;
 		}
 		DBG_INFO("copyoffload: %s: helper unavailable (%s), copy goes "
@@ -929,7 +1164,7 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 		if (state->run == NULL ||
 		    !copyoffload_chunk_run_covers(state->run, state->dst_off,
 						  state->num)) {
-			tevent_req_nterror(req, status);
+			copyoffload_write_fail(req, status);
 			return;
 		}
 	}

@@ -8,21 +8,30 @@ one smbd connection at a time on a thread, for the fault tests:
   * FailingHelper: a helper whose every copy fails with one errno (set by
     the test, 0 bytes done), so a test can see which NTSTATUS the client
     gets for each.
+  * GatheringHelper: a helper that holds the copies it gets until a given
+    number are waiting (or a second passes), then does them itself, last
+    first, and answers them, the last answer late, so a test can see which
+    copies the module sent at the same time and that it waits for every
+    answer.
 """
 
 import array
+import dataclasses
 import errno
 import os
 import socket
 import struct
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import protocol_client  # noqa: E402
 
 OFFERED_VERSION = 3
 COPY_REPLY_BODY = struct.Struct("<iIQ4Q")  # status, flags, bytes done, bytes by method
+COPY_BODY = struct.Struct("<QQQIIII")  # offsets, length, methods, flags, share id, handle
+READ_WRITE = 3  # the index of bytes_by_method's read_write count
 
 
 class FakeHelper:
@@ -138,3 +147,123 @@ class FailingHelper(FakeHelper):
                 conn.send(protocol_client.message(protocol_client.COPY_REPLY, request_id, body))
             # SHARE, RELEASE and CLONED need no answer; a STATS probe comes
             # only after half the reply timeout.
+
+
+@dataclasses.dataclass
+class GatheredCopy:
+    request_id: int
+    src_offset: int
+    dst_offset: int
+    length: int
+    descriptors: tuple  # (source, destination)
+    own_descriptors: bool  # sent with this copy alone: closed once it is done
+
+
+class GatheringHelper(FakeHelper):
+    """Holds the copies it gets until `expected` are waiting, or until
+    GATHER_SECONDS after the first; then copies each with copy_file_range,
+    the last one first, and answers them in the order they came, the last
+    answer `last_reply_delay` seconds after the others. A copy whose
+    destination offset is in `failures` fails with that errno instead, with
+    nothing done."""
+
+    GATHER_SECONDS = 1.0
+
+    def __init__(self, socket_path, expected, failures=None, last_reply_delay=0.0):
+        super().__init__(socket_path)
+        self.expected = expected
+        self.failures = dict(failures or {})
+        self.last_reply_delay = last_reply_delay
+        self.batches = []  # the number of copies held together, per batch
+        self.last_reply_at = None  # time.monotonic() of the last answer
+
+    def serve(self, conn):
+        handles = {}
+        waiting = []
+        try:
+            while True:
+                if waiting:
+                    left = waiting_since + self.GATHER_SECONDS - time.monotonic()
+                    if len(waiting) >= self.expected or left <= 0:
+                        self._answer(conn, waiting)
+                        waiting = []
+                        continue
+                    conn.settimeout(left)
+                else:
+                    conn.settimeout(10)
+                try:
+                    message = self._receive(conn)
+                except socket.timeout:
+                    continue
+                if message is None:
+                    return
+                kind, request_id, data, descriptors = message
+                if kind == protocol_client.HELLO:
+                    conn.send(hello_reply(request_id, 0, protocol_client.VERSION))
+                elif kind == protocol_client.RELEASE:
+                    handle = struct.unpack_from("<I", data, protocol_client.HEADER.size)[0]
+                    for fd in handles.pop(handle, ()):
+                        os.close(fd)
+                elif kind == protocol_client.COPY:
+                    src_off, dst_off, length, _, _, _, handle = COPY_BODY.unpack_from(
+                        data, protocol_client.HEADER.size)
+                    if descriptors and handle != 0:
+                        handles[handle] = descriptors
+                    if not waiting:
+                        waiting_since = time.monotonic()
+                    waiting.append(GatheredCopy(request_id, src_off, dst_off, length,
+                                                descriptors or handles[handle],
+                                                own_descriptors=handle == 0))
+                else:
+                    for fd in descriptors:
+                        os.close(fd)
+        finally:
+            for fds in handles.values():
+                for fd in fds:
+                    os.close(fd)
+
+    @staticmethod
+    def _receive(conn):
+        """The next message's (type, request id, bytes, descriptors); None
+        at the end of the stream."""
+        descriptors = array.array("i")
+        data, ancillary, _, _ = conn.recvmsg(512, socket.CMSG_SPACE(2 * descriptors.itemsize))
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                descriptors.frombytes(payload[:len(payload) - len(payload) % descriptors.itemsize])
+        if len(data) < protocol_client.HEADER.size:
+            return None
+        header = protocol_client.HEADER.unpack_from(data)
+        return header[2], header[5], data, tuple(descriptors)
+
+    def _answer(self, conn, copies):
+        with self.lock:
+            self.batches.append(len(copies))
+        replies = {}
+        for copy in reversed(copies):
+            status = self.failures.get(copy.dst_offset, 0)
+            done = 0
+            if status == 0:
+                while done < copy.length:
+                    n = os.copy_file_range(copy.descriptors[0], copy.descriptors[1],
+                                           copy.length - done, copy.src_offset + done,
+                                           copy.dst_offset + done)
+                    if n == 0:
+                        break
+                    done += n
+                if done < copy.length:
+                    status = errno.ENODATA
+            if copy.own_descriptors:
+                for fd in copy.descriptors:
+                    os.close(fd)
+            by_method = [0, 0, 0, 0]
+            by_method[READ_WRITE] = done
+            replies[copy.request_id] = protocol_client.message(
+                protocol_client.COPY_REPLY, copy.request_id,
+                COPY_REPLY_BODY.pack(status, 0, done, *by_method))
+        for copy in copies[:-1]:
+            conn.send(replies[copy.request_id])
+        time.sleep(self.last_reply_delay)
+        with self.lock:
+            self.last_reply_at = time.monotonic()  # before: smbd may answer at once
+        conn.send(replies[copies[-1].request_id])

@@ -17,11 +17,29 @@ bytes, and the helper's "copy done" lines of the request:
     first 3 MiB copied.
   * `FS:chunk runs:merge chunks = no` (share "nomerge"): 4 chunks in file
     order, 4 copies of 1 MiB.
+
+A request's runs after the first go to the helper at once ("sent ahead").
+Three cases on ext4 see what the helper gets and when, with a fake helper
+(fake_helpers.GatheringHelper) on share "erring_helper" that holds the
+copies until all it expects have come, does them itself, the last first,
+and answers them, the last answer half a second late:
+  * `ext4:chunk runs:sent ahead`: 4 chunks last to first reach the helper
+    together, and the copy is right.
+  * `ext4:chunk runs:a run sent ahead fails`: of the same 4 chunks the
+    second fails with ENOSPC: STATUS_DISK_FULL, exactly the first chunk
+    reported, and the answer only after the helper's last reply.
+  * `ext4:chunk runs:overlapping runs wait`: within one file, the second
+    run reads what the first writes: it is not sent before the first is
+    done, and the file ends as if the chunks were copied in order.
 In stock mode these cases are not run: they are about the helper's requests.
 """
 
+import errno
 import functools
+import os
+import time
 
+import fake_helpers
 import smb_raw
 import test_clone
 import testcase
@@ -93,6 +111,73 @@ def past_end_case(env, check):
     require_copies(check, records, [MiB] * 3)
 
 
+def gathering_helper(env, expected, **kwargs):
+    return fake_helpers.GatheringHelper(
+        os.path.join(env.dir, scenario.ERRING_HELPER_SOCKET), expected, **kwargs)
+
+
+def sent_ahead_case(env, check):
+    chunks = list(reversed(file_order(4)))
+    with gathering_helper(env, expected=4) as helper:
+        copy_chunks(env, check, "erring_helper", chunks, 4 * MiB)
+    check.require(helper.batches == [4],
+                  f"the helper got the copies in batches of {helper.batches}, "
+                  f"expected all 4 at once")
+    check.note("4 copies of 1 MiB at once")
+
+
+def sent_ahead_failure_case(env, check):
+    share = "erring_helper"
+    chunks = list(reversed(file_order(4)))  # the second chunk writes at 2 MiB
+    _, data = test_clone.create_share_file(env, share, "ahead-fail.src", 4 * MiB)
+    with gathering_helper(env, expected=4, failures={2 * MiB: errno.ENOSPC},
+                          last_reply_delay=0.5) as helper:
+        with smb_raw.Session(env.server.port, env.user, share) as s:
+            src_id = s.open("ahead-fail.src")
+            dst_id = s.open("ahead-fail.copy", create=True)
+            status, written = s.copychunk_write_outcome(dst_id, s.resume_key(src_id),
+                                                        chunks)
+            answered_at = time.monotonic()
+            s.close(dst_id)
+            s.close(src_id)
+    check.require(helper.batches == [4], f"batches of {helper.batches}, expected [4]")
+    check.require(status == smb_raw.STATUS_DISK_FULL,
+                  f"expected STATUS_DISK_FULL, got {smb_raw.status_name(status)}")
+    check.require(written is not None and written[0] == 1 and written[2] == MiB,
+                  f"the response says {written} (ChunksWritten, ChunkBytesWritten, "
+                  f"TotalBytesWritten), expected 1 chunk and {MiB} bytes")
+    copy = test_clone.read_file(env.share_path(share, "ahead-fail.copy"))
+    check.require(copy[3 * MiB:] == data[3 * MiB:],
+                  "the chunk reported written differs from its source")
+    check.require(helper.last_reply_at is not None and answered_at > helper.last_reply_at,
+                  "the client had its answer before the helper's last reply")
+    check.note(f"{smb_raw.status_name(status)}, {written}, answered after the last reply")
+
+
+def overlapping_runs_case(env, check):
+    share = "erring_helper"
+    # The second chunk's source is the first one's destination.
+    chunks = [(0, 2 * MiB, MiB), (2 * MiB, 3 * MiB, MiB)]
+    path, data = test_clone.create_share_file(env, share, "ahead-overlap.bin", 4 * MiB)
+    # A second name for the file: impacket keeps one open per name.
+    os.link(path, env.share_path(share, "ahead-overlap.link"))
+    with gathering_helper(env, expected=2) as helper:
+        with smb_raw.Session(env.server.port, env.user, share) as s:
+            src_id = s.open("ahead-overlap.bin")
+            dst_id = s.open("ahead-overlap.link")
+            written = s.copychunk_write(dst_id, s.resume_key(src_id), chunks)
+            s.close(dst_id)
+            s.close(src_id)
+    check.require(written == (2, 0, 2 * MiB), f"COPYCHUNK_WRITE answered {written}")
+    check.require(helper.batches == [1, 1],
+                  f"the helper got the copies in batches of {helper.batches}, "
+                  f"expected one after the other")
+    expected = data[:2 * MiB] + data[:MiB] + data[:MiB]
+    check.require(test_clone.read_file(path) == expected,
+                  "the file differs from the chunks copied in order")
+    check.note("the second run sent after the first was done")
+
+
 def cases(fs_type, stock):
     if stock:
         return []
@@ -113,4 +198,11 @@ def cases(fs_type, stock):
         case("past the source's end", past_end_case),
         case("merge chunks = no", functools.partial(
             chunks_case, share="nomerge", chunks=file_order(4), lengths=[MiB] * 4)),
-    ]
+    ] + ([] if fs_type != "ext4" else [
+        testcase.Case(f"{fs_type}:chunk runs:sent ahead", scenario.faults(fs_type),
+                      sent_ahead_case),
+        testcase.Case(f"{fs_type}:chunk runs:a run sent ahead fails",
+                      scenario.faults(fs_type), sent_ahead_failure_case),
+        testcase.Case(f"{fs_type}:chunk runs:overlapping runs wait",
+                      scenario.faults(fs_type), overlapping_runs_case),
+    ])
