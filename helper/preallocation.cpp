@@ -17,6 +17,9 @@ bool preallocation_pays(std::int64_t filesystem_type)
 
 std::uint64_t preallocate_destination(const CopyRange &range, SparseFiles &sparse)
 {
+	if (range.length < min_preallocation) {
+		return 0;
+	}
 	// Past the source's end the copy writes nothing (and region_at says
 	// data, not knowing).
 	struct stat source{};
@@ -26,7 +29,7 @@ std::uint64_t preallocate_destination(const CopyRange &range, SparseFiles &spars
 	}
 	const std::uint64_t length = std::min(
 		range.length, static_cast<std::uint64_t>(source.st_size) - range.source_offset);
-	if (length > max_preallocation) {
+	if (length < min_preallocation || length > max_preallocation) {
 		return 0;
 	}
 	std::uint64_t reserved = 0;

@@ -503,6 +503,14 @@ void test_preallocation_is_bounded(void **state)
 	assert_true(preallocate(fs.path("short-src"), fs.path("past-dst"),
 				max_preallocation + 4096) == MiB);
 	assert_true(allocated_bytes(fs.path("past-dst")) == MiB);
+	// A request shorter than the lower bound is not preallocated, nor is
+	// one whose source ends before the bound.
+	assert_true(preallocate(fs.path("short-src"), fs.path("small-dst"),
+				min_preallocation - 4096) == 0);
+	assert_true(allocated_bytes(fs.path("small-dst")) == 0);
+	make_file(fs.path("tiny-src"), min_preallocation - 4096, 33);
+	assert_true(preallocate(fs.path("tiny-src"), fs.path("tiny-dst"), MiB) == 0);
+	assert_true(allocated_bytes(fs.path("tiny-dst")) == 0);
 }
 
 // A copy writes into reserved blocks (unwritten extents until writeback)

@@ -4,6 +4,7 @@
 // pair, as smbd would talk to the daemon.
 
 #include "connection.hpp"
+#include "preallocation.hpp"
 #include "worker_pool.hpp"
 
 #include <dirent.h>
@@ -559,15 +560,15 @@ bool a_worker_is_in(const WorkerPool &pool, long number)
 	return false;
 }
 
-// A worker stuck in a piece, in system call `stuck_in`: its connections go
-// to a worker added in its place, copies elsewhere go on, copies on the
-// stuck filesystem wait for it, and all of them complete once it goes
-// again.
-void hands_over(StallFixture &f, long stuck_in)
+// A worker stuck in a piece of `length` bytes, in system call `stuck_in`:
+// its connections go to a worker added in its place, copies elsewhere go
+// on, copies on the stuck filesystem wait for it, and all of them complete
+// once it goes again.
+void hands_over(StallFixture &f, long stuck_in, std::uint64_t length = 4096)
 {
-	auto [stuck_src, stuck_dst] = copy_files(f.stuck_fs, "stuck", 4096);
+	auto [stuck_src, stuck_dst] = copy_files(f.stuck_fs, "stuck", length);
 	LockedInode lock(f.stuck_fs.file("stuck.dst"));
-	f.a.send_copy(numbered(1, 4096), {stuck_src.get(), stuck_dst.get()});
+	f.a.send_copy(numbered(1, length), {stuck_src.get(), stuck_dst.get()});
 	assert_true(f.one_stalls());
 	assert_int_equal(f.pool.size(), 2);
 	assert_true(a_worker_is_in(f.pool, stuck_in));
@@ -604,7 +605,7 @@ void test_a_worker_stalled_in_preallocation_hands_over(void **)
 {
 	skip_unless_preallocated(temp_base()); // before the fixture
 	StallFixture f(1, 0, /*stuck_in_tmp=*/true);
-	hands_over(f, SYS_fallocate);
+	hands_over(f, SYS_fallocate, min_preallocation); // shorter: not reserved
 }
 
 // At shutdown, a connection that a stalled worker could not drain moves to
