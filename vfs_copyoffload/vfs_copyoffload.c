@@ -735,12 +735,47 @@ static void copyoffload_write_from_run(struct tevent_req *req)
 static void copyoffload_run_ahead_done(struct tevent_req *subreq);
 
 /*
+ * What copyoffload_write_check checks of a range, for a run sent ahead
+ * right after the current chunk passed it: the files (token, access, kind,
+ * the source's size as just read) are the same for every run of the
+ * request. Byte-range locks are checked apart. False: not sent ahead.
+ */
+static bool copyoffload_run_ahead_in_range(
+	off_t source_size, bool same_file,
+	const struct copyoffload_chunk_run *run)
+{
+	if (run->src_off < 0 || run->dst_off < 0 ||
+	    run->src_off > INT64_MAX - run->length ||
+	    run->dst_off > INT64_MAX - run->length) {
+		return false;
+	}
+	if (same_file && sys_io_ranges_overlap(run->length, run->src_off,
+					       run->length, run->dst_off)) {
+		return false;
+	}
+	return run->src_off + run->length <= source_size;
+}
+
+/* Whether no byte-range lock stops a copy of these ranges. */
+static bool copyoffload_locks_allow(files_struct *src_fsp, off_t src_off,
+				    off_t src_len, files_struct *dst_fsp,
+				    off_t dst_off, off_t dst_len)
+{
+	return copyoffload_strict_lock_ok(src_fsp, src_off, src_len,
+					  READ_LOCK) &&
+	       copyoffload_strict_lock_ok(dst_fsp, dst_off, dst_len,
+					  WRITE_LOCK);
+}
+
+/*
  * The request's later runs go to the helper now, each as a copy of its own,
  * so that chunks out of file order do not each wait for a round trip. Each
- * is checked as smbd would check it when it asks for its first chunk; the
- * first one that fails a check, or overlaps an earlier run so that copying
- * both at once could change the result, is not sent: it and the chunks after
- * it go their own way when smbd asks for them.
+ * passes the checks smbd would make when it asks for its first chunk; the
+ * first one that does not, or that overlaps an earlier run so that copying
+ * both at once could change the result, is not sent: it and the chunks
+ * after it go their own way when smbd asks for them. Locks are looked up
+ * once for the span of all the runs, and run by run only when that span
+ * meets one.
  */
 static void copyoffload_write_send_ahead(
 	const struct copyoffload_write_state *state, files_struct *src_fsp,
@@ -749,38 +784,54 @@ static void copyoffload_write_send_ahead(
 	struct copyoffload_config *config = state->config;
 	bool same_file = file_id_equal(&src_fsp->file_id,
 				       &state->dst_fsp->file_id);
+	off_t source_size = copyoffload_source_size(
+		src_fsp, copyoffload_device_pair(src_fsp, state->dst_fsp));
+	struct copyoffload_chunk_run *runs[COPYCHUNK_MAX_CHUNKS];
 	struct copyoffload_chunk_run *run = state->run;
-	unsigned sent = 0;
+	off_t src_lo = INT64_MAX, src_hi = 0, dst_lo = INT64_MAX, dst_hi = 0;
+	bool span_unlocked;
+	size_t count = 0;
+	size_t i;
 
-	while ((run = copyoffload_chunk_run_after(run)) != NULL) {
-		struct copyoffload_write_state ahead = *state;
-		struct copyoffload_copy_args args = *current;
-		struct tevent_req *subreq = NULL;
-		files_struct *ahead_src_fsp = NULL;
-		NTSTATUS status;
-		bool ok;
-
-		ahead.src_off = run->src_off;
-		ahead.dst_off = run->dst_off;
-		ahead.num = run->length;
-		ahead.run = run;
-		run->wait = talloc_zero(run, struct copyoffload_run_wait);
-		if (run->wait == NULL) {
-			TALLOC_FREE(run);
-			break;
-		}
-		talloc_set_destructor(run->wait,
-				      copyoffload_run_wait_destructor);
-		status = copyoffload_write_check(&ahead, &ahead_src_fsp);
-		if (ahead.restore_dst_user) {
-			ok = change_to_user_and_service_by_fsp(state->dst_fsp);
-			SMB_ASSERT(ok);
-		}
-		if (!NT_STATUS_IS_OK(status) || ahead_src_fsp != src_fsp ||
+	while (count < ARRAY_SIZE(runs) &&
+	       (run = copyoffload_chunk_run_after(run)) != NULL) {
+		if (!copyoffload_run_ahead_in_range(source_size, same_file,
+						    run) ||
 		    copyoffload_chunk_run_overlaps_earlier(run, same_file)) {
 			TALLOC_FREE(run);
 			break;
 		}
+		src_lo = MIN(src_lo, run->src_off);
+		src_hi = MAX(src_hi, run->src_off + run->length);
+		dst_lo = MIN(dst_lo, run->dst_off);
+		dst_hi = MAX(dst_hi, run->dst_off + run->length);
+		runs[count++] = run;
+	}
+	if (count == 0) {
+		return;
+	}
+	span_unlocked = copyoffload_locks_allow(src_fsp, src_lo,
+						src_hi - src_lo,
+						state->dst_fsp, dst_lo,
+						dst_hi - dst_lo);
+
+	for (i = 0; i < count; i++) {
+		struct copyoffload_copy_args args = *current;
+		struct tevent_req *subreq = NULL;
+
+		run = runs[i];
+		if (!span_unlocked &&
+		    !copyoffload_locks_allow(src_fsp, run->src_off, run->length,
+					     state->dst_fsp, run->dst_off,
+					     run->length)) {
+			break;
+		}
+		run->wait = talloc_zero(run, struct copyoffload_run_wait);
+		if (run->wait == NULL) {
+			break;
+		}
+		talloc_set_destructor(run->wait,
+				      copyoffload_run_wait_destructor);
 		args.src_offset = run->src_off;
 		args.dst_offset = run->dst_off;
 		args.length = run->length;
@@ -788,15 +839,17 @@ static void copyoffload_write_send_ahead(
 						      config->helper_socket,
 						      &config->share, &args);
 		if (subreq == NULL) {
-			TALLOC_FREE(run);
 			break;
 		}
 		tevent_req_set_callback(subreq, copyoffload_run_ahead_done, run);
-		sent++;
 	}
-	if (sent > 0) {
-		DBG_DEBUG("copyoffload: %s: %u runs sent ahead\n",
-			  fsp_str_dbg(state->dst_fsp), sent);
+	if (i > 0) {
+		DBG_DEBUG("copyoffload: %s: %zu runs sent ahead\n",
+			  fsp_str_dbg(state->dst_fsp), i);
+	}
+	/* The runs not sent: their chunks go their own way. */
+	for (; i < count; i++) {
+		TALLOC_FREE(runs[i]);
 	}
 }
 
@@ -895,9 +948,13 @@ static void copyoffload_write_start(struct tevent_req *req)
 
 	status = copyoffload_write_check(state, &src_fsp);
 	if (state->run != NULL && !NT_STATUS_IS_OK(status)) {
+		bool merged = state->run->num_chunks > 1;
+
 		/* Each chunk on its own then, so each gets its own status. */
 		TALLOC_FREE(state->run);
-		status = copyoffload_write_check(state, &src_fsp);
+		if (merged) {
+			status = copyoffload_write_check(state, &src_fsp);
+		}
 	}
 	if (NT_STATUS_EQUAL(status, NT_STATUS_MORE_PROCESSING_REQUIRED)) {
 		DBG_DEBUG("copyoffload: %s: stream, overlapping range or "

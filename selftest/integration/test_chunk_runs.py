@@ -19,6 +19,11 @@ bytes, and the helper's "copy done" lines of the request:
     order, 4 copies of 1 MiB.
 
 A request's runs after the first go to the helper at once ("sent ahead").
+  * `FS:chunk runs:a lock in a later run`: 4 chunks last to first, the
+    third one's destination locked (a POSIX lock, which smbd's strict
+    locking sees): the first two copied, STATUS_FILE_LOCK_CONFLICT for the
+    third, as stock Samba answers (the case runs in stock mode too), and
+    the helper got copies of the first two chunks only.
 Three cases on ext4 see what the helper gets and when, with a fake helper
 (fake_helpers.GatheringHelper) on share "erring_helper" that holds the
 copies until all it expects have come, does them itself, the last first,
@@ -31,10 +36,12 @@ and answers them, the last answer half a second late:
   * `ext4:chunk runs:overlapping runs wait`: within one file, the second
     run reads what the first writes: it is not sent before the first is
     done, and the file ends as if the chunks were copied in order.
-In stock mode these cases are not run: they are about the helper's requests.
+In stock mode only the lock case runs: the others are about the helper's
+requests.
 """
 
 import errno
+import fcntl
 import functools
 import os
 import time
@@ -111,6 +118,35 @@ def past_end_case(env, check):
     require_copies(check, records, [MiB] * 3)
 
 
+def locked_run_case(env, check):
+    share = "share"
+    chunks = list(reversed(file_order(4)))  # the third chunk writes at 1 MiB
+    _, data = test_clone.create_share_file(env, share, "locked-run.src", 4 * MiB)
+    dst_path, _ = test_clone.create_share_file(env, share, "locked-run.copy", 4 * MiB)
+    position = env.helper.log_position() if env.helper else 0
+    with open(dst_path, "r+b") as locked:
+        fcntl.lockf(locked, fcntl.LOCK_EX | fcntl.LOCK_NB, 4096, MiB)
+        with smb_raw.Session(env.server.port, env.user, share) as s:
+            src_id = s.open("locked-run.src")
+            dst_id = s.open("locked-run.copy")
+            status, written = s.copychunk_write_outcome(dst_id, s.resume_key(src_id),
+                                                        chunks)
+            s.close(dst_id)
+            s.close(src_id)
+    check.require(status == smb_raw.STATUS_FILE_LOCK_CONFLICT,
+                  f"expected STATUS_FILE_LOCK_CONFLICT, got {smb_raw.status_name(status)}")
+    check.require(written is not None and written[0] == 2 and written[2] == 2 * MiB,
+                  f"the response says {written}, expected 2 chunks and {2 * MiB} bytes")
+    copy = test_clone.read_file(dst_path)
+    check.require(copy[2 * MiB:] == data[2 * MiB:],
+                  "the chunks reported written differ from their source")
+    if env.stock:
+        check.skipped_in_stock("helper log: copies of the first two chunks")
+    else:
+        require_copies(check, env.helper.records_since(position), [MiB, MiB])
+    check.note(f"{smb_raw.status_name(status)}, {written}")
+
+
 def gathering_helper(env, expected, **kwargs):
     return fake_helpers.GatheringHelper(
         os.path.join(env.dir, scenario.ERRING_HELPER_SOCKET), expected, **kwargs)
@@ -179,9 +215,11 @@ def overlapping_runs_case(env, check):
 
 
 def cases(fs_type, stock):
-    if stock:
-        return []
     main = scenario.main(fs_type)
+    locked = testcase.Case(f"{fs_type}:chunk runs:a lock in a later run", main,
+                           locked_run_case)
+    if stock:
+        return [locked]
     reverse = list(reversed(file_order(4)))
     two_runs = [file_order(4)[i] for i in (0, 1, 3, 2)]
 
@@ -198,6 +236,7 @@ def cases(fs_type, stock):
         case("past the source's end", past_end_case),
         case("merge chunks = no", functools.partial(
             chunks_case, share="nomerge", chunks=file_order(4), lengths=[MiB] * 4)),
+        locked,
     ] + ([] if fs_type != "ext4" else [
         testcase.Case(f"{fs_type}:chunk runs:sent ahead", scenario.faults(fs_type),
                       sent_ahead_case),
