@@ -239,7 +239,7 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_unanswered(
 
 	for (run = copyoffload_chunk_runs; run != NULL; run = run->next) {
 		if (run->smbd_state == smbd_state && run->sent_ahead &&
-		    !run->answered) {
+		    !run->declined && !run->answered) {
 			return run;
 		}
 	}

@@ -32,6 +32,7 @@ struct copyoffload_chunk_run {
 	uint32_t first_chunk;	/* index in smbd's chunk list */
 	uint32_t num_chunks;
 	bool sent_ahead;	/* before smbd asked for its first chunk */
+	bool declined;		/* the helper did not take it: chunks go alone */
 	bool answered;		/* the helper's reply has come */
 	int status;		/* its errno; 0 when every byte was copied */
 	uint64_t bytes_done;	/* the contiguous prefix the helper did */
@@ -84,8 +85,8 @@ bool copyoffload_chunk_run_overlaps_earlier(
 	const struct copyoffload_chunk_run *run, bool same_file);
 
 /*
- * A run of smbd's request state smbd_state that was sent ahead and has no
- * reply yet; NULL if there is none.
+ * A run of smbd's request state smbd_state that was sent ahead, taken by
+ * the helper and not answered yet; NULL if there is none.
  */
 struct copyoffload_chunk_run *copyoffload_chunk_run_unanswered(
 	const void *smbd_state);

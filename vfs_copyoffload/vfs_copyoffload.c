@@ -393,8 +393,8 @@ static void copyoffload_write_fail(struct tevent_req *req, NTSTATUS status)
 
 static void copyoffload_write_next_done(struct tevent_req *subreq);
 
-/* Returns false when req has failed and must be posted. */
-static bool copyoffload_write_pass_to_next(struct tevent_req *req)
+/* The next module copies req's chunk (or clone). */
+static void copyoffload_write_pass_to_next(struct tevent_req *req)
 {
 	struct copyoffload_write_state *state = tevent_req_data(
 		req, struct copyoffload_write_state);
@@ -411,10 +411,9 @@ static bool copyoffload_write_pass_to_next(struct tevent_req *req)
 						 state->num);
 	if (subreq == NULL) {
 		copyoffload_write_fail(req, NT_STATUS_NO_MEMORY);
-		return false;
+		return;
 	}
 	tevent_req_set_callback(subreq, copyoffload_write_next_done, req);
-	return true;
 }
 
 static void copyoffload_write_next_done(struct tevent_req *subreq)
@@ -877,11 +876,14 @@ static void copyoffload_run_ahead_done(struct tevent_req *subreq)
 		err = reply.status;
 	}
 	if (err != 0) {
+		/*
+		 * Kept, so that the request's later chunks are not sent
+		 * ahead again, each time to be refused.
+		 */
 		DBG_INFO("copyoffload: run of %" PRIu32 " chunks at %jd sent "
-			 "ahead: helper unavailable (%s), its chunks go their "
-			 "own way\n", run->num_chunks, (intmax_t)run->dst_off,
-			 strerror(err));
-		TALLOC_FREE(run);
+			 "ahead: helper unavailable (%s), its chunks go alone\n",
+			 run->num_chunks, (intmax_t)run->dst_off, strerror(err));
+		run->declined = true;
 	} else {
 		run->answered = true;
 		run->status = reply.status;
@@ -925,12 +927,18 @@ static void copyoffload_write_start(struct tevent_req *req)
 	struct tevent_req *subreq = NULL;
 	struct copyoffload_copy_args args;
 	files_struct *src_fsp = NULL;
+	bool alone = !config->merge_chunks;
 	NTSTATUS status;
 
 	state->run = copyoffload_chunk_run_find(state->smbd_state, ev, fsctl,
 						state->smbd_token,
 						transfer_offset, dest_fsp,
 						dest_off, state->num);
+	if (state->run != NULL && state->run->declined) {
+		/* The helper did not take its run sent ahead. */
+		state->run = NULL;
+		alone = true;
+	}
 	if (state->run != NULL && !state->run->answered) {
 		/* Sent ahead: this chunk waits for the run's reply. */
 		copyoffload_write_wait_for(req, state->run);
@@ -940,7 +948,7 @@ static void copyoffload_write_start(struct tevent_req *req)
 		copyoffload_write_from_run(req);
 		return;
 	}
-	if (config->merge_chunks) {
+	if (!alone) {
 		state->run = copyoffload_chunk_run_start(
 			state->smbd_state, ev, fsctl, state->smbd_token,
 			transfer_offset, dest_fsp, dest_off, state->num);
@@ -1072,27 +1080,30 @@ static struct tevent_req *copyoffload_offload_write_send(
 	if (token != NULL && token->length > 0) {
 		state->token_copy = data_blob_talloc(state, token->data,
 						     token->length);
-		if (tevent_req_nomem(state->token_copy.data, req)) {
-			return tevent_req_post(req, ev);
+		if (state->token_copy.data == NULL) {
+			status = NT_STATUS_NO_MEMORY;
+			goto fail;
 		}
 	}
 
 	/* Also here: a copy may come without a RESUME_KEY (bug 15664). */
 	status = vfs_offload_token_ctx_init(dest_fsp->conn->sconn->client,
 					    &copyoffload_offload_ctx);
-	if (tevent_req_nterror(req, status)) {
-		return tevent_req_post(req, ev);
+	if (!NT_STATUS_IS_OK(status)) {
+		goto fail;
 	}
 
 	/* ChunkCount 0 (macOS copyfile) and other fsctls: the next module's. */
 	if (!copyoffload_handles_fsctl(fsctl) || num == 0) {
-		if (!copyoffload_write_pass_to_next(req)) {
-			return tevent_req_post(req, ev);
-		}
-		return req;
+		copyoffload_write_pass_to_next(req);
+	} else {
+		copyoffload_write_start(req);
 	}
-
-	copyoffload_write_start(req);
+	goto done;
+fail:
+	/* Runs of the request sent ahead may still be with the helper. */
+	copyoffload_write_fail(req, status);
+done:
 	if (!tevent_req_is_in_progress(req)) {
 		return tevent_req_post(req, ev);
 	}

@@ -10,7 +10,7 @@ one smbd connection at a time on a thread, for the fault tests:
     gets for each.
   * GatheringHelper: a helper that holds the copies it gets until a given
     number are waiting (or a second passes), then does them itself, last
-    first, and answers them, the last answer late, so a test can see which
+    first, and answers them, the last answers late, so a test can see which
     copies the module sent at the same time and that it waits for every
     answer.
 """
@@ -162,18 +162,20 @@ class GatheredCopy:
 class GatheringHelper(FakeHelper):
     """Holds the copies it gets until `expected` are waiting, or until
     GATHER_SECONDS after the first; then copies each with copy_file_range,
-    the last one first, and answers them in the order they came, the last
-    answer `last_reply_delay` seconds after the others. A copy whose
-    destination offset is in `failures` fails with that errno instead, with
-    nothing done."""
+    the last one first, and answers them in the order they came, each of the
+    last `late_replies` answers `reply_delay` seconds after the one before.
+    A copy whose destination offset is in `failures` fails with that errno
+    instead, with nothing done."""
 
     GATHER_SECONDS = 1.0
 
-    def __init__(self, socket_path, expected, failures=None, last_reply_delay=0.0):
+    def __init__(self, socket_path, expected, failures=None, late_replies=0,
+                 reply_delay=0.3):
         super().__init__(socket_path)
         self.expected = expected
         self.failures = dict(failures or {})
-        self.last_reply_delay = last_reply_delay
+        self.late_replies = late_replies
+        self.reply_delay = reply_delay
         self.batches = []  # the number of copies held together, per batch
         self.last_reply_at = None  # time.monotonic() of the last answer
 
@@ -261,9 +263,11 @@ class GatheringHelper(FakeHelper):
             replies[copy.request_id] = protocol_client.message(
                 protocol_client.COPY_REPLY, copy.request_id,
                 COPY_REPLY_BODY.pack(status, 0, done, *by_method))
-        for copy in copies[:-1]:
+        on_time = len(copies) - self.late_replies
+        for i, copy in enumerate(copies):
+            if i >= on_time:
+                time.sleep(self.reply_delay)
+            if i == len(copies) - 1:
+                with self.lock:
+                    self.last_reply_at = time.monotonic()  # before: smbd may answer at once
             conn.send(replies[copy.request_id])
-        time.sleep(self.last_reply_delay)
-        with self.lock:
-            self.last_reply_at = time.monotonic()  # before: smbd may answer at once
-        conn.send(replies[copies[-1].request_id])

@@ -24,22 +24,31 @@ A request's runs after the first go to the helper at once ("sent ahead").
     locking sees): the first two copied, STATUS_FILE_LOCK_CONFLICT for the
     third, as stock Samba answers (the case runs in stock mode too), and
     the helper got copies of the first two chunks only.
-Three cases on ext4 see what the helper gets and when, with a fake helper
+Cases on ext4 see what the helper gets and when, with a fake helper
 (fake_helpers.GatheringHelper) on share "erring_helper" that holds the
-copies until all it expects have come, does them itself, the last first,
-and answers them, the last answer half a second late:
+copies until all it expects have come (or a second has passed), does them
+itself, the last first, and answers them in order:
   * `ext4:chunk runs:sent ahead`: 4 chunks last to first reach the helper
     together, and the copy is right.
   * `ext4:chunk runs:a run sent ahead fails`: of the same 4 chunks the
-    second fails with ENOSPC: STATUS_DISK_FULL, exactly the first chunk
-    reported, and the answer only after the helper's last reply.
-  * `ext4:chunk runs:overlapping runs wait`: within one file, the second
-    run reads what the first writes: it is not sent before the first is
-    done, and the file ends as if the chunks were copied in order.
+    second fails with ENOSPC, and the last two answers come 0.3 s apart:
+    STATUS_DISK_FULL, exactly the first chunk reported, and the answer only
+    after the helper's last reply.
+  * `ext4:chunk runs:sent ahead up to a lock`: the lock case above: the
+    first two chunks reach the helper together, the others not at all.
+  * `ext4:chunk runs:runs the helper refuses`: every copy answered EUSERS
+    (the helper keeps no more shares): all 4 chunks are copied by smbd, and
+    after the first request's 4 copies each chunk reaches the helper once,
+    alone, instead of sending the request's later runs again.
+  * `ext4:chunk runs:overlapping runs wait, ...`: the second run writes
+    where the first writes, or (within one file) reads what the first
+    writes, or writes what the first reads: it is not sent before the first
+    is done, and the file ends as if the chunks were copied in order.
 In stock mode only the lock case runs: the others are about the helper's
 requests.
 """
 
+import contextlib
 import errno
 import fcntl
 import functools
@@ -118,13 +127,12 @@ def past_end_case(env, check):
     require_copies(check, records, [MiB] * 3)
 
 
-def locked_run_case(env, check):
-    share = "share"
+def locked_run_case(env, check, share="share", helper=None):
     chunks = list(reversed(file_order(4)))  # the third chunk writes at 1 MiB
     _, data = test_clone.create_share_file(env, share, "locked-run.src", 4 * MiB)
     dst_path, _ = test_clone.create_share_file(env, share, "locked-run.copy", 4 * MiB)
     position = env.helper.log_position() if env.helper else 0
-    with open(dst_path, "r+b") as locked:
+    with open(dst_path, "r+b") as locked, (helper or contextlib.nullcontext()):
         fcntl.lockf(locked, fcntl.LOCK_EX | fcntl.LOCK_NB, 4096, MiB)
         with smb_raw.Session(env.server.port, env.user, share) as s:
             src_id = s.open("locked-run.src")
@@ -140,7 +148,11 @@ def locked_run_case(env, check):
     copy = test_clone.read_file(dst_path)
     check.require(copy[2 * MiB:] == data[2 * MiB:],
                   "the chunks reported written differ from their source")
-    if env.stock:
+    if helper is not None:
+        check.require(helper.batches == [2],
+                      f"the helper got copies in batches of {helper.batches}, expected "
+                      f"the first two chunks together")
+    elif env.stock:
         check.skipped_in_stock("helper log: copies of the first two chunks")
     else:
         require_copies(check, env.helper.records_since(position), [MiB, MiB])
@@ -167,7 +179,7 @@ def sent_ahead_failure_case(env, check):
     chunks = list(reversed(file_order(4)))  # the second chunk writes at 2 MiB
     _, data = test_clone.create_share_file(env, share, "ahead-fail.src", 4 * MiB)
     with gathering_helper(env, expected=4, failures={2 * MiB: errno.ENOSPC},
-                          last_reply_delay=0.5) as helper:
+                          late_replies=2) as helper:
         with smb_raw.Session(env.server.port, env.user, share) as s:
             src_id = s.open("ahead-fail.src")
             dst_id = s.open("ahead-fail.copy", create=True)
@@ -190,26 +202,49 @@ def sent_ahead_failure_case(env, check):
     check.note(f"{smb_raw.status_name(status)}, {written}, answered after the last reply")
 
 
-def overlapping_runs_case(env, check):
+def refused_runs_case(env, check):
+    chunks = list(reversed(file_order(4)))
+    refusals = {offset: errno.EUSERS for _, offset, _ in chunks}
+    with gathering_helper(env, expected=4, failures=refusals) as helper:
+        copy_chunks(env, check, "erring_helper", chunks, 4 * MiB)
+    check.require(helper.batches == [4, 1, 1, 1],
+                  f"the helper got copies in batches of {helper.batches}, expected "
+                  f"[4, 1, 1, 1]: the request's 4, then each later chunk once")
+    check.note(f"batches {helper.batches}, every chunk copied by smbd")
+
+
+def in_order(data, chunks):
+    """data after chunks (src_off, dst_off, length) were copied within it,
+    one after the other."""
+    out = bytearray(data)
+    for src_off, dst_off, length in chunks:
+        out[dst_off:dst_off + length] = out[src_off:src_off + length]
+    return bytes(out)
+
+
+def overlapping_runs_case(env, check, chunks):
+    """Two runs within one file (destination and source the same file, under
+    two names: impacket keeps one open per name), the second overlapping
+    the first."""
     share = "erring_helper"
-    # The second chunk's source is the first one's destination.
-    chunks = [(0, 2 * MiB, MiB), (2 * MiB, 3 * MiB, MiB)]
     path, data = test_clone.create_share_file(env, share, "ahead-overlap.bin", 4 * MiB)
-    # A second name for the file: impacket keeps one open per name.
-    os.link(path, env.share_path(share, "ahead-overlap.link"))
-    with gathering_helper(env, expected=2) as helper:
-        with smb_raw.Session(env.server.port, env.user, share) as s:
-            src_id = s.open("ahead-overlap.bin")
-            dst_id = s.open("ahead-overlap.link")
-            written = s.copychunk_write(dst_id, s.resume_key(src_id), chunks)
-            s.close(dst_id)
-            s.close(src_id)
+    link = env.share_path(share, "ahead-overlap.link")
+    os.link(path, link)
+    try:
+        with gathering_helper(env, expected=2) as helper:
+            with smb_raw.Session(env.server.port, env.user, share) as s:
+                src_id = s.open("ahead-overlap.bin")
+                dst_id = s.open("ahead-overlap.link")
+                written = s.copychunk_write(dst_id, s.resume_key(src_id), chunks)
+                s.close(dst_id)
+                s.close(src_id)
+    finally:
+        os.unlink(link)
     check.require(written == (2, 0, 2 * MiB), f"COPYCHUNK_WRITE answered {written}")
     check.require(helper.batches == [1, 1],
                   f"the helper got the copies in batches of {helper.batches}, "
                   f"expected one after the other")
-    expected = data[:2 * MiB] + data[:MiB] + data[:MiB]
-    check.require(test_clone.read_file(path) == expected,
+    check.require(test_clone.read_file(path) == in_order(data, chunks),
                   "the file differs from the chunks copied in order")
     check.note("the second run sent after the first was done")
 
@@ -242,6 +277,15 @@ def cases(fs_type, stock):
                       sent_ahead_case),
         testcase.Case(f"{fs_type}:chunk runs:a run sent ahead fails",
                       scenario.faults(fs_type), sent_ahead_failure_case),
-        testcase.Case(f"{fs_type}:chunk runs:overlapping runs wait",
-                      scenario.faults(fs_type), overlapping_runs_case),
-    ])
+        testcase.Case(f"{fs_type}:chunk runs:sent ahead up to a lock",
+                      scenario.faults(fs_type), lambda env, check: locked_run_case(
+                          env, check, "erring_helper", gathering_helper(env, expected=2))),
+        testcase.Case(f"{fs_type}:chunk runs:runs the helper refuses",
+                      scenario.faults(fs_type), refused_runs_case),
+    ] + [testcase.Case(f"{fs_type}:chunk runs:overlapping runs wait, {label}",
+                       scenario.faults(fs_type),
+                       functools.partial(overlapping_runs_case, chunks=chunks))
+         for label, chunks in (
+             ("same destination", [(0, 2 * MiB, MiB), (MiB, 2 * MiB, MiB)]),
+             ("source written before", [(0, 2 * MiB, MiB), (2 * MiB, 3 * MiB, MiB)]),
+             ("source read before", [(2 * MiB, 0, MiB), (3 * MiB, 2 * MiB, MiB)]))])

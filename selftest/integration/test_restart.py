@@ -29,23 +29,27 @@ import testcase
 MiB = 1 << 20
 
 
-def copychunk(session, check, src, dst, size, reverse=False):
-    """COPYCHUNK_WRITE of src over dst (same size) in 1 MiB chunks; the
-    response must report every byte. In file order the chunks continue each
-    other and make one helper request; reversed, each is a request."""
+def copychunk(session, check, src, dst, size, chunk_per_request=False):
+    """COPYCHUNK_WRITE of src over dst (same size) in 1 MiB chunks; every
+    response must report every byte. In one request the chunks continue each
+    other and make one helper request; with chunk_per_request each chunk is
+    a COPYCHUNK_WRITE, and a helper request, of its own, sent after the reply
+    to the one before."""
     s_id, d_id = session.open(src), session.open(dst)
     try:
+        key = session.resume_key(s_id)
         chunks = [(off, off, min(MiB, size - off)) for off in range(0, size, MiB)]
-        if reverse:
-            chunks.reverse()
-        written = session.copychunk_write(d_id, session.resume_key(s_id), chunks)
+        for request in ([[c] for c in chunks] if chunk_per_request else [chunks]):
+            written = session.copychunk_write(d_id, key, request)
+            total = sum(c[2] for c in request)
+            check.require(written == (len(request), 0, total),
+                          f"COPYCHUNK_WRITE response {written}, expected "
+                          f"({len(request)}, 0, {total})")
     except smb_raw.SmbError as e:
         check.fail(f"COPYCHUNK_WRITE {src} -> {dst}: {e}")
     finally:
         session.close(d_id)
         session.close(s_id)
-    check.require(written == (len(chunks), 0, size),
-                  f"COPYCHUNK_WRITE response {written}, expected ({len(chunks)}, 0, {size})")
 
 
 def fresh_pair(env, share, tag, size):
@@ -114,8 +118,9 @@ def same_session(env, check):
         stopper.start()
         tree, session.tree = session.tree, session_limited
         try:
-            # Chunk by chunk, so the signal falls between helper requests.
-            copychunk(session, check, src, dst, size, reverse=True)
+            # A request per chunk, so the signal falls between helper
+            # requests (a request's chunks would all reach the helper at once).
+            copychunk(session, check, src, dst, size, chunk_per_request=True)
         finally:
             session.tree = tree
             stopper.join()
