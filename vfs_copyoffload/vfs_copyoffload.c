@@ -291,8 +291,7 @@ struct copyoffload_write_state {
 	struct copyoffload_chunk_run *run;
 	/* Set while this chunk waits for the reply to a run sent ahead. */
 	struct copyoffload_run_wait *wait;
-	/* What it fails with once that reply has come. */
-	bool failing;
+	/* What it fails with once that reply has come (OK: not failing). */
 	NTSTATUS failure;
 	bool restore_dst_user;
 	off_t copied;
@@ -386,7 +385,6 @@ static void copyoffload_write_fail(struct tevent_req *req, NTSTATUS status)
 		tevent_req_nterror(req, status);
 		return;
 	}
-	state->failing = true;
 	state->failure = status;
 	copyoffload_write_wait_for(req, pending);
 }
@@ -734,6 +732,24 @@ static void copyoffload_write_from_run(struct tevent_req *req)
 static void copyoffload_run_ahead_done(struct tevent_req *subreq);
 
 /*
+ * The helper's reply to a copy: 0 and *reply, or the errno of a copy the
+ * helper did not take (it cannot be reached, is stopping, or refused the
+ * share because all the shares it keeps are in use).
+ */
+static int copyoffload_helper_reply(struct tevent_req *subreq,
+				    struct copyoffload_copy_reply *reply)
+{
+	int err = copyoffload_helper_copy_recv(subreq, reply);
+
+	TALLOC_FREE(subreq);
+	if (err == 0 && reply->bytes_done == 0 &&
+	    (reply->status == ESHUTDOWN || reply->status == EUSERS)) {
+		err = reply->status;
+	}
+	return err;
+}
+
+/*
  * What copyoffload_write_check checks of a range, for a run sent ahead
  * right after the current chunk passed it: the files (token, access, kind,
  * the source's size as just read) are the same for every run of the
@@ -868,13 +884,7 @@ static void copyoffload_run_ahead_done(struct tevent_req *subreq)
 	struct copyoffload_copy_reply reply;
 	int err;
 
-	err = copyoffload_helper_copy_recv(subreq, &reply);
-	TALLOC_FREE(subreq);
-
-	if (err == 0 && reply.bytes_done == 0 &&
-	    (reply.status == ESHUTDOWN || reply.status == EUSERS)) {
-		err = reply.status;
-	}
+	err = copyoffload_helper_reply(subreq, &reply);
 	if (err != 0) {
 		/*
 		 * Kept, so that the request's later chunks are not sent
@@ -899,7 +909,7 @@ static void copyoffload_run_ahead_done(struct tevent_req *subreq)
 		return;
 	}
 	state = tevent_req_data(waiting, struct copyoffload_write_state);
-	if (state->failing) {
+	if (!NT_STATUS_IS_OK(state->failure)) {
 		/* It waited for the request's last runs to end. */
 		copyoffload_write_fail(waiting, state->failure);
 	} else if (err != 0) {
@@ -1176,17 +1186,7 @@ static void copyoffload_write_helper_done(struct tevent_req *subreq)
 	off_t length;
 	int err;
 
-	err = copyoffload_helper_copy_recv(subreq, &reply);
-	TALLOC_FREE(subreq);
-
-	if (err == 0 && reply.bytes_done == 0 &&
-	    (reply.status == ESHUTDOWN || reply.status == EUSERS)) {
-		/*
-		 * The helper did not take this copy: it is stopping, or it
-		 * refused the share (all the shares it keeps are in use).
-		 */
-		err = reply.status;
-	}
+	err = copyoffload_helper_reply(subreq, &reply);
 	if (err != 0) {
 		/*
 		 * Nothing was reported copied, and rewriting a chunk from an

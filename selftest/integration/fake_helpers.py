@@ -75,20 +75,31 @@ class FakeHelper:
         raise NotImplementedError
 
 
-def receive(conn):
-    """The next message's (type, request id, bytes), descriptors closed; None
-    at the end of the stream."""
+def receive_with_descriptors(conn):
+    """The next message's (type, request id, bytes, descriptors); None at
+    the end of the stream. The caller owns the descriptors."""
     descriptors = array.array("i")
     data, ancillary, _, _ = conn.recvmsg(512, socket.CMSG_SPACE(2 * descriptors.itemsize))
     for level, kind, payload in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             descriptors.frombytes(payload[:len(payload) - len(payload) % descriptors.itemsize])
-    for fd in descriptors:
-        os.close(fd)
     if len(data) < protocol_client.HEADER.size:
+        for fd in descriptors:
+            os.close(fd)
         return None
     header = protocol_client.HEADER.unpack_from(data)
-    return header[2], header[5], data
+    return header[2], header[5], data, tuple(descriptors)
+
+
+def receive(conn):
+    """The next message's (type, request id, bytes), descriptors closed; None
+    at the end of the stream."""
+    message = receive_with_descriptors(conn)
+    if message is None:
+        return None
+    for fd in message[3]:
+        os.close(fd)
+    return message[:3]
 
 
 def hello_reply(request_id, status, version):
@@ -194,7 +205,7 @@ class GatheringHelper(FakeHelper):
                 else:
                     conn.settimeout(10)
                 try:
-                    message = self._receive(conn)
+                    message = receive_with_descriptors(conn)
                 except socket.timeout:
                     continue
                 if message is None:
@@ -223,20 +234,6 @@ class GatheringHelper(FakeHelper):
             for fds in handles.values():
                 for fd in fds:
                     os.close(fd)
-
-    @staticmethod
-    def _receive(conn):
-        """The next message's (type, request id, bytes, descriptors); None
-        at the end of the stream."""
-        descriptors = array.array("i")
-        data, ancillary, _, _ = conn.recvmsg(512, socket.CMSG_SPACE(2 * descriptors.itemsize))
-        for level, kind, payload in ancillary:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                descriptors.frombytes(payload[:len(payload) - len(payload) % descriptors.itemsize])
-        if len(data) < protocol_client.HEADER.size:
-            return None
-        header = protocol_client.HEADER.unpack_from(data)
-        return header[2], header[5], data, tuple(descriptors)
 
     def _answer(self, conn, copies):
         with self.lock:
