@@ -41,6 +41,7 @@ class FakeHelper:
     def __init__(self, socket_path):
         self.socket_path = socket_path
         self.lock = threading.Lock()
+        self.peer_pids = []  # of the smbd processes that connected, in order
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
@@ -65,6 +66,10 @@ class FakeHelper:
             except OSError:
                 return  # closed by __exit__
             with conn:
+                pid, _, _ = struct.unpack("3i", conn.getsockopt(
+                    socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+                with self.lock:
+                    self.peer_pids.append(pid)
                 conn.settimeout(10)
                 try:
                     self.serve(conn)
@@ -189,6 +194,7 @@ class GatheringHelper(FakeHelper):
         self.reply_delay = reply_delay
         self.batches = []  # the number of copies held together, per batch
         self.last_reply_at = None  # time.monotonic() of the last answer
+        self.replies_sent = 0
 
     def serve(self, conn):
         handles = {}
@@ -268,3 +274,5 @@ class GatheringHelper(FakeHelper):
                 with self.lock:
                     self.last_reply_at = time.monotonic()  # before: smbd may answer at once
             conn.send(replies[copy.request_id])
+            with self.lock:
+                self.replies_sent += 1

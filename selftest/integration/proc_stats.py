@@ -1,5 +1,5 @@
 """What a running process holds, from /proc: open descriptors and resident
-memory. The fault and load tests watch the helper with these."""
+memory, and whether it still runs. The fault and load tests watch the helper with these."""
 
 import os
 import threading
@@ -16,6 +16,16 @@ def rss_kib(pid):
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+def has_exited(pid):
+    """Whether pid has ended (or is a zombie, not yet reaped by its parent)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return True
+    return stat[stat.rfind(")") + 2:].split()[0] == "Z"  # comm may hold ')'
 
 
 def wait_for(condition, timeout, interval=0.01):

@@ -16,6 +16,7 @@ also what DUPLICATE_EXTENTS_DATA's SourceFileId field carries. A request that
 fails raises SmbError with the NTSTATUS code and name.
 """
 
+import socket
 import struct
 
 from impacket import nt_errors, smb3, smb3structs
@@ -84,13 +85,23 @@ class Session:
             self.conn.close()
             raise
         self.smb = self.conn.getSMBServer()  # impacket.smb3.SMB3
+        self.aborted = False
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
-        self.conn.close()
+        if self.aborted:
+            self.smb.get_socket().close()
+        else:
+            self.conn.close()
         return False
+
+    def abort(self):
+        """Drop the TCP connection at once, with no LOGOFF, as a client that
+        crashed or lost its network; the session is unusable after."""
+        self.smb.get_socket().shutdown(socket.SHUT_RDWR)
+        self.aborted = True
 
     @_raises_smb_error("TREE_CONNECT")
     def connect_tree(self, share):

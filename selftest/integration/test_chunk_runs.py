@@ -34,6 +34,13 @@ itself, the last first, and answers them in order:
     second fails with ENOSPC, and the last two answers come 0.3 s apart:
     STATUS_DISK_FULL, exactly the first chunk reported, and the answer only
     after the helper's last reply.
+  * `ext4:chunk runs:client gone while a chunk waits ...`: the client
+    drops its connection while its request waits for the helper, the
+    answers after the first 1 s apart: while the second chunk waits for
+    the answer to its run, sent ahead, or (the second chunk failing as
+    above) while the failed chunk waits for the answers still owed. The
+    smbd process ends (after the helper's last answer at the latest), logs
+    no PANIC, and a new session's copy is right.
   * `ext4:chunk runs:sent ahead up to a lock`: the lock case above: the
     first two chunks reach the helper together, the others not at all.
   * `ext4:chunk runs:runs the helper refuses`: every copy answered EUSERS
@@ -56,6 +63,7 @@ import os
 import time
 
 import fake_helpers
+import proc_stats
 import smb_raw
 import test_clone
 import testcase
@@ -202,6 +210,43 @@ def sent_ahead_failure_case(env, check):
     check.note(f"{smb_raw.status_name(status)}, {written}, answered after the last reply")
 
 
+def client_gone_case(env, check, failing):
+    """The request's memory and its wait are freed while the helper still
+    owes answers; a use after free would crash smbd (its PANIC line fails
+    the case) or leave it hanging. failing: the second chunk fails, and
+    waits for the two answers after it; else it waits for its own."""
+    share = "erring_helper"
+    chunks = list(reversed(file_order(4)))  # the second chunk writes at 2 MiB
+    failures = {2 * MiB: errno.ENOSPC} if failing else {}
+    owed_when_gone = 2 if failing else 3
+    test_clone.create_share_file(env, share, "gone.src", 4 * MiB)
+    with gathering_helper(env, expected=4, failures=failures,
+                          late_replies=owed_when_gone, reply_delay=1.0) as helper:
+        with smb_raw.Session(env.server.port, env.user, share) as s:
+            src_id = s.open("gone.src")
+            dst_id = s.open("gone.copy", create=True)
+            s.send_fsctl(dst_id, smb_raw.FSCTL_SRV_COPYCHUNK_WRITE,
+                         smb_raw.copychunk_blob(s.resume_key(src_id), chunks),
+                         smb_raw.COPYCHUNK_RESPONSE.size)
+            answered = proc_stats.wait_for(
+                lambda: helper.replies_sent >= 4 - owed_when_gone, 10)
+            time.sleep(0.2)  # smbd reads the answers and begins to wait
+            with helper.lock:
+                owed = 4 - helper.replies_sent
+            s.abort()
+        check.require(answered and owed == owed_when_gone,
+                      f"the helper owed {owed} answers when the client left, expected "
+                      f"{owed_when_gone}: the case did not test a waiting chunk")
+        smbd_pid = helper.peer_pids[0]
+        check.require(proc_stats.wait_for(lambda: proc_stats.has_exited(smbd_pid), 15),
+                      f"smbd {smbd_pid} still runs 15 s after its client left")
+        check.require(helper.batches == [4], f"batches of {helper.batches}, expected [4]")
+    with gathering_helper(env, expected=1) as helper:
+        copy_chunks(env, check, share, file_order(4), 4 * MiB)
+    check.require(helper.batches == [1], f"batches of {helper.batches}, expected [1]")
+    check.note(f"smbd {smbd_pid} ended with {owed} answers owed; a new session copied")
+
+
 def refused_runs_case(env, check):
     chunks = list(reversed(file_order(4)))
     refusals = {offset: errno.EUSERS for _, offset, _ in chunks}
@@ -277,6 +322,12 @@ def cases(fs_type, stock):
                       sent_ahead_case),
         testcase.Case(f"{fs_type}:chunk runs:a run sent ahead fails",
                       scenario.faults(fs_type), sent_ahead_failure_case),
+    ] + [testcase.Case(f"{fs_type}:chunk runs:client gone while a chunk waits {label}",
+                       scenario.faults(fs_type),
+                       functools.partial(client_gone_case, failing=failing))
+         for label, failing in (("for a run sent ahead", False),
+                                ("to fail", True))
+    ] + [
         testcase.Case(f"{fs_type}:chunk runs:sent ahead up to a lock",
                       scenario.faults(fs_type), lambda env, check: locked_run_case(
                           env, check, "erring_helper", gathering_helper(env, expected=2))),
