@@ -48,8 +48,22 @@ struct smbd_copychunk_state {
 
 #define SMBD_COPYCHUNK_STATE_NAME "struct fsctl_srv_copychunk_state"
 
-/* Runs in progress in this smbd process, each owned by smbd's state. */
-static struct copyoffload_chunk_run *copyoffload_chunk_runs;
+/*
+ * The runs of one copychunk request, by chunk: a talloc child of smbd's
+ * state, made with the request's first run and parent of its runs. A
+ * request has up to 256 chunks, and smbd asks for each: looking a chunk's
+ * run up must not walk the others.
+ */
+struct copyoffload_request_runs {
+	const struct smbd_copychunk_state *smbd_state;
+	uint32_t num_chunks;
+	struct copyoffload_request_runs *prev, *next;
+	/* The run each chunk belongs to, or NULL. */
+	struct copyoffload_chunk_run *by_chunk[COPYCHUNK_MAX_CHUNKS];
+};
+
+/* The requests with runs in this smbd process. */
+static struct copyoffload_request_runs *copyoffload_requests;
 
 static const struct smbd_copychunk_state *smbd_copychunk_state(
 	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
@@ -86,15 +100,56 @@ static const struct smbd_copychunk_state *smbd_copychunk_state(
 	return s;
 }
 
+static struct copyoffload_request_runs *copyoffload_request_runs_of(
+	const void *smbd_state)
+{
+	struct copyoffload_request_runs *r = NULL;
+
+	for (r = copyoffload_requests; r != NULL; r = r->next) {
+		if (r->smbd_state == smbd_state) {
+			return r;
+		}
+	}
+	return NULL;
+}
+
+static int copyoffload_request_runs_destructor(
+	struct copyoffload_request_runs *r)
+{
+	DLIST_REMOVE(copyoffload_requests, r);
+	return 0;
+}
+
+/* The runs of request s, made on its first use. */
+static struct copyoffload_request_runs *copyoffload_request_runs_get(
+	const struct smbd_copychunk_state *s)
+{
+	struct copyoffload_request_runs *r = copyoffload_request_runs_of(s);
+
+	if (r != NULL) {
+		return r;
+	}
+	r = talloc_zero(discard_const(s), struct copyoffload_request_runs);
+	if (r == NULL) {
+		return NULL;
+	}
+	r->smbd_state = s;
+	r->num_chunks = s->cc_copy.chunk_count;
+	DLIST_ADD(copyoffload_requests, r);
+	talloc_set_destructor(r, copyoffload_request_runs_destructor);
+	return r;
+}
+
 struct copyoffload_chunk_run *copyoffload_chunk_run_find(
 	TALLOC_CTX *mem_ctx, struct tevent_context *ev, uint32_t fsctl,
 	const DATA_BLOB *token, off_t src_off, struct files_struct *dst_fsp,
 	off_t dst_off, off_t num)
 {
 	const struct smbd_copychunk_state *s = NULL;
+	struct copyoffload_request_runs *r = NULL;
 	struct copyoffload_chunk_run *run = NULL;
 
-	if (copyoffload_chunk_runs == NULL) {
+	if (copyoffload_requests == NULL) {
 		return NULL;
 	}
 	s = smbd_copychunk_state(mem_ctx, ev, fsctl, token, src_off, dst_fsp,
@@ -102,34 +157,38 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_find(
 	if (s == NULL) {
 		return NULL;
 	}
-	for (run = copyoffload_chunk_runs; run != NULL; run = run->next) {
-		uint32_t first = run->first_chunk;
-
-		if (run->smbd_state != s) {
-			continue;
-		}
-		/* A run not sent ahead is its first chunk's own request. */
-		if (!run->sent_ahead) {
-			first++;
-		}
-		if (s->current_chunk >= first &&
-		    s->current_chunk < run->first_chunk + run->num_chunks) {
-			return run;
-		}
+	r = copyoffload_request_runs_of(s);
+	if (r == NULL || s->current_chunk >= r->num_chunks) {
+		return NULL;
 	}
-	return NULL;
+	run = r->by_chunk[s->current_chunk];
+	/* A run not sent ahead is its first chunk's own request. */
+	if (run == NULL ||
+	    (!run->sent_ahead && s->current_chunk == run->first_chunk)) {
+		return NULL;
+	}
+	return run;
 }
 
 static int copyoffload_chunk_run_destructor(struct copyoffload_chunk_run *run)
 {
-	DLIST_REMOVE(copyoffload_chunk_runs, run);
+	/* Also when its parent is freed: talloc frees children first. */
+	struct copyoffload_chunk_run **by_chunk = run->request->by_chunk;
+	uint32_t i;
+
+	for (i = run->first_chunk; i < run->first_chunk + run->num_chunks; i++) {
+		if (by_chunk[i] == run) {
+			by_chunk[i] = NULL;
+		}
+	}
 	return 0;
 }
 
-/* The run of smbd's chunks from index first on, as a child of s. */
+/* The run of smbd's chunks from index first on, as a child of r. */
 static struct copyoffload_chunk_run *copyoffload_chunk_run_new(
-	const struct smbd_copychunk_state *s, uint32_t first)
+	struct copyoffload_request_runs *r, uint32_t first)
 {
+	const struct smbd_copychunk_state *s = r->smbd_state;
 	const struct srv_copychunk *chunks = s->cc_copy.chunks;
 	struct copyoffload_chunk_run *run = NULL;
 	uint64_t src_off = chunks[first].source_off;
@@ -138,7 +197,7 @@ static struct copyoffload_chunk_run *copyoffload_chunk_run_new(
 	uint32_t i;
 
 	/* smbd has checked every length (1 to 1 MiB, 16 MiB in all). */
-	for (i = first + 1; i < s->cc_copy.chunk_count; i++) {
+	for (i = first + 1; i < r->num_chunks; i++) {
 		const struct srv_copychunk *c = &chunks[i];
 
 		/* Unsigned: the offsets are checked for overflow later. */
@@ -149,7 +208,7 @@ static struct copyoffload_chunk_run *copyoffload_chunk_run_new(
 		length += c->length;
 	}
 
-	run = talloc(discard_const(s), struct copyoffload_chunk_run);
+	run = talloc(r, struct copyoffload_chunk_run);
 	if (run == NULL) {
 		return NULL;
 	}
@@ -160,9 +219,11 @@ static struct copyoffload_chunk_run *copyoffload_chunk_run_new(
 		.length = (off_t)length,
 		.first_chunk = first,
 		.num_chunks = i - first,
-		.smbd_state = s,
+		.request = r,
 	};
-	DLIST_ADD(copyoffload_chunk_runs, run);
+	for (i = first; i < first + run->num_chunks; i++) {
+		r->by_chunk[i] = run;
+	}
 	talloc_set_destructor(run, copyoffload_chunk_run_destructor);
 	return run;
 }
@@ -173,27 +234,31 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_start(
 	off_t dst_off, off_t num)
 {
 	const struct smbd_copychunk_state *s = NULL;
+	struct copyoffload_request_runs *r = NULL;
 
 	s = smbd_copychunk_state(mem_ctx, ev, fsctl, token, src_off, dst_fsp,
 				 dst_off, num);
 	if (s == NULL || s->current_chunk + 1 >= s->cc_copy.chunk_count) {
 		return NULL;
 	}
-	return copyoffload_chunk_run_new(s, s->current_chunk);
+	r = copyoffload_request_runs_get(s);
+	if (r == NULL) {
+		return NULL;
+	}
+	return copyoffload_chunk_run_new(r, s->current_chunk);
 }
 
 struct copyoffload_chunk_run *copyoffload_chunk_run_after(
 	const struct copyoffload_chunk_run *before)
 {
-	/* Recognised when `before` was made; its talloc parent since. */
-	const struct smbd_copychunk_state *s = before->smbd_state;
+	struct copyoffload_request_runs *r = before->request;
 	struct copyoffload_chunk_run *run = NULL;
 	uint32_t first = before->first_chunk + before->num_chunks;
 
-	if (first >= s->cc_copy.chunk_count) {
+	if (first >= r->num_chunks) {
 		return NULL;
 	}
-	run = copyoffload_chunk_run_new(s, first);
+	run = copyoffload_chunk_run_new(r, first);
 	if (run != NULL) {
 		run->sent_ahead = true;
 	}
@@ -207,16 +272,34 @@ static bool copyoffload_ranges_overlap(off_t a_off, off_t a_len, off_t b_off,
 	return a_off < b_off + b_len && b_off < a_off + a_len;
 }
 
+/*
+ * The run of r that starts at or after chunk *next, before chunk end; NULL
+ * when there is none. *next moves past it.
+ */
+static struct copyoffload_chunk_run *copyoffload_next_run(
+	const struct copyoffload_request_runs *r, uint32_t *next, uint32_t end)
+{
+	while (*next < end) {
+		struct copyoffload_chunk_run *run = r->by_chunk[*next];
+
+		if (run == NULL) {
+			*next += 1;
+			continue;
+		}
+		*next = run->first_chunk + run->num_chunks;
+		return run;
+	}
+	return NULL;
+}
+
 bool copyoffload_chunk_run_overlaps_earlier(
 	const struct copyoffload_chunk_run *run, bool same_file)
 {
 	const struct copyoffload_chunk_run *o = NULL;
+	uint32_t next = 0;
 
-	for (o = copyoffload_chunk_runs; o != NULL; o = o->next) {
-		if (o == run || o->smbd_state != run->smbd_state ||
-		    o->first_chunk > run->first_chunk) {
-			continue;
-		}
+	while ((o = copyoffload_next_run(run->request, &next,
+					 run->first_chunk)) != NULL) {
 		if (copyoffload_ranges_overlap(o->dst_off, o->length,
 					       run->dst_off, run->length)) {
 			return true;
@@ -235,11 +318,16 @@ bool copyoffload_chunk_run_overlaps_earlier(
 struct copyoffload_chunk_run *copyoffload_chunk_run_unanswered(
 	const void *smbd_state)
 {
+	const struct copyoffload_request_runs *r =
+		copyoffload_request_runs_of(smbd_state);
 	struct copyoffload_chunk_run *run = NULL;
+	uint32_t next = 0;
 
-	for (run = copyoffload_chunk_runs; run != NULL; run = run->next) {
-		if (run->smbd_state == smbd_state && run->sent_ahead &&
-		    !run->declined && !run->answered) {
+	if (r == NULL) {
+		return NULL;
+	}
+	while ((run = copyoffload_next_run(r, &next, r->num_chunks)) != NULL) {
+		if (run->sent_ahead && !run->declined && !run->answered) {
 			return run;
 		}
 	}

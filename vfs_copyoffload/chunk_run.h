@@ -24,6 +24,7 @@
  * once the helper has done all of its bytes.
  */
 struct copyoffload_run_wait;
+struct copyoffload_request_runs;
 
 struct copyoffload_chunk_run {
 	off_t src_off;		/* its first chunk's */
@@ -38,9 +39,8 @@ struct copyoffload_chunk_run {
 	uint64_t bytes_done;	/* the contiguous prefix the helper did */
 	/* The chunk smbd asked for before the reply came (the module's). */
 	struct copyoffload_run_wait *wait;
-	/* private */
-	const void *smbd_state;
-	struct copyoffload_chunk_run *prev, *next;
+	/* private: the request's runs, its talloc parent */
+	struct copyoffload_request_runs *request;
 };
 
 /*
