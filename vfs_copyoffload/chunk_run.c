@@ -172,7 +172,10 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_find(
 
 static int copyoffload_chunk_run_destructor(struct copyoffload_chunk_run *run)
 {
-	/* Also when its parent is freed: talloc frees children first. */
+	/*
+	 * Also when its parent is freed: talloc runs the parent's destructor,
+	 * then frees its children, and only then the parent's memory.
+	 */
 	struct copyoffload_chunk_run **by_chunk = run->request->by_chunk;
 	uint32_t i;
 
@@ -200,6 +203,10 @@ static struct copyoffload_chunk_run *copyoffload_chunk_run_new(
 	for (i = first + 1; i < r->num_chunks; i++) {
 		const struct srv_copychunk *c = &chunks[i];
 
+		/* A chunk has one run: one that a run still holds ends it. */
+		if (r->by_chunk[i] != NULL) {
+			break;
+		}
 		/* Unsigned: the offsets are checked for overflow later. */
 		if (c->source_off != src_off + length ||
 		    c->target_off != dst_off + length) {
@@ -242,8 +249,8 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_start(
 		return NULL;
 	}
 	r = copyoffload_request_runs_get(s);
-	if (r == NULL) {
-		return NULL;
+	if (r == NULL || r->by_chunk[s->current_chunk] != NULL) {
+		return NULL; /* a chunk has one run at a time */
 	}
 	return copyoffload_chunk_run_new(r, s->current_chunk);
 }
@@ -255,7 +262,11 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_after(
 	struct copyoffload_chunk_run *run = NULL;
 	uint32_t first = before->first_chunk + before->num_chunks;
 
-	if (first >= r->num_chunks) {
+	/*
+	 * A run that still holds the next chunk (sent ahead before and
+	 * declined, or still with the helper) is not sent again.
+	 */
+	if (first >= r->num_chunks || r->by_chunk[first] != NULL) {
 		return NULL;
 	}
 	run = copyoffload_chunk_run_new(r, first);

@@ -56,8 +56,9 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_find(
 
 /*
  * A new run from the chunk smbd asks for now through every chunk after it
- * that continues both ranges, as a talloc child of smbd's request state; a
- * run of this chunk alone when the next one does not continue it. NULL
+ * that continues both ranges and has no run yet, owned by smbd's request
+ * state (through the request's runs); a run of this chunk alone when the
+ * next one does not continue it. NULL
  * when the chunk is the request's last, or when mem_ctx cannot be
  * recognised as smbd's copychunk state (another module in between,
  * another Samba release): the chunk is then copied on its own.
@@ -69,8 +70,8 @@ struct copyoffload_chunk_run *copyoffload_chunk_run_start(
 
 /*
  * The request's next run after `before` (a run of the same request), to be
- * sent ahead: a talloc child of smbd's state like `before`. NULL after the
- * request's last chunk, or without memory.
+ * sent ahead, owned like `before`. NULL after the request's last chunk,
+ * when a run still holds the next chunk, or without memory.
  */
 struct copyoffload_chunk_run *copyoffload_chunk_run_after(
 	const struct copyoffload_chunk_run *before);

@@ -20,7 +20,7 @@
  *  - each extent costs the kernel about 7 us (a 16 MiB range of 4 KiB
  *    extents took 28 ms on XFS, 19 ms on btrfs), so a range of many is left
  *    to the helper too (FIEMAP, stopped after the limit: 10 us on XFS, 50 us
- *    on btrfs at worst; not asked for a range of at most that many blocks).
+ *    on btrfs at worst; not asked for a range of fewer filesystem blocks).
  */
 
 #include <errno.h>
@@ -168,15 +168,10 @@ static int large_btrfs_source_state(int src_fd)
 
 /* range_state of what the clone writes back: btrfs writes back the whole
  * source before it clones any range of it. */
-static int source_state(int src_fd, uint64_t src_off, uint64_t src_size,
-			uint64_t len)
+static int source_state(int src_fd, const struct statfs *fs, uint64_t src_off,
+			uint64_t src_size, uint64_t len)
 {
-	struct statfs fs;
-
-	if (fstatfs(src_fd, &fs) != 0) {
-		return EAGAIN;
-	}
-	if (fs.f_type == BTRFS_SUPER_MAGIC) {
+	if (fs->f_type == BTRFS_SUPER_MAGIC) {
 		if (src_size > COPYOFFLOAD_INLINE_CLONE_MAX) {
 			return large_btrfs_source_state(src_fd);
 		}
@@ -190,6 +185,7 @@ int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
 				   uint64_t dst_off, uint64_t len,
 				   uint64_t block_size)
 {
+	struct statfs fs;
 	int err;
 
 	if (!clone_is_bounded(src_off, src_size, dst_off, len, block_size)) {
@@ -200,14 +196,23 @@ int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
 	 * cheap, while one of a cached source costs about 7 us per MiB.
 	 */
 	err = range_state(dst_fd, dst_off, len);
-	if (err == 0) {
-		err = source_state(src_fd, src_off, src_size, len);
-	}
 	if (err != 0) {
 		return err;
 	}
-	/* A range maps at most one extent per block. */
-	if (len <= COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS * block_size) {
+	if (fstatfs(src_fd, &fs) != 0) {
+		return EAGAIN;
+	}
+	err = source_state(src_fd, &fs, src_off, src_size, len);
+	if (err != 0) {
+		return err;
+	}
+	/*
+	 * A range maps at most one extent per filesystem block (f_bsize on
+	 * XFS and btrfs; st_blksize may be larger). Either end may be
+	 * unaligned to it: hence one more.
+	 */
+	if (fs.f_bsize > 0 &&
+	    len / (uint64_t)fs.f_bsize + 2 <= COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS) {
 		return 0;
 	}
 	return few_extents(src_fd, src_off, len) ? 0 : EAGAIN;

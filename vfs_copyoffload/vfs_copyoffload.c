@@ -364,6 +364,10 @@ static void copyoffload_write_wait_for(struct tevent_req *req,
 	struct copyoffload_write_state *state = tevent_req_data(
 		req, struct copyoffload_write_state);
 
+	DBG_DEBUG("copyoffload: %s: chunk at %jd waits for the run sent ahead "
+		  "at %jd%s\n", fsp_str_dbg(state->dst_fsp),
+		  (intmax_t)state->dst_off, (intmax_t)run->dst_off,
+		  NT_STATUS_IS_OK(state->failure) ? "" : ", then fails");
 	run->wait->req = req;
 	state->wait = run->wait;
 }

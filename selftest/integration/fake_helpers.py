@@ -42,6 +42,7 @@ class FakeHelper:
         self.socket_path = socket_path
         self.lock = threading.Lock()
         self.peer_pids = []  # of the smbd processes that connected, in order
+        self.peer_pid = None  # of the connection being served
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
 
@@ -70,6 +71,7 @@ class FakeHelper:
                     socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
                 with self.lock:
                     self.peer_pids.append(pid)
+                    self.peer_pid = pid
                 conn.settimeout(10)
                 try:
                     self.serve(conn)
@@ -179,15 +181,19 @@ class GatheringHelper(FakeHelper):
     """Holds the copies it gets until `expected` are waiting, or until
     GATHER_SECONDS after the first; then copies each with copy_file_range,
     the last one first, and answers them in the order they came, each of the
-    last `late_replies` answers `reply_delay` seconds after the one before.
-    A copy whose destination offset is in `failures` fails with that errno
-    instead, with nothing done."""
+    last `late_replies` answers `reply_delay` seconds after the one before
+    (hold_late: only once the test sets `release`). A copy whose destination
+    offset is in `failures` fails with that errno instead, with nothing
+    done."""
 
     GATHER_SECONDS = 1.0
 
     def __init__(self, socket_path, expected, failures=None, late_replies=0,
-                 reply_delay=0.3):
+                 reply_delay=0.3, hold_late=False):
         super().__init__(socket_path)
+        self.hold_late = hold_late
+        self.release = threading.Event()
+        self.copy_peer_pids = []  # the peers that sent copies, in order
         self.expected = expected
         self.failures = dict(failures or {})
         self.late_replies = late_replies
@@ -228,6 +234,9 @@ class GatheringHelper(FakeHelper):
                         data, protocol_client.HEADER.size)
                     if descriptors and handle != 0:
                         handles[handle] = descriptors
+                    with self.lock:
+                        if self.peer_pid not in self.copy_peer_pids:
+                            self.copy_peer_pids.append(self.peer_pid)
                     if not waiting:
                         waiting_since = time.monotonic()
                     waiting.append(GatheredCopy(request_id, src_off, dst_off, length,
@@ -268,7 +277,9 @@ class GatheringHelper(FakeHelper):
                 COPY_REPLY_BODY.pack(status, 0, done, *by_method))
         on_time = len(copies) - self.late_replies
         for i, copy in enumerate(copies):
-            if i >= on_time:
+            if i >= on_time and self.hold_late:
+                self.release.wait(timeout=60)
+            elif i >= on_time:
                 time.sleep(self.reply_delay)
             if i == len(copies) - 1:
                 with self.lock:

@@ -34,19 +34,21 @@ itself, the last first, and answers them in order:
     second fails with ENOSPC, and the last two answers come 0.3 s apart:
     STATUS_DISK_FULL, exactly the first chunk reported, and the answer only
     after the helper's last reply.
-  * `ext4:chunk runs:client gone while a chunk waits ...`: the client
-    drops its connection while its request waits for the helper, the
-    answers after the first 1 s apart: while the second chunk waits for
-    the answer to its run, sent ahead, or (the second chunk failing as
-    above) while the failed chunk waits for the answers still owed. The
-    smbd process ends (after the helper's last answer at the latest), logs
-    no PANIC, and a new session's copy is right.
+  * `ext4:chunk runs:client gone while ...`: the client drops its
+    connection once smbd logs that a chunk waits, and the helper sends
+    the answers it still owes only then: the second chunk waiting for its
+    run's answer; the second chunk failing as above and waiting for the
+    answers after it; the first chunk failing and waiting (its request,
+    older than the runs, is freed after them). The smbd process ends,
+    logs no PANIC, and a new session's copy is right.
   * `ext4:chunk runs:sent ahead up to a lock`: the lock case above: the
     first two chunks reach the helper together, the others not at all.
   * `ext4:chunk runs:runs the helper refuses`: every copy answered EUSERS
     (the helper keeps no more shares): all 4 chunks are copied by smbd, and
     after the first request's 4 copies each chunk reaches the helper once,
-    alone, instead of sending the request's later runs again.
+    alone, instead of sending the request's later runs again. `..., two
+    chunks each`: chunks 2, 3, 0, 1 (two runs of two): batches 2, 1, 1, 1;
+    the second chunk's copy does not send the declined run again.
   * `ext4:chunk runs:overlapping runs wait, ...`: the second run writes
     where the first writes, or (within one file) reads what the first
     writes, or writes what the first reads: it is not sent before the first
@@ -210,51 +212,67 @@ def sent_ahead_failure_case(env, check):
     check.note(f"{smb_raw.status_name(status)}, {written}, answered after the last reply")
 
 
-def client_gone_case(env, check, failing):
-    """The request's memory and its wait are freed while the helper still
-    owes answers; a use after free would crash smbd (its PANIC line fails
-    the case) or leave it hanging. failing: the second chunk fails, and
-    waits for the two answers after it; else it waits for its own."""
+WAITS_RE = r"copyoffload: .*: chunk at \d+ waits for the run sent ahead at \d+"
+
+
+def client_gone_case(env, check, failed_at, owed_when_gone):
+    """The client drops its connection once smbd logs that a chunk waits
+    for a run sent ahead: smbd frees the request while the helper, which
+    holds its late answers until then, still owes them. A use after free
+    would likely crash smbd (its PANIC line fails the case) or leave it
+    hanging. failed_at: the destination offset of the chunk whose copy
+    fails (ENOSPC), which then waits for the runs after it; None: the
+    second chunk waits for its own run's answer."""
     share = "erring_helper"
-    chunks = list(reversed(file_order(4)))  # the second chunk writes at 2 MiB
-    failures = {2 * MiB: errno.ENOSPC} if failing else {}
-    owed_when_gone = 2 if failing else 3
+    chunks = list(reversed(file_order(4)))
+    failures = {} if failed_at is None else {failed_at: errno.ENOSPC}
+    # The line of the wait the case is about: a failed chunk may first
+    # have waited for its own run's answer.
+    waits_re = WAITS_RE + ("$" if failed_at is None else ", then fails$")
     test_clone.create_share_file(env, share, "gone.src", 4 * MiB)
+    waits_before = len(env.server.log_matches(waits_re, flags=0))
     with gathering_helper(env, expected=4, failures=failures,
-                          late_replies=owed_when_gone, reply_delay=1.0) as helper:
-        with smb_raw.Session(env.server.port, env.user, share) as s:
-            src_id = s.open("gone.src")
-            dst_id = s.open("gone.copy", create=True)
-            s.send_fsctl(dst_id, smb_raw.FSCTL_SRV_COPYCHUNK_WRITE,
-                         smb_raw.copychunk_blob(s.resume_key(src_id), chunks),
-                         smb_raw.COPYCHUNK_RESPONSE.size)
-            answered = proc_stats.wait_for(
-                lambda: helper.replies_sent >= 4 - owed_when_gone, 10)
-            time.sleep(0.2)  # smbd reads the answers and begins to wait
-            with helper.lock:
-                owed = 4 - helper.replies_sent
-            s.abort()
-        check.require(answered and owed == owed_when_gone,
-                      f"the helper owed {owed} answers when the client left, expected "
-                      f"{owed_when_gone}: the case did not test a waiting chunk")
-        smbd_pid = helper.peer_pids[0]
+                          late_replies=owed_when_gone, hold_late=True) as helper:
+        try:
+            with smb_raw.Session(env.server.port, env.user, share) as s:
+                src_id = s.open("gone.src")
+                dst_id = s.open("gone.copy", create=True)
+                s.send_fsctl(dst_id, smb_raw.FSCTL_SRV_COPYCHUNK_WRITE,
+                             smb_raw.copychunk_blob(s.resume_key(src_id), chunks),
+                             smb_raw.COPYCHUNK_RESPONSE.size)
+                waiting = proc_stats.wait_for(
+                    lambda: len(env.server.log_matches(waits_re, flags=0)) > waits_before,
+                    10)
+                with helper.lock:
+                    owed = 4 - helper.replies_sent
+                s.abort()
+        finally:
+            helper.release.set()
+        check.require(waiting, "smbd logged no chunk waiting for a run sent ahead")
+        check.require(owed == owed_when_gone,
+                      f"the helper owed {owed} answers when the client left, "
+                      f"expected {owed_when_gone}")
+        check.require(helper.batches == [4], f"batches of {helper.batches}, expected [4]")
+        smbd_pid = helper.copy_peer_pids[0]
         check.require(proc_stats.wait_for(lambda: proc_stats.has_exited(smbd_pid), 15),
                       f"smbd {smbd_pid} still runs 15 s after its client left")
-        check.require(helper.batches == [4], f"batches of {helper.batches}, expected [4]")
     with gathering_helper(env, expected=1) as helper:
         copy_chunks(env, check, share, file_order(4), 4 * MiB)
     check.require(helper.batches == [1], f"batches of {helper.batches}, expected [1]")
-    check.note(f"smbd {smbd_pid} ended with {owed} answers owed; a new session copied")
+    waited = env.server.log_matches(waits_re, flags=0)[waits_before]
+    check.note(f"{waited.split(': ', 2)[-1]}; smbd {smbd_pid} ended with {owed} "
+               f"answers owed; a new session copied")
 
 
-def refused_runs_case(env, check):
-    chunks = list(reversed(file_order(4)))
+def refused_runs_case(env, check, chunks, batches):
+    """Every copy refused: the request's runs reach the helper together,
+    then each chunk alone, once, in `batches`."""
     refusals = {offset: errno.EUSERS for _, offset, _ in chunks}
-    with gathering_helper(env, expected=4, failures=refusals) as helper:
+    with gathering_helper(env, expected=batches[0], failures=refusals) as helper:
         copy_chunks(env, check, "erring_helper", chunks, 4 * MiB)
-    check.require(helper.batches == [4, 1, 1, 1],
+    check.require(helper.batches == batches,
                   f"the helper got copies in batches of {helper.batches}, expected "
-                  f"[4, 1, 1, 1]: the request's 4, then each later chunk once")
+                  f"{batches}: the request's runs, then each later chunk once")
     check.note(f"batches {helper.batches}, every chunk copied by smbd")
 
 
@@ -322,17 +340,25 @@ def cases(fs_type, stock):
                       sent_ahead_case),
         testcase.Case(f"{fs_type}:chunk runs:a run sent ahead fails",
                       scenario.faults(fs_type), sent_ahead_failure_case),
-    ] + [testcase.Case(f"{fs_type}:chunk runs:client gone while a chunk waits {label}",
+    ] + [testcase.Case(f"{fs_type}:chunk runs:client gone while {label}",
                        scenario.faults(fs_type),
-                       functools.partial(client_gone_case, failing=failing))
-         for label, failing in (("for a run sent ahead", False),
-                                ("to fail", True))
+                       functools.partial(client_gone_case, failed_at=failed_at,
+                                         owed_when_gone=owed))
+         for label, failed_at, owed in (
+             ("a chunk waits for a run sent ahead", None, 3),
+             ("a failed chunk waits", 2 * MiB, 2),
+             ("the first chunk waits to fail", 3 * MiB, 3))
     ] + [
         testcase.Case(f"{fs_type}:chunk runs:sent ahead up to a lock",
                       scenario.faults(fs_type), lambda env, check: locked_run_case(
                           env, check, "erring_helper", gathering_helper(env, expected=2))),
         testcase.Case(f"{fs_type}:chunk runs:runs the helper refuses",
-                      scenario.faults(fs_type), refused_runs_case),
+                      scenario.faults(fs_type), functools.partial(
+                          refused_runs_case, chunks=reverse, batches=[4, 1, 1, 1])),
+        testcase.Case(f"{fs_type}:chunk runs:runs the helper refuses, two chunks each",
+                      scenario.faults(fs_type), functools.partial(
+                          refused_runs_case, chunks=[file_order(4)[i] for i in (2, 3, 0, 1)],
+                          batches=[2, 1, 1, 1])),
     ] + [testcase.Case(f"{fs_type}:chunk runs:overlapping runs wait, {label}",
                        scenario.faults(fs_type),
                        functools.partial(overlapping_runs_case, chunks=chunks))
