@@ -208,8 +208,8 @@ int copyoffload_inline_clone_check(int src_fd, uint64_t src_off,
 	}
 	/*
 	 * A range maps at most one extent per filesystem block (f_bsize on
-	 * XFS and btrfs; st_blksize may be larger). Either end may be
-	 * unaligned to it: hence one more.
+	 * XFS and btrfs; st_blksize may be larger), and a range unaligned
+	 * to it at both ends touches at most two blocks more than it fills.
 	 */
 	if (fs.f_bsize > 0 &&
 	    len / (uint64_t)fs.f_bsize + 2 <= COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS) {
