@@ -41,7 +41,6 @@ class FakeHelper:
     def __init__(self, socket_path):
         self.socket_path = socket_path
         self.lock = threading.Lock()
-        self.peer_pids = []  # of the smbd processes that connected, in order
         self.peer_pid = None  # of the connection being served
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._thread = threading.Thread(target=self._accept_loop, daemon=True)
@@ -70,7 +69,6 @@ class FakeHelper:
                 pid, _, _ = struct.unpack("3i", conn.getsockopt(
                     socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
                 with self.lock:
-                    self.peer_pids.append(pid)
                     self.peer_pid = pid
                 conn.settimeout(10)
                 try:
@@ -200,7 +198,7 @@ class GatheringHelper(FakeHelper):
         self.reply_delay = reply_delay
         self.batches = []  # the number of copies held together, per batch
         self.last_reply_at = None  # time.monotonic() of the last answer
-        self.replies_sent = 0
+        self.replies_sent = 0  # answers sent, or about to be
 
     def serve(self, conn):
         handles = {}
@@ -281,9 +279,9 @@ class GatheringHelper(FakeHelper):
                 self.release.wait(timeout=60)
             elif i >= on_time:
                 time.sleep(self.reply_delay)
-            if i == len(copies) - 1:
-                with self.lock:
-                    self.last_reply_at = time.monotonic()  # before: smbd may answer at once
-            conn.send(replies[copy.request_id])
+            # Counted before: smbd may act on the reply at once.
             with self.lock:
                 self.replies_sent += 1
+                if i == len(copies) - 1:
+                    self.last_reply_at = time.monotonic()
+            conn.send(replies[copy.request_id])
