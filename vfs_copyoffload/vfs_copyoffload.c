@@ -293,6 +293,8 @@ struct copyoffload_write_state {
 	struct copyoffload_run_wait *wait;
 	/* What it fails with once that reply has come (OK: not failing). */
 	NTSTATUS failure;
+	/* As the check read it: the runs sent ahead are checked against it. */
+	off_t source_size;
 	bool restore_dst_user;
 	off_t copied;
 };
@@ -590,9 +592,9 @@ static NTSTATUS copyoffload_write_check(struct copyoffload_write_state *state,
 	if (!NT_STATUS_IS_OK(status)) {
 		return status;
 	}
-	if (copyoffload_source_size(src_fsp,
-				    copyoffload_device_pair(src_fsp, dst_fsp)) <
-	    src_off + num) {
+	state->source_size = copyoffload_source_size(
+		src_fsp, copyoffload_device_pair(src_fsp, dst_fsp));
+	if (state->source_size < src_off + num) {
 		/*
 		 * MS-SMB2 3.3.5.15.6 <240>: what Windows returns for a chunk;
 		 * MS-FSCC 2.3.8: NOT_SUPPORTED for a clone.
@@ -803,8 +805,6 @@ static void copyoffload_write_send_ahead(
 	struct copyoffload_config *config = state->config;
 	bool same_file = file_id_equal(&src_fsp->file_id,
 				       &state->dst_fsp->file_id);
-	off_t source_size = copyoffload_source_size(
-		src_fsp, copyoffload_device_pair(src_fsp, state->dst_fsp));
 	struct copyoffload_chunk_run *runs[COPYCHUNK_MAX_CHUNKS];
 	struct copyoffload_chunk_run *run = state->run;
 	off_t src_lo = INT64_MAX, src_hi = 0, dst_lo = INT64_MAX, dst_hi = 0;
@@ -814,8 +814,8 @@ static void copyoffload_write_send_ahead(
 
 	while (count < ARRAY_SIZE(runs) &&
 	       (run = copyoffload_chunk_run_after(run)) != NULL) {
-		if (!copyoffload_run_ahead_in_range(source_size, same_file,
-						    run) ||
+		if (!copyoffload_run_ahead_in_range(state->source_size,
+						    same_file, run) ||
 		    copyoffload_chunk_run_overlaps_earlier(run, same_file)) {
 			TALLOC_FREE(run);
 			break;

@@ -104,11 +104,6 @@ class PipelinedSession(smb_raw.Session):
         self.sent_at[message_id] = self._last_sent
         return message_id
 
-    def send_copychunk_write(self, dst_id, key, chunks):
-        return self.send_fsctl(dst_id, smb_raw.FSCTL_SRV_COPYCHUNK_WRITE,
-                               smb_raw.copychunk_blob(key, chunks),
-                               smb_raw.COPYCHUNK_RESPONSE.size)
-
     def send_echo(self):
         return self._send(smb3structs.SMB2_ECHO, smb3structs.SMB2Echo())
 

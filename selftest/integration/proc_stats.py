@@ -18,14 +18,22 @@ def rss_kib(pid):
     raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
 
 
-def has_exited(pid):
-    """Whether pid has ended (or is a zombie, not yet reaped by its parent)."""
+def stat_fields(pid):
+    """The fields of /proc/PID/stat after comm (state first), or None once
+    the process is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read().decode(errors="replace")
-    except FileNotFoundError:
-        return True
-    return stat[stat.rfind(")") + 2:].split()[0] == "Z"  # comm may hold ')'
+    except OSError:  # gone, or going
+        return None
+    # The comm field may contain spaces/parentheses: split after the last ')'.
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def has_exited(pid):
+    """Whether pid has ended (or is a zombie, not yet reaped by its parent)."""
+    fields = stat_fields(pid)
+    return fields is None or fields[0] == "Z"
 
 
 def wait_for(condition, timeout, interval=0.01):

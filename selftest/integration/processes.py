@@ -15,6 +15,7 @@ import subprocess
 import time
 
 import cleanup
+import proc_stats
 
 _command_log = None  # path of a file recording every command and its output
 _verbose = False
@@ -160,13 +161,9 @@ def session_members(sid, include_zombies=False):
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read().decode(errors="replace")
-        except OSError:
+        fields = proc_stats.stat_fields(entry)
+        if fields is None:
             continue
-        # The comm field may contain spaces/parentheses: split after the last ')'.
-        fields = stat[stat.rfind(")") + 2:].split()
         state, session = fields[0], int(fields[3])
         if session == sid and (include_zombies or state != "Z"):
             pids.append(int(entry))

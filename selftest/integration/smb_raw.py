@@ -205,15 +205,18 @@ class Session:
         ioctl["Flags"] = smb3structs.SMB2_0_IOCTL_IS_FSCTL
         return self._send(smb3structs.SMB2_IOCTL, ioctl)
 
+    def send_copychunk_write(self, dst_id, key, chunks):
+        """Send FSCTL_SRV_COPYCHUNK_WRITE of chunks without waiting; its
+        message id."""
+        return self.send_fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE,
+                               copychunk_blob(key, chunks), COPYCHUNK_RESPONSE.size)
+
     def copychunk_write_outcome(self, dst_id, key, chunks):
         """FSCTL_SRV_COPYCHUNK_WRITE as copychunk_write, but a failure is
         returned, not raised: (NTSTATUS, (ChunksWritten, ChunkBytesWritten,
         TotalBytesWritten) or None). A failed copy still says how far it got
         (MS-SMB2 2.2.32.1), which impacket's ioctl() drops."""
-        message_id = self.send_fsctl(dst_id, FSCTL_SRV_COPYCHUNK_WRITE,
-                                     copychunk_blob(key, chunks),
-                                     COPYCHUNK_RESPONSE.size)
-        answer = self.smb.recvSMB(message_id)
+        answer = self.smb.recvSMB(self.send_copychunk_write(dst_id, key, chunks))
         return answer["Status"], copychunk_written(answer)
 
     def copychunk_write(self, dst_id, key, chunks, tree=None):

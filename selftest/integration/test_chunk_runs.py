@@ -237,9 +237,7 @@ def client_gone_case(env, check, failed_at, owed_when_gone):
             with smb_raw.Session(env.server.port, env.user, share) as s:
                 src_id = s.open("gone.src")
                 dst_id = s.open("gone.copy", create=True)
-                s.send_fsctl(dst_id, smb_raw.FSCTL_SRV_COPYCHUNK_WRITE,
-                             smb_raw.copychunk_blob(s.resume_key(src_id), chunks),
-                             smb_raw.COPYCHUNK_RESPONSE.size)
+                s.send_copychunk_write(dst_id, s.resume_key(src_id), chunks)
                 waiting = proc_stats.wait_for(
                     lambda: len(env.server.log_matches(waits_re, flags=0)) > waits_before,
                     10)
