@@ -6,7 +6,10 @@ source file, measured two ways:
              256 MiB that is a large share of the time, and a noisy one);
   sessions:  each client an SMB session connected and logged on beforehand,
              in a thread of its own, sending COPYCHUNK_WRITE requests of
-             16 x 1 MiB; timed from a common start to the last response.
+             16 x 1 MiB built before the start (impacket's half a
+             millisecond per request, under Python's global lock, was
+             most of the time); timed from a common start to the last
+             response.
 
 The servers take turns run by run, so that drift falls on each alike."""
 

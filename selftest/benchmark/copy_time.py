@@ -43,27 +43,32 @@ def session_scopy_span(env, server, share, src, dst, size, before_start=None,
     """(start, end, server seconds) of size bytes of src copied to dst in
     COPYCHUNK_WRITE requests of chunks_per_request 1 MiB chunks each (smbd's
     and smbclient's 16 unless told) on a session opened beforehand: start and end
-    by perf_counter(), the server's seconds as the sum of each request's
+    by perf_counter() (the requests are built before the start), the
+    server's seconds as the sum of each request's
     time from its send syscall to its response's arrival (smb_pipeline), so
     that the Python client's work between requests is left out.
     before_start() runs once all is open, right before the clock starts."""
+    requests, offset = [], 0
+    while offset < size:
+        chunks = []
+        while offset < size and len(chunks) < chunks_per_request:
+            length = min(CHUNK, size - offset)
+            chunks.append((offset, offset, length))
+            offset += length
+        requests.append(chunks)
     with PipelinedSession(server.port, env.user, share) as s:
         src_id = s.open(src)
         dst_id = s.open(dst, create=True)
         key = s.resume_key(src_id)
         s.stamp_arrivals()
+        # Built before the clock starts, so that it times the server.
+        prepared = s.prepare_copychunk_writes(dst_id, key, requests)
         if before_start:
             before_start()
         started = time.perf_counter()
-        offset = 0
         server_seconds = 0.0
-        while offset < size:
-            chunks = []
-            while offset < size and len(chunks) < chunks_per_request:
-                length = min(CHUNK, size - offset)
-                chunks.append((offset, offset, length))
-                offset += length
-            written, seconds = s.copychunk_write_stamped(dst_id, key, chunks)
+        for chunks, request in zip(requests, prepared):
+            written, seconds = s.send_prepared(request)
             if written[2] != sum(c[2] for c in chunks):
                 raise RuntimeError(f"COPYCHUNK_WRITE wrote {written}")
             server_seconds += seconds

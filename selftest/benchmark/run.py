@@ -117,7 +117,8 @@ def run_sections(env, args, emit):
     if "clients" in args.only:
         emit("c) Aggregate throughput, 4 clients copying at once (median of %d runs)" % args.runs,
              "Each client copies its own source: with smbclient scopy (connect and logon "
-             "timed), and on SMB sessions opened beforehand (only the copies timed). "
+             "timed), and on SMB sessions opened beforehand, their requests built beforehand "
+             "too (only the copies timed). "
              "The servers take turns run by run.",
              [concurrent_clients.row(env, share, 4, 256 * MIB, args.runs, 1.0)
               for share in ("ext4", "xfs", "btrfs")])

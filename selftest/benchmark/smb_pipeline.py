@@ -21,7 +21,6 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), "integration"))
 
 from impacket import nt_errors, smb3structs  # noqa: E402
-from impacket.smb3structs import SMB2Packet  # noqa: E402
 
 import smb_raw  # noqa: E402
 
@@ -31,8 +30,14 @@ SCM_TIMESTAMPNS = SO_TIMESTAMPNS
 TIMESPEC = struct.Struct("@qq")
 NETBIOS_SESSION_MESSAGE = 0x00
 NETBIOS_KEEP_ALIVE = 0x85
-# SMB2 header fields (MS-SMB2 2.2.1): Status at byte 8, Flags at byte 16.
+# SMB2 header fields (MS-SMB2 2.2.1): Status at byte 8, Flags at byte 16,
+# MessageId at byte 24.
 STATUS_AND_FLAGS = struct.Struct("<I4xI")
+MESSAGE_ID = struct.Struct("<Q")
+SMB2_HEADER_SIZE = 64
+# SMB2 IOCTL response (MS-SMB2 2.2.32): OutputOffset (from the header's
+# start) and OutputCount, 32 bytes into its body.
+IOCTL_OUTPUT = struct.Struct("<II")
 
 
 class PipelinedSession(smb_raw.Session):
@@ -49,12 +54,16 @@ class PipelinedSession(smb_raw.Session):
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sent_at = {}  # message id -> wall-clock time it was sent
         self._last_sent = None
+        self._held = None  # frames built but not sent, while preparing
         self.smb._NetBIOSSession.send_packet = self._send_frame
 
     def _send_frame(self, data):
         """impacket's NetBIOSTCPSession.send_packet, stamped: a direct-TCP
         frame is a zero byte and a 24-bit length."""
         frame = struct.pack(">I", len(data)) + data
+        if self._held is not None:
+            self._held.append(frame)
+            return
         self._last_sent = time.time()
         self.sock.sendall(frame)
 
@@ -101,7 +110,8 @@ class PipelinedSession(smb_raw.Session):
 
     def _send(self, command, data):
         message_id = super()._send(command, data)
-        self.sent_at[message_id] = self._last_sent
+        if self._held is None:
+            self.sent_at[message_id] = self._last_sent
         return message_id
 
     def send_echo(self):
@@ -112,31 +122,63 @@ class PipelinedSession(smb_raw.Session):
         returns ((ChunksWritten, ChunkBytesWritten, TotalBytesWritten),
         seconds from its send to its response's arrival), once
         stamp_arrivals() has been called."""
-        message_id = self.send_copychunk_write(dst_id, key, chunks)
-        status, arrived, _, packet = self.collect([message_id])[message_id]
+        return self.send_prepared(self.prepare_copychunk_writes(dst_id, key, [chunks])[0])
+
+    def prepare_copychunk_writes(self, dst_id, key, requests):
+        """Build a COPYCHUNK_WRITE for each list of chunks in requests, in
+        order, without sending them; send each with send_prepared(), in the
+        same order and before any other request of this session.
+        impacket takes about half a millisecond to build a request and
+        holds Python's global lock meanwhile, so a timed loop of several
+        sessions' threads measured this client more than the servers;
+        Windows and smbclient build requests in C."""
+        self._held = []
+        try:
+            ids = [self.send_copychunk_write(dst_id, key, chunks) for chunks in requests]
+            return list(zip(ids, self._held))
+        finally:
+            self._held = None
+
+    def send_prepared(self, prepared):
+        """Send one (message id, frame) of prepare_copychunk_writes() and
+        wait for its answer, as copychunk_write_stamped()."""
+        message_id, frame = prepared
+        self.sent_at[message_id] = time.time()
+        self.sock.sendall(frame)
+        status, arrived, _, data = self.collect([message_id])[message_id]
         if status != 0:
             raise RuntimeError(f"COPYCHUNK_WRITE failed: status 0x{status:08x}")
-        return smb_raw.copychunk_written(packet), arrived - self.sent_at.pop(message_id)
+        return copychunk_written(data), arrived - self.sent_at.pop(message_id)
 
     def collect(self, message_ids):
         """Read until every id has its final response; returns
-        {id: (status, arrival time, order of arrival, packet)}, arrival time
-        on the clock of sent_at, once stamp_arrivals() has been called."""
+        {id: (status, arrival time, order of arrival, raw SMB2 message)},
+        arrival time on the clock of sent_at, once stamp_arrivals() has been
+        called."""
         wanted = set(message_ids)
         answers = {}
         while wanted:
             data, arrived = self._recv_frame()
-            # An interim response (the request went async) is skipped before
-            # impacket parses it, which costs about 160 us of this client's
-            # CPU: on a 2-CPU machine that time is taken from the servers,
-            # and only a server that answers asynchronously sends interims.
+            # Read from the raw header: impacket's parse costs about 160 us of
+            # this client's CPU, which on a 2-CPU machine is taken from the
+            # servers. An interim response (the request went async) is
+            # skipped; only a server that answers asynchronously sends them.
             status, flags = STATUS_AND_FLAGS.unpack_from(data, 8)
             if status == nt_errors.STATUS_PENDING and \
                     flags & smb3structs.SMB2_FLAGS_ASYNC_COMMAND:
                 continue
-            packet = SMB2Packet(data)
-            mid = packet["MessageID"]
+            mid = MESSAGE_ID.unpack_from(data, 24)[0]
             if mid in wanted:
-                answers[mid] = (packet["Status"], arrived, len(answers), packet)
+                answers[mid] = (status, arrived, len(answers), data)
                 wanted.discard(mid)
         return answers
+
+
+def copychunk_written(data):
+    """(ChunksWritten, ChunkBytesWritten, TotalBytesWritten) of a raw
+    COPYCHUNK_WRITE response, as smb_raw.copychunk_written() of a parsed one;
+    None if it has none."""
+    offset, count = IOCTL_OUTPUT.unpack_from(data, SMB2_HEADER_SIZE + 32)
+    if count != smb_raw.COPYCHUNK_RESPONSE.size:
+        return None
+    return smb_raw.COPYCHUNK_RESPONSE.unpack_from(data, offset)
