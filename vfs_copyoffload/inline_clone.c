@@ -33,11 +33,8 @@
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
+#include "clean_sources.h"
 #include "inline_clone.h"
-
-#ifndef ARRAY_SIZE
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#endif
 
 #ifndef BTRFS_SUPER_MAGIC
 #define BTRFS_SUPER_MAGIC 0x9123683E
@@ -112,38 +109,18 @@ static bool few_extents(int fd, uint64_t off, uint64_t len)
 }
 
 /*
- * Large btrfs sources found clean as a whole, by inode and change time: no
- * page of a file can turn dirty without a write, which moves its ctime (a
- * write through a shared mapping too, at its first fault after writeback).
- * A verdict counts only for a ctime at least a second older than the look,
+ * range_state of a large btrfs source as a whole: known from an earlier
+ * look by any smbd process while its ctime stays (clean_sources.h), else
+ * looked at, at up to 7 us per cached MiB: hence the size limit. No page
+ * of a file turns dirty without a write, which moves its ctime (a write
+ * through a shared mapping too, at its first fault after writeback). A
+ * verdict counts only for a ctime at least a second older than the look,
  * so that a write in the same clock tick cannot leave the ctime as it was.
- */
-struct clean_source {
-	dev_t dev;
-	ino_t ino;
-	struct timespec ctime;
-};
-
-static struct clean_source clean_sources[16];
-static unsigned next_clean_source;
-
-static bool same_source(const struct clean_source *c, const struct stat *st)
-{
-	return c->dev == st->st_dev && c->ino == st->st_ino &&
-	       c->ctime.tv_sec == st->st_ctim.tv_sec &&
-	       c->ctime.tv_nsec == st->st_ctim.tv_nsec;
-}
-
-/*
- * range_state of a large btrfs source as a whole: remembered while its
- * ctime stays, else looked at (once per change of the file, at up to
- * 7 us per cached MiB: hence the size limit).
  */
 static int large_btrfs_source_state(int src_fd)
 {
 	struct stat st;
 	struct timespec now;
-	size_t i;
 	int err;
 
 	if (fstat(src_fd, &st) != 0 || clock_gettime(CLOCK_REALTIME, &now) != 0 ||
@@ -151,17 +128,15 @@ static int large_btrfs_source_state(int src_fd)
 	    st.st_ctim.tv_sec + 1 >= now.tv_sec) {
 		return EAGAIN; /* too large to look at, or written just now */
 	}
-	for (i = 0; i < ARRAY_SIZE(clean_sources); i++) {
-		if (same_source(&clean_sources[i], &st)) {
-			return 0;
-		}
+	if (!copyoffload_clean_sources_available()) {
+		return EAGAIN; /* a look per chunk would cost too much */
+	}
+	if (copyoffload_clean_source_known(&st)) {
+		return 0;
 	}
 	err = range_state(src_fd, 0, 0);
 	if (err == 0) {
-		clean_sources[next_clean_source] = (struct clean_source){
-			.dev = st.st_dev, .ino = st.st_ino, .ctime = st.st_ctim,
-		};
-		next_clean_source = (next_clean_source + 1) % ARRAY_SIZE(clean_sources);
+		copyoffload_clean_source_remember(&st);
 	}
 	return err;
 }

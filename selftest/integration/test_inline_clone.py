@@ -37,6 +37,13 @@ Cases (module mode only):
     until the file's ctime moves. Once its last MiB is rewritten (dirty, and
     a new ctime), the same copy goes to the helper on btrfs and is still
     cloned inline on XFS.
+  * `btrfs:inline:clean-verdict-shared`: a clean 64 MiB source, unchanged
+    for two seconds, copied by three connections, each an smbd process of
+    its own. The first looks at the whole file and remembers it clean; the
+    second clones inline on that verdict without looking again. After the
+    file's last MiB is rewritten and left dirty for two seconds, the third
+    does not trust the verdict of the old ctime: it looks, and the helper
+    takes the copy.
   * `ext4:inline:no-reflink-goes-to-helper`: no inline clone, the helper
     copies every byte, and the smbd process decided once that it would not
     try (at tree connect, from the clone probe; else at the first refusal),
@@ -62,6 +69,8 @@ MiB = 1 << 20
 SIZE = 8 * MiB
 
 INLINE_RE = re.compile(r"copyoffload: cloned (\d+) bytes to .* inline")
+REMEMBERED_RE = r"copyoffload: source {}:{} found clean as a whole, remembered"
+KNOWN_RE = r"copyoffload: source {}:{} known clean"
 GAVE_UP_RE = re.compile(r"copyoffload: .* does not clone \(.*\): chunks go to the "
                         r"helper without an inline attempt")
 
@@ -243,6 +252,39 @@ def large_source_case(env, check):
     check.note(f"after the rewrite {inline} bytes inline")
 
 
+def verdict_lines(env, path):
+    """(looks that found path clean, verdicts reused) in smbd's log."""
+    st = os.stat(path)
+    log = env.server.log_text()
+    return tuple(len(re.findall(pattern.format(st.st_dev, st.st_ino), log))
+                 for pattern in (REMEMBERED_RE, KNOWN_RE))
+
+
+def shared_verdict_case(env, check):
+    size = 64 * MiB
+    path = clean_share_file(env, "shared-src.bin", size)
+    time.sleep(2.1)  # a verdict counts only for a ctime a second old
+    looks, reused = verdict_lines(env, path)
+    inline, _ = copy_first_mib(env, check, "shared-src.bin", "shared-copy1.bin")
+    check.require(inline == MiB, f"first connection: {inline} of {MiB} bytes inline")
+    check.require(verdict_lines(env, path) == (looks + 1, reused),
+                  f"first connection: (looks, verdicts reused) went from {(looks, reused)} "
+                  f"to {verdict_lines(env, path)}, expected one look")
+    inline, _ = copy_first_mib(env, check, "shared-src.bin", "shared-copy2.bin")
+    check.require(inline == MiB, f"second connection: {inline} of {MiB} bytes inline")
+    check.require(verdict_lines(env, path) == (looks + 1, reused + 1),
+                  f"second connection: (looks, verdicts reused) went from {(looks, reused)} "
+                  f"to {verdict_lines(env, path)}, expected the first look's verdict reused")
+    dirty_tail(path, size)
+    time.sleep(2.1)  # past the one-second rule, long before writeback (30 s)
+    inline, position = copy_first_mib(env, check, "shared-src.bin", "shared-copy3.bin")
+    require_helper_on_btrfs(env, check, inline, position, "tail rewritten")
+    check.require(verdict_lines(env, path) == (looks + 1, reused + 1),
+                  f"after the rewrite: (looks, verdicts reused) went from {(looks, reused)} "
+                  f"to {verdict_lines(env, path)}, expected no verdict reused")
+    check.note("one look served a second smbd process; a rewrite ended it")
+
+
 def no_reflink_case(env, check):
     gave_up_before = len(GAVE_UP_RE.findall(env.server.log_text()))
     before, position = scopy_clean_source(env, check, "ext4")
@@ -270,6 +312,8 @@ def cases(fs_type, stock):
                 testcase.Case(f"{fs_type}:inline:source-dirty-elsewhere", main,
                               dirty_elsewhere_case),
                 testcase.Case(f"{fs_type}:inline:large-source-until-written", main,
-                              large_source_case)]
+                              large_source_case)] + (
+                    [testcase.Case("btrfs:inline:clean-verdict-shared", main,
+                                   shared_verdict_case)] if fs_type == "btrfs" else [])
     return [testcase.Case(f"{fs_type}:inline:no-reflink-goes-to-helper", main,
                           no_reflink_case)]
