@@ -13,27 +13,34 @@
 #define COPYOFFLOAD_CLEAN_SOURCES_H
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/stat.h>
 
 /*
- * A verdict of inline_clone.c's look at a whole source, by st_dev, st_ino
- * and st_ctim of the fstat taken before the look. Kept in a tdb in smbd's
- * cache directory, so that one smbd process's look serves the others (each
- * client connection is a process of its own). A slot per hash of the inode
- * keeps the file small; a verdict lost to another file's is looked at again.
+ * Verdicts of inline_clone.c's looks at a whole source, which it takes in
+ * pieces from the start: how far they found the file clean, by st_dev,
+ * st_ino and st_ctim of the fstat taken before the looks. Kept in a tdb in
+ * smbd's cache directory, so that one smbd process's looks serve the others
+ * (each client connection is a process of its own). A slot per hash of the
+ * inode keeps the file small; a verdict lost to another file's is looked at
+ * again.
  */
-
-/*
- * Whether a look found the file clean while it had exactly this ctime.
- * false also when no smbd can share verdicts (the tdb could not be
- * opened, logged once per process).
- */
-bool copyoffload_clean_source_known(const struct stat *st);
 
 /* Whether verdicts can be kept: if not, the caller should not look at all. */
 bool copyoffload_clean_sources_available(void);
 
-/* Remembers that a look found the file clean; st as taken before the look. */
-void copyoffload_clean_source_remember(const struct stat *st);
+/*
+ * How many bytes from the file's start looks found clean while it had
+ * exactly this ctime; 0 if none (also when the tdb could not be opened,
+ * logged once per process).
+ */
+uint64_t copyoffload_clean_source_progress(const struct stat *st);
+
+/*
+ * Remembers that looks found [0, clean_up_to) of the file clean; st as
+ * taken before the first of them.
+ */
+void copyoffload_clean_source_remember(const struct stat *st,
+				       uint64_t clean_up_to);
 
 #endif

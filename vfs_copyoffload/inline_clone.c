@@ -109,36 +109,43 @@ static bool few_extents(int fd, uint64_t off, uint64_t len)
 }
 
 /*
- * range_state of a large btrfs source as a whole: known from an earlier
- * look by any smbd process while its ctime stays (clean_sources.h), else
- * looked at, at up to 7 us per cached MiB: hence the size limit. No page
- * of a file turns dirty without a write, which moves its ctime (a write
- * through a shared mapping too, at its first fault after writeback). A
- * verdict counts only for a ctime at least a second older than the look,
- * so that a write in the same clock tick cannot leave the ctime as it was.
+ * range_state of a large btrfs source as a whole, from looks of at most
+ * COPYOFFLOAD_INLINE_CLONE_LOOK_STEP each, one per call, by any smbd
+ * process (clean_sources.h): EAGAIN until they have covered the file. The
+ * pieces add up while the file keeps its ctime: no page of a file turns
+ * dirty without a write, which moves its ctime (a write through a shared
+ * mapping too, at its first fault after writeback). A verdict counts only
+ * for a ctime at least a second older than the look, so that a write in
+ * the same clock tick cannot leave the ctime as it was.
  */
 static int large_btrfs_source_state(int src_fd)
 {
 	struct stat st;
 	struct timespec now;
+	uint64_t clean_up_to, end;
 	int err;
 
 	if (fstat(src_fd, &st) != 0 || clock_gettime(CLOCK_REALTIME, &now) != 0 ||
-	    (uint64_t)st.st_size > COPYOFFLOAD_INLINE_CLONE_MAX_LOOKED_AT ||
 	    st.st_ctim.tv_sec + 1 >= now.tv_sec) {
-		return EAGAIN; /* too large to look at, or written just now */
+		return EAGAIN; /* written just now */
 	}
 	if (!copyoffload_clean_sources_available()) {
 		return EAGAIN; /* a look per chunk would cost too much */
 	}
-	if (copyoffload_clean_source_known(&st)) {
+	clean_up_to = copyoffload_clean_source_progress(&st);
+	if (clean_up_to >= (uint64_t)st.st_size) {
 		return 0;
 	}
-	err = range_state(src_fd, 0, 0);
-	if (err == 0) {
-		copyoffload_clean_source_remember(&st);
+	end = clean_up_to + COPYOFFLOAD_INLINE_CLONE_LOOK_STEP;
+	if (end > (uint64_t)st.st_size) {
+		end = (uint64_t)st.st_size;
 	}
-	return err;
+	err = range_state(src_fd, clean_up_to, end - clean_up_to);
+	if (err != 0) {
+		return err;
+	}
+	copyoffload_clean_source_remember(&st, end);
+	return end == (uint64_t)st.st_size ? 0 : EAGAIN;
 }
 
 /* range_state of what the clone writes back: btrfs writes back the whole

@@ -23,12 +23,13 @@
 #define COPYOFFLOAD_INLINE_CLONE_MAX (UINT64_C(16) << 20)
 
 /*
- * The largest btrfs source looked at as a whole (inline_clone.c), once per
- * change of the file: a cachestat of a cached 256 MiB took 2.2-2.4 ms, of
- * a cached 1 GiB 10-17 ms, which showed in its copy time. Larger ones go
- * to the helper, which clones a run of chunks per round trip.
+ * The most of a btrfs source looked at in one go (inline_clone.c): a
+ * cachestat of a cached 256 MiB took 2.2-2.4 ms, of a cached 1 GiB 10-17
+ * ms, which smbd spent in its main thread. A larger source is looked at in
+ * such pieces, one per chunk smbd asks for, and its chunks go to the
+ * helper until the pieces have covered it.
  */
-#define COPYOFFLOAD_INLINE_CLONE_MAX_LOOKED_AT (UINT64_C(256) << 20)
+#define COPYOFFLOAD_INLINE_CLONE_LOOK_STEP (UINT64_C(256) << 20)
 
 /* Extents one inline clone may share at most (inline_clone.c). */
 #define COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS 32
@@ -39,9 +40,9 @@
  * COPYOFFLOAD_INLINE_CLONE_MAX, both offsets and the length are multiples
  * of block_size (or the range ends at the source's end of file), neither
  * range has dirty or writeback pages (nor the whole source on btrfs, which
- * writes it all back first: a source over 16 MiB must be at most 256 MiB and
- * unchanged for a second, and is then remembered clean until its ctime
- * moves), and the source range maps at most
+ * writes it all back first: a source over 16 MiB must be unchanged for a
+ * second, and is then looked at 256 MiB per call and remembered clean
+ * until its ctime moves), and the source range maps at most
  * COPYOFFLOAD_INLINE_CLONE_MAX_EXTENTS extents. 0 when it is, else EAGAIN:
  * the caller must copy the range otherwise. EPERM: Linux would not say
  * whether a range is clean, since it answers only a writer or the owner of

@@ -40,10 +40,14 @@ Cases (module mode only):
   * `btrfs:inline:clean-verdict-shared`: a clean 64 MiB source, unchanged
     for two seconds, copied by three connections, each an smbd process of
     its own. The first looks at the whole file and remembers it clean; the
-    second clones inline on that verdict without looking again. After the
-    file's last MiB is rewritten and left dirty for two seconds, the third
-    does not trust the verdict of the old ctime: it looks, and the helper
-    takes the copy.
+    second clones inline on that verdict without looking again. After a
+    chmod, which moves the ctime and leaves the pages clean, the third does
+    not trust the verdict of the old ctime: it looks again.
+  * `btrfs:inline:large-source-looked-at-in-pieces`: a clean 272 MiB
+    source, more than one look takes (256 MiB). The first connection's
+    chunk goes to the helper after a look at the first 256 MiB; the second
+    looks at the rest and clones inline; the third clones inline on their
+    verdict without a look.
   * `ext4:inline:no-reflink-goes-to-helper`: no inline clone, the helper
     copies every byte, and the smbd process decided once that it would not
     try (at tree connect, from the clone probe; else at the first refusal),
@@ -71,6 +75,8 @@ SIZE = 8 * MiB
 INLINE_RE = re.compile(r"copyoffload: cloned (\d+) bytes to .* inline")
 REMEMBERED_RE = r"copyoffload: source {}:{} found clean as a whole, remembered"
 KNOWN_RE = r"copyoffload: source {}:{} known clean"
+PIECE_RE = r"copyoffload: source {}:{} clean up to {} of {} bytes, remembered"
+LOOK_STEP = 256 * MiB  # COPYOFFLOAD_INLINE_CLONE_LOOK_STEP
 GAVE_UP_RE = re.compile(r"copyoffload: .* does not clone \(.*\): chunks go to the "
                         r"helper without an inline attempt")
 
@@ -275,14 +281,39 @@ def shared_verdict_case(env, check):
     check.require(verdict_lines(env, path) == (looks + 1, reused + 1),
                   f"second connection: (looks, verdicts reused) went from {(looks, reused)} "
                   f"to {verdict_lines(env, path)}, expected the first look's verdict reused")
-    dirty_tail(path, size)
-    time.sleep(2.1)  # past the one-second rule, long before writeback (30 s)
-    inline, position = copy_first_mib(env, check, "shared-src.bin", "shared-copy3.bin")
-    require_helper_on_btrfs(env, check, inline, position, "tail rewritten")
-    check.require(verdict_lines(env, path) == (looks + 1, reused + 1),
-                  f"after the rewrite: (looks, verdicts reused) went from {(looks, reused)} "
-                  f"to {verdict_lines(env, path)}, expected no verdict reused")
-    check.note("one look served a second smbd process; a rewrite ended it")
+    # A new ctime, with the pages left clean: the verdict of the old one
+    # must not serve, so the next connection looks again.
+    os.chmod(path, 0o664)
+    time.sleep(2.1)
+    inline, _ = copy_first_mib(env, check, "shared-src.bin", "shared-copy3.bin")
+    check.require(inline == MiB, f"after a chmod: {inline} of {MiB} bytes inline")
+    check.require(verdict_lines(env, path) == (looks + 2, reused + 1),
+                  f"after a chmod: (looks, verdicts reused) went from {(looks, reused)} "
+                  f"to {verdict_lines(env, path)}, expected a second look")
+    check.note("one look served a second smbd process; a new ctime made a third look")
+
+
+def pieces_case(env, check):
+    size = LOOK_STEP + 16 * MiB
+    path = clean_share_file(env, "pieces-src.bin", size)
+    time.sleep(2.1)  # a verdict counts only for a ctime a second old
+    st = os.stat(path)
+    piece_re = PIECE_RE.format(st.st_dev, st.st_ino, LOOK_STEP, size)
+    looks, reused = verdict_lines(env, path)
+    inline, position = copy_first_mib(env, check, "pieces-src.bin", "pieces-copy1.bin")
+    helper = env.helper.wait_for_bytes(position, MiB)
+    check.require(inline == 0 and helper.bytes_ok == MiB,
+                  f"first connection: {inline} bytes inline, the helper: {helper.describe()}")
+    pieces = len(re.findall(piece_re, env.server.log_text()))
+    check.require(pieces == 1, f"smbd logged {pieces} looks at the first {LOOK_STEP} bytes")
+    for n, expected in ((2, (looks + 1, reused)), (3, (looks + 1, reused + 1))):
+        inline, _ = copy_first_mib(env, check, "pieces-src.bin", f"pieces-copy{n}.bin")
+        check.require(inline == MiB, f"connection {n}: {inline} of {MiB} bytes inline")
+        check.require(verdict_lines(env, path) == expected,
+                      f"connection {n}: (whole-file verdicts, verdicts reused) went from "
+                      f"{(looks, reused)} to {verdict_lines(env, path)}, expected {expected}")
+    os.unlink(path)
+    check.note("looked at in two pieces by two smbd processes, then known clean")
 
 
 def no_reflink_case(env, check):
@@ -314,6 +345,8 @@ def cases(fs_type, stock):
                 testcase.Case(f"{fs_type}:inline:large-source-until-written", main,
                               large_source_case)] + (
                     [testcase.Case("btrfs:inline:clean-verdict-shared", main,
-                                   shared_verdict_case)] if fs_type == "btrfs" else [])
+                                   shared_verdict_case),
+                     testcase.Case("btrfs:inline:large-source-looked-at-in-pieces", main,
+                                   pieces_case)] if fs_type == "btrfs" else [])
     return [testcase.Case(f"{fs_type}:inline:no-reflink-goes-to-helper", main,
                           no_reflink_case)]
