@@ -4,6 +4,7 @@
     /usr/bin/python3 selftest/benchmark/run.py [--build-dir build] [--runs 5]
         [--only copy,echo,slow,clients,chunks,single,connect,memory] [--markdown FILE]
         [--compare OPTION=VALUE] [--idle-cgroup] [--pin-cpu CPU]
+        [--hold-freed-memory]
 
 Starts, in one run, a stock smbd and an smbd with the module over the same
 shares (an ext4 directory, an XFS reflink image, a btrfs image, a throttled
@@ -14,6 +15,7 @@ issue 4 holds. Needs root.
 """
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -32,6 +34,7 @@ import concurrent_clients  # noqa: E402
 import connect_time  # noqa: E402
 import copy_time  # noqa: E402
 import echo_latency  # noqa: E402
+import free_page_reporting  # noqa: E402
 import helper_memory  # noqa: E402
 import single_chunk_requests  # noqa: E402
 
@@ -166,6 +169,9 @@ def main():
     p.add_argument("--pin-cpu", type=int, metavar="CPU",
                    help="bind every smbd and all of the helper's threads to this CPU "
                         "(the clients stay free), so that they compete for one CPU")
+    p.add_argument("--hold-freed-memory", action="store_true",
+                   help="keep this VM from reporting freed memory to the host during the run "
+                        "(page_reporting min_free_ms), after touching 4 GiB of it")
     p.add_argument("--compare", metavar="OPTION=VALUE",
                    help="also run copyoffload with copyoffload:OPTION = VALUE, "
                         "e.g. 'merge chunks=no'")
@@ -181,6 +187,8 @@ def main():
     if args.pin_cpu is not None and args.pin_cpu not in os.sched_getaffinity(0):
         p.error(f"--pin-cpu: CPU {args.pin_cpu} is not one this process may run on "
                 f"({sorted(os.sched_getaffinity(0))})")
+    if args.hold_freed_memory and not free_page_reporting.available():
+        p.error(f"--hold-freed-memory: this kernel has no {free_page_reporting.MIN_FREE_MS}")
     unknown = args.only - set(SECTIONS)
     if unknown:
         p.error(f"unknown sections: {', '.join(sorted(unknown))}")
@@ -200,16 +208,22 @@ def main():
     started = time.monotonic()
     workdir = None
     try:
-        with bench_env.BenchEnvironment(os.path.abspath(args.build_dir),
-                                        compare=args.compare,
-                                        idle_cgroup=args.idle_cgroup,
-                                        pin_cpu=args.pin_cpu) as env:
+        with contextlib.ExitStack() as stack:
+            if args.hold_freed_memory:
+                stack.enter_context(free_page_reporting.held(4 * GIB))
+            env = stack.enter_context(bench_env.BenchEnvironment(
+                os.path.abspath(args.build_dir), compare=args.compare,
+                idle_cgroup=args.idle_cgroup, pin_cpu=args.pin_cpu))
             workdir = env.dir
             setup = (f"copyoffloadd's workers: SCHED_IDLE in the idle cgroup "
                      f"{env.helper_cgroup} (--cpu-cgroup).\n" if env.helper_cgroup else
                      "copyoffloadd's workers: SCHED_IDLE in the helper's own scheduling "
                      "group (no --cpu-cgroup).\n")
             setup += autogroups_line()
+            if args.hold_freed_memory:
+                setup += (f"Free page reporting held off (--hold-freed-memory): "
+                          f"{free_page_reporting.MIN_FREE_MS} = {free_page_reporting.HELD_MS} "
+                          f"during the run, after 4 GiB were touched.\n")
             if args.pin_cpu is not None:
                 setup += (f"Every smbd and all of copyoffloadd's threads are bound to CPU "
                           f"{args.pin_cpu} (--pin-cpu); the clients are not.\n")
