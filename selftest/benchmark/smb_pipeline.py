@@ -34,10 +34,6 @@ NETBIOS_KEEP_ALIVE = 0x85
 # MessageId at byte 24.
 STATUS_AND_FLAGS = struct.Struct("<I4xI")
 MESSAGE_ID = struct.Struct("<Q")
-SMB2_HEADER_SIZE = 64
-# SMB2 IOCTL response (MS-SMB2 2.2.32): OutputOffset (from the header's
-# start) and OutputCount, 32 bytes into its body.
-IOCTL_OUTPUT = struct.Struct("<II")
 
 
 class PipelinedSession(smb_raw.Session):
@@ -148,7 +144,7 @@ class PipelinedSession(smb_raw.Session):
         status, arrived, _, data = self.collect([message_id])[message_id]
         if status != 0:
             raise RuntimeError(f"COPYCHUNK_WRITE failed: status 0x{status:08x}")
-        return copychunk_written(data), arrived - self.sent_at.pop(message_id)
+        return smb_raw.copychunk_written(data), arrived - self.sent_at.pop(message_id)
 
     def collect(self, message_ids):
         """Read until every id has its final response; returns
@@ -173,12 +169,3 @@ class PipelinedSession(smb_raw.Session):
                 wanted.discard(mid)
         return answers
 
-
-def copychunk_written(data):
-    """(ChunksWritten, ChunkBytesWritten, TotalBytesWritten) of a raw
-    COPYCHUNK_WRITE response, as smb_raw.copychunk_written() of a parsed one;
-    None if it has none."""
-    offset, count = IOCTL_OUTPUT.unpack_from(data, SMB2_HEADER_SIZE + 32)
-    if count != smb_raw.COPYCHUNK_RESPONSE.size:
-        return None
-    return smb_raw.COPYCHUNK_RESPONSE.unpack_from(data, offset)

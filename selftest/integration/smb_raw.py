@@ -39,6 +39,11 @@ STATUS_DISK_FULL = nt_errors.STATUS_DISK_FULL
 STATUS_FILE_LOCK_CONFLICT = nt_errors.STATUS_FILE_LOCK_CONFLICT
 
 COPYCHUNK_RESPONSE = struct.Struct("<III")  # ChunksWritten, ChunkBytesWritten, TotalBytesWritten
+SMB2_HEADER_SIZE = 64
+# SMB2 IOCTL response (MS-SMB2 2.2.32): OutputOffset (from the header's
+# start) and OutputCount, 32 bytes into its body.
+IOCTL_OUTPUT = struct.Struct("<II")
+IOCTL_OUTPUT_AT = 32
 
 
 def status_name(code):
@@ -217,7 +222,7 @@ class Session:
         TotalBytesWritten) or None). A failed copy still says how far it got
         (MS-SMB2 2.2.32.1), which impacket's ioctl() drops."""
         answer = self.smb.recvSMB(self.send_copychunk_write(dst_id, key, chunks))
-        return answer["Status"], copychunk_written(answer)
+        return answer["Status"], copychunk_written(answer.getData())
 
     def copychunk_write(self, dst_id, key, chunks, tree=None):
         """FSCTL_SRV_COPYCHUNK_WRITE of chunks [(src_off, dst_off, length)];
@@ -227,14 +232,18 @@ class Session:
         return COPYCHUNK_RESPONSE.unpack_from(out, 0)
 
 
-def copychunk_written(answer):
+def copychunk_written(message):
     """(ChunksWritten, ChunkBytesWritten, TotalBytesWritten) of a
-    COPYCHUNK(_WRITE) response packet, which carries them with success and
-    failure alike (MS-SMB2 2.2.32.1); None if it has none."""
-    response = smb3structs.SMB2Ioctl_Response(answer["Data"])
-    if response["OutputCount"] != COPYCHUNK_RESPONSE.size:
+    COPYCHUNK(_WRITE) response, the raw SMB2 message with its header, which
+    carries them with success and failure alike (MS-SMB2 2.2.32.1); None if
+    it has none (an SMB2 ERROR response, say)."""
+    at = SMB2_HEADER_SIZE + IOCTL_OUTPUT_AT
+    if len(message) < at + IOCTL_OUTPUT.size:
         return None
-    return COPYCHUNK_RESPONSE.unpack_from(response["Buffer"], 0)
+    offset, count = IOCTL_OUTPUT.unpack_from(message, at)
+    if count != COPYCHUNK_RESPONSE.size or offset + count > len(message):
+        return None
+    return COPYCHUNK_RESPONSE.unpack_from(message, offset)
 
 
 def copychunk_blob(key, chunks):
